@@ -212,3 +212,100 @@ def test_resume_within_an_epoch_gives_the_same_metrics(tmp_path):
     for key in ("train_loss", "train_mse", "train_mae", "train_r2", "test_mse", "test_r2"):
         assert [r[key] for r in resumed.history] == [r[key] for r in full.history], key
     assert full.history[-1]["train_r2"] != full.history[0]["train_r2"]  # it learns
+
+
+def test_spike_reg_model_ema_and_tensorboard_on_a_regression_run(tmp_path):
+    """--spike-reg adds its term to the loss (the weights move otherwise than without
+    it; ``train_spike_reg`` logged), --model-ema averages after every
+    ``model_ema_steps``-th step and is evaluated with the regression metrics (``spikeflow
+    eval --ema`` gives the same), --tensorboard writes MSE / MAE / R² scalars."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from spikeflow.training.checkpoint import load_checkpoint
+    from spikeflow.training.detection_trainer import trainer_for
+    from spikeflow.training.evaluation import evaluate_checkpoint
+
+    base = dict(dataset="diabetes", epochs=1, T=4, train_samples=64, test_samples=32,
+                batch_size=16, progress=False, threads=1)  # fmt: skip
+    plain = trainer_for(TrainConfig(output_dir=str(tmp_path / "plain"), **base), log=None)
+    plain.fit()
+    extras = dict(spike_reg="l1_rate_sparsity", model_ema=True, model_ema_steps=1,
+                  model_ema_decay=0.99, tensorboard=True,
+                  spike_reg_kwargs={"strength": 0.05, "reduction": "mean"})  # fmt: skip
+    run = trainer_for(TrainConfig(output_dir=str(tmp_path / "run"), **base, **extras), log=None)
+    result = run.fit()
+    row = result.history[-1]
+    assert row["train_spike_reg"] > 0
+    pairs = zip(plain.raw_model.state_dict().values(), run.raw_model.state_dict().values())
+    assert not all(torch.equal(a, b) for a, b in pairs)  # the term's gradient reached the weights
+    payload = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert payload["model_ema"]["updates"] == 64 // 16  # one per step (model_ema_steps 1)
+    evaluated = evaluate_checkpoint(tmp_path / "run" / "last.pt", ema=True, progress=False)
+    assert evaluated["weights"] == "ema"
+    for key in ("loss", "mse", "mae", "r2"):
+        assert evaluated[f"test_{key}"] == pytest.approx(row[f"test_{key}_ema"], rel=1e-5)
+    assert row["test_r2_ema"] != row["test_r2"]  # (the average is not the last weights)
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    for tag, key in (
+        ("r2/test", "test_r2"),
+        ("mse/train", "train_mse"),
+        ("r2_ema/test", "test_r2_ema"),
+        ("spike_reg/train", "train_spike_reg"),
+    ):
+        assert events.Scalars(tag)[0].value == pytest.approx(row[key], rel=1e-5), tag
+
+
+def test_event_rate_is_lava_dls_budget_and_records_sigma_delta_events():
+    """event_rate = strength · Σ_l relu(mean|s_l| − max_rate)² (Lava-DL's PilotNet SDNN
+    event loss) by hand, its float64 gradient by gradcheck; --spike-reg event_rate on
+    pilotnet_sdnn records its 8 delta encoders (the input and the 7 units)."""
+    from spikeflow.losses import event_rate
+    from spikeflow.models import create_model
+    from spikeflow.training.spike_reg import SpikeRegulariser
+
+    torch.manual_seed(0)
+    a = torch.randn(3, 2, 5, dtype=torch.float64) * 0.1
+    b = torch.zeros(4, 2, 3, dtype=torch.float64)
+    b[0, 0, 0] = 0.02  # mean |b| = 0.02 / 24, under the budget: costs nothing
+    by_hand = 0.3 * max(float(a.abs().mean()) - 0.01, 0.0) ** 2
+    assert float(event_rate([a, b], strength=0.3)) == pytest.approx(by_hand, rel=1e-12)
+    a.requires_grad_(True)
+    torch.autograd.gradcheck(lambda t: event_rate([t, b], strength=0.3), (a,))
+    with pytest.raises(ConfigurationError, match="max_rate"):
+        event_rate(a, max_rate=-1.0)
+    net = create_model("pilotnet_sdnn", input_size=(33, 100), dropout=0.0)
+    reg = SpikeRegulariser(net, "event_rate", {})
+    try:
+        net(torch.rand(3, 2, 3, 33, 100))
+        recorded = reg.recorder.spikes
+        assert len(recorded) == 8 and "blocks.0" in recorded
+        want = 0.01 * sum(torch.relu(s.abs().mean() - 0.01) ** 2 for s in recorded.values())
+        torch.testing.assert_close(reg(), want)
+    finally:
+        reg.remove()
+
+
+def test_quantized_regression_run_trains_and_evaluates_quantized(tmp_path):
+    """--weight-bits 3 --input-bits 4 on a regression run: every linear weight row holds
+    at most 2^3 - 1 levels (signed, symmetric) after training, and ``spikeflow eval``
+    rebuilds the quantized network (the same test loss and R² as the run logged)."""
+    from spikeflow.training.detection_trainer import trainer_for
+    from spikeflow.training.evaluation import evaluate_checkpoint
+
+    config = TrainConfig(dataset="diabetes", epochs=1, T=4, train_samples=64, test_samples=32,
+                         batch_size=16, weight_bits=3, input_bits=4, progress=False, threads=1,
+                         output_dir=str(tmp_path / "run"))  # fmt: skip
+    trainer = trainer_for(config, log=None)
+    row = trainer.fit().history[-1]
+    linear = [m for m in trainer.raw_model.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(linear) == 7
+    from spikeflow.quant.activation import InputQuantizer
+
+    assert any(isinstance(m, InputQuantizer) for m in trainer.raw_model.modules())
+    for module in linear:
+        assert max(len(torch.unique(w)) for w in module.weight.detach()) <= 7
+    evaluated = evaluate_checkpoint(tmp_path / "run", progress=False)
+    for key in ("test_loss", "test_r2"):
+        assert evaluated[key] == pytest.approx(row[key], rel=1e-5)

@@ -128,9 +128,10 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     o.add_argument(
         "--spike-reg",
         default=s,
-        choices=["none", "l1_rate_sparsity", "l2_spike_population", "im_loss"],
+        choices=["none", "l1_rate_sparsity", "l2_spike_population", "im_loss", "event_rate"],
         help="add a spike regulariser on the spiking layers' outputs of the same forward "
-        "to the loss (default none; docs/training_tricks.md)",
+        "to the loss (event_rate: also sigma-delta events, Lava-DL's PilotNet SDNN "
+        "budget; default none; docs/training_tricks.md)",
     )
     o.add_argument(
         "--spike-reg-kwargs",
@@ -138,7 +139,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         default=s,
         metavar="KEY=VALUE",
         help="its arguments, e.g. strength=1e-4 reduction=mean, target_rate=0.1 for "
-        "im_loss, layers='[\"features.5\"]' for some layers only",
+        "im_loss, max_rate=0.01 for event_rate, layers='[\"features.5\"]' for some layers only",
     )
     o.add_argument(
         "--readout",

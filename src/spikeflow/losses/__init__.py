@@ -69,9 +69,10 @@ train`` asks it before a run starts.
 :func:`non_finite_loss_cause` says why a loss is infinite where the loss explains it
 (``spike_max``'s probability mode with a silent label neuron).
 
-The regularisers :func:`l1_rate_sparsity`, :func:`l2_spike_population` and :func:`im_loss`
-(IM-Loss) are terms on spike tensors (e.g. a network's layers, recorded by
-:class:`LayerSpikes`) to add to a loss; :func:`accuracy` reads the accuracy with any readout.
+The regularisers :func:`l1_rate_sparsity`, :func:`l2_spike_population`, :func:`im_loss`
+(IM-Loss) and :func:`event_rate` (Lava-DL's event-rate budget) are terms on spike
+tensors (e.g. a network's layers, recorded by :class:`LayerSpikes`) to add to a loss;
+:func:`accuracy` reads the accuracy with any readout.
 """
 
 from __future__ import annotations
@@ -117,6 +118,7 @@ from spikeflow.losses.readout import (
 )
 from spikeflow.losses.regularisers import (
     LayerSpikes,
+    event_rate,
     im_loss,
     l1_rate_sparsity,
     l2_spike_population,
@@ -164,6 +166,7 @@ __all__ = [
     "check_loss_fits",
     "desired_spike_train",
     "distillation_loss",
+    "event_rate",
     "exponential_kernel",
     "first_spike_steps",
     "get_loss",

@@ -6,7 +6,10 @@
   each sample's neurons, which lowers the busiest neurons most;
 - :func:`im_loss`: IM-Loss (Guo et al., NeurIPS 2022), the squared distance of each
   layer's mean firing from a target, averaged over the layers (it raises firing in
-  silent layers and lowers it in saturated ones, towards the most informative rate).
+  silent layers and lowers it in saturated ones, towards the most informative rate);
+- :func:`event_rate`: Lava-DL's event-rate loss of its PilotNet SDNN tutorial, the
+  squared excess of each layer's mean event magnitude over ``max_rate``, summed over
+  the layers (graded sigma-delta events too: ``LayerSpikes(net, deltas=True)``).
 
 Each takes one spike tensor ``[T, B, ...]`` or several (a list, or the ``.values()`` of
 :attr:`LayerSpikes.spikes`, one per layer) and sums the term over them. ``reduction``
@@ -33,7 +36,14 @@ from torch import Tensor, nn
 from spikeflow._checks import check_flag, check_real
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 
-__all__ = ["REDUCTIONS", "LayerSpikes", "im_loss", "l1_rate_sparsity", "l2_spike_population"]
+__all__ = [
+    "REDUCTIONS",
+    "LayerSpikes",
+    "event_rate",
+    "im_loss",
+    "l1_rate_sparsity",
+    "l2_spike_population",
+]
 
 #: ``sum``: over the batch; ``mean``: over the batch, divided by its size.
 REDUCTIONS = ("sum", "mean")
@@ -160,6 +170,37 @@ def im_loss(
         for s in tensors
     ]
     return strength * sum(terms) / len(terms)
+
+
+def event_rate(
+    spikes: Tensor | Iterable[Tensor], strength: float = 0.01, max_rate: float = 0.01
+) -> Tensor:
+    """``strength * sum_l relu(mean|s_l| - max_rate)^2``: an event-rate budget per layer.
+
+    ``mean|s_l|`` is the mean magnitude of layer ``l``'s whole output ``[T, B, ...]``:
+    its firing rate per step for spikes, its mean event size for the graded deltas of a
+    sigma-delta layer. Layers under the budget cost nothing; above it the cost grows
+    with the square of the excess. Lava-DL's PilotNet SDNN tutorial
+    (``slayer/pilotnet/train.ipynb``) trains with this term at ``max_rate = 0.01``,
+    weighted by its ``lam = 0.01`` (the defaults here), on the output of every block
+    that has a neuron (its delta-encoded input and the seven sigma-delta units; its
+    loop also counts the read-out's decoded value, which is no event stream and which
+    this term leaves out when given the recorded ``DeltaEncoder`` outputs).
+    The gradient of ``|s|`` is ``sign(s)`` (0 at 0), as ``torch.abs``'s.
+
+    Args:
+        spikes: a tensor ``[T, B, ...]`` or an iterable of them (one per layer).
+        strength: the weight ``>= 0`` (Lava-DL's ``lam``).
+        max_rate: the budget ``>= 0`` of the mean event magnitude per element and step.
+
+    Raises:
+        ShapeError, DTypeError: an empty list, a tensor that is not floating
+            ``[T, B, ...]``. ConfigurationError: a negative ``strength`` or ``max_rate``.
+    """
+    tensors = _spike_tensors(spikes, "event_rate")
+    strength = check_real("event_rate: strength", strength, 0.0)
+    max_rate = check_real("event_rate: max_rate", max_rate, 0.0)
+    return strength * sum(torch.relu(s.abs().mean() - max_rate).pow(2) for s in tensors)
 
 
 class LayerSpikes:

@@ -223,7 +223,7 @@ def evaluate_checkpoint(
     from spikeflow.training.regression_task import regression_task
 
     if regression_task(config.dataset) is not None:  # a regression run: MSE, MAE, R^2
-        given = [name for name, used in (("--ema", ema), ("--early-exit", rules),
+        given = [name for name, used in (("--early-exit", rules),
                  ("--energy", energy), ("--operations", operations),
                  ("--neurobench", neurobench)) if used]  # fmt: skip
         if given:
@@ -235,7 +235,7 @@ def evaluate_checkpoint(
 
         result = evaluate_regression_checkpoint(
             path, payload, config, count=count, device=device, batch_size=batch_size,
-            chosen_by=chosen_by, workers=workers, progress=progress,
+            chosen_by=chosen_by, workers=workers, progress=progress, ema=ema,
         )  # fmt: skip
         return {**result, "run_folder": None if run_folder is None else str(run_folder)}
     if energy:

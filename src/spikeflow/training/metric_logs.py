@@ -183,13 +183,21 @@ class TensorBoardLogger:
         layer_sparsity: Mapping[str, float] | None = None,
     ) -> None:
         """Scalars ``loss/train``, ``accuracy/test``, ``firing_rate/<layer>``, ... at the
-        epoch; with pruning or quantization ``sparsity`` and ``sparsity_layer/<layer>``
-        (``layer_sparsity``: each linear or convolution layer's share of zero weights)."""
+        epoch (a regression run's ``mse/<split>``, ``mae/<split>``, ``r2/<split>`` in
+        place of the accuracy); with pruning or quantization ``sparsity`` and
+        ``sparsity_layer/<layer>`` (``layer_sparsity``: each linear or convolution
+        layer's share of zero weights); with a model EMA ``loss_ema/test``, ...."""
         epoch = int(row["epoch"])
         for split in ("train", "test"):
             self.writer.add_scalar(f"loss/{split}", row[f"{split}_loss"], epoch)
-            self.writer.add_scalar(f"accuracy/{split}", row[f"{split}_acc"], epoch)
+            for key, tag in (("acc", "accuracy"), ("mse", "mse"), ("mae", "mae"), ("r2", "r2")):
+                if f"{split}_{key}" in row:
+                    self.writer.add_scalar(f"{tag}/{split}", row[f"{split}_{key}"], epoch)
             self.writer.add_scalar(f"firing_rate/{split}", row[f"{split}_rate"], epoch)
+        for key in ("loss", "acc", "mse", "mae", "r2"):
+            if f"test_{key}_ema" in row:  # (--model-ema)
+                tag = "accuracy" if key == "acc" else key
+                self.writer.add_scalar(f"{tag}_ema/test", row[f"test_{key}_ema"], epoch)
         self.writer.add_scalar("lr", row["lr"], epoch)
         if "sparsity" in row:
             self.writer.add_scalar("sparsity", row["sparsity"], epoch)

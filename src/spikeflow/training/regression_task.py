@@ -205,9 +205,12 @@ class RegressionSums(EpochSums):
     y2: float = 0.0
     values: float = 0.0
 
-    def add_pairs(self, loss: float, pred: Tensor, target: Tensor, count: int) -> None:
-        """Add one batch of ``count`` samples: its mean loss and its decoded pairs."""
-        self.add(loss * count, 0.0, count)
+    def add_pairs(
+        self, loss: float, pred: Tensor, target: Tensor, count: int, spike_reg: float = 0.0
+    ) -> None:
+        """Add one batch of ``count`` samples: its mean loss, its decoded pairs and the
+        spike regulariser's term (``--spike-reg``; not in the loss)."""
+        self.add(loss * count, 0.0, count, spike_reg * count)
         error = pred.detach().double() - target.double()
         y = target.double()
         self.sse += float((error * error).sum())
@@ -254,9 +257,6 @@ def _given(config: TrainConfig) -> list[tuple[str, str]]:
         ("--online", config.online, yet),
         ("--tbptt", config.tbptt is not None, yet),
         ("--prune", config.prune != d.prune, yet),
-        ("--model-ema", config.model_ema, yet),
-        ("--spike-reg", config.spike_reg != "none", yet),
-        ("--tensorboard", config.tensorboard, yet + " (metrics.csv is)"),
         ("--plots on", config.plots == "on", "no plots for regression runs yet"),
     ]  # fmt: skip
     return [(option, why) for option, used, why in checks if used]

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from spikeflow.training.config import TrainConfig
 from spikeflow.training.data import to_time_major
 from spikeflow.training.loop import autocast_context
+from spikeflow.training.metric_logs import SPIKE_REG_COLUMNS
 from spikeflow.training.monitors import LayerStats
 from spikeflow.training.regression_task import (
     REGRESSION_LOSSES,
@@ -33,15 +34,21 @@ from spikeflow.training.trainer import Trainer
 
 __all__ = [
     "REGRESSION_COLUMNS",
+    "REGRESSION_EMA_COLUMNS",
     "RegressionTrainer",
     "evaluate_regression_checkpoint",
     "format_regression_evaluation",
 ]
 
-#: The columns of a regression run's ``metrics.csv``.
+#: The columns of a regression run's ``metrics.csv`` (then ``train_spike_reg`` with
+#: ``--spike-reg``, :data:`REGRESSION_EMA_COLUMNS` with ``--model-ema``).
 REGRESSION_COLUMNS = (
     "epoch", "lr", "train_loss", "train_mse", "train_mae", "train_r2", "train_rate",
     "test_loss", "test_mse", "test_mae", "test_r2", "test_rate", "epoch_time_s",
+)  # fmt: skip
+#: The model EMA's evaluation (``--model-ema``): its test loss and metrics.
+REGRESSION_EMA_COLUMNS = (
+    "test_loss_ema", "test_mse_ema", "test_mae_ema", "test_r2_ema", "test_rate_ema",
 )  # fmt: skip
 
 
@@ -83,7 +90,9 @@ class RegressionTrainer(Trainer):
         return self.config.regression_readout
 
     def _metric_columns(self) -> tuple[str, ...]:
-        return REGRESSION_COLUMNS
+        cfg = self.config
+        return (REGRESSION_COLUMNS + (SPIKE_REG_COLUMNS if cfg.spike_reg != "none" else ())
+                + (REGRESSION_EMA_COLUMNS if cfg.model_ema else ()))  # fmt: skip
 
     def _plots(self) -> list[Path]:
         return []  # (--plots on is refused for regression runs)
@@ -92,18 +101,27 @@ class RegressionTrainer(Trainer):
         cfg, ctx = self.config, self.ctx
         self._phase = "forward"
         x = to_time_major(x.to(ctx.device, non_blocking=True), cfg.T, self.layout)  # type: ignore[arg-type]
+        if self.spike_reg is not None:
+            self.spike_reg.clear()  # (what the evaluation's forwards left)
         with autocast_context(ctx.device, cfg.amp):
             out = self.model(x)
         pred, target = self.loss_fn.pairs(out, y.to(ctx.device))
         loss = REGRESSION_LOSSES[self.loss_fn.loss](pred, target, **self.loss_fn.kwargs)
-        value = float(loss.detach())
-        self._check_step_loss(value, step, steps)
+        value = total = float(loss.detach())
+        regularised = 0.0
+        if self.spike_reg is not None:  # on this forward's spikes / events
+            term = self.spike_reg()
+            regularised = float(term.detach())
+            loss = loss + term
+            total = float(loss.detach())
+        self._check_step_loss(total, step, steps)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self._phase = "update"
         self._update()
+        self._update_ema(step)
         self._phase = "done"
-        self.epoch_sums.add_pairs(value, pred, target, len(y))  # type: ignore[attr-defined]
+        self.epoch_sums.add_pairs(value, pred, target, len(y), regularised)  # type: ignore[attr-defined]
         self.step_in_epoch = step + 1
         self.global_step += 1
         return value
@@ -118,6 +136,18 @@ class RegressionTrainer(Trainer):
             workers=cfg.workers, progress=cfg.progress,
         )  # fmt: skip
         tr, te = train.metrics(), test.metrics()
+        ema = {}
+        if self.ema is not None:  # the average, evaluated alike (rank 0's buffers)
+            self.ctx.broadcast_buffers(self.ema.module)
+            test_ema, rate_ema, _ = self.task.evaluate(
+                self.ema.module, self.test_set, self.loss_fn, T=cfg.T,  # type: ignore[arg-type]
+                static=self.layout, batch_size=self.per_rank_batch, ctx=self.ctx, amp=cfg.amp,
+                workers=cfg.workers, progress=cfg.progress,
+            )  # fmt: skip
+            metrics = test_ema.metrics()
+            ema = {"test_loss_ema": test_ema.mean_loss, "test_mse_ema": metrics["mse"],
+                   "test_mae_ema": metrics["mae"], "test_r2_ema": metrics["r2"],
+                   "test_rate_ema": rate_ema}  # fmt: skip
         row = {
             "epoch": self.epoch + 1, "lr": lr, "train_loss": train.mean_loss,
             "train_mse": tr["mse"], "train_mae": tr["mae"], "train_r2": tr["r2"],
@@ -125,6 +155,13 @@ class RegressionTrainer(Trainer):
             "test_mae": te["mae"], "test_r2": te["r2"], "test_rate": test_rate,
             "epoch_time_s": round(time.perf_counter() - self._epoch_start, 3),
         }  # fmt: skip
+        regularised = averaged = ""
+        if self.spike_reg is not None:  # the term's mean over the epoch's samples
+            row["train_spike_reg"] = train.mean_spike_reg
+            regularised = f"  spike reg {train.mean_spike_reg:.4g}"
+        if ema:
+            row.update(ema)
+            averaged = f" | EMA loss {ema['test_loss_ema']:.4f}  R2 {ema['test_r2_ema']:.4f}"
         self.history.append(row)
         score = row["test_loss"] if math.isfinite(row["test_loss"]) else math.inf
         best = self.best_epoch == 0 or score < self.best_test_acc
@@ -136,8 +173,9 @@ class RegressionTrainer(Trainer):
             layers,
             best,
             f"epoch {self.epoch + 1:3d}/{cfg.epochs}  loss {row['train_loss']:.4f}  "
-            f"R2 {tr['r2']:.4f}  rate {train_rate:.3f} | test loss {row['test_loss']:.4f}  "
-            f"MSE {te['mse']:.4f}  MAE {te['mae']:.4f}  R2 {te['r2']:.4f}  rate {test_rate:.3f}",
+            f"R2 {tr['r2']:.4f}  rate {train_rate:.3f}{regularised} | test loss "
+            f"{row['test_loss']:.4f}  MSE {te['mse']:.4f}  MAE {te['mae']:.4f}  R2 "
+            f"{te['r2']:.4f}  rate {test_rate:.3f}{averaged}",
         )
 
 
@@ -152,12 +190,14 @@ def evaluate_regression_checkpoint(
     batch_size: int | None = None,
     workers: int = 0,
     progress: bool = False,
+    ema: bool = False,
 ) -> dict[str, Any]:
     """``spikeflow eval`` of a regression run's checkpoint ``path`` (its ``payload`` and
     saved ``config``) on ``count`` samples of the test split (None: all the run tested):
     what :func:`~spikeflow.training.evaluation.evaluate_checkpoint` returns for a
     classification run, with ``test_mse``, ``test_mae``, ``test_r2`` and
-    ``regression_readout`` in place of the accuracy and its readout."""
+    ``regression_readout`` in place of the accuracy and its readout; with ``ema`` the
+    weights' moving average a ``--model-ema`` run kept (``weights``: ``"ema"``)."""
     from spikeflow.models.common import reading_saved_run
     from spikeflow.training.checkpoint import load_weights
     from spikeflow.training.config import resolve
@@ -172,7 +212,7 @@ def evaluate_regression_checkpoint(
     ctx = DistContext(device=pick_device(device))
     with reading_saved_run():
         model = task.build_model(config, info).to(ctx.device)
-    load_weights(model, payload, path)
+    load_weights(model, payload, path, ema=ema)
     sums, rate, layers = task.evaluate(
         model, test_set, task.make_loss(config), T=config.T,  # type: ignore[arg-type]
         static=static_layout(model, info, config.T),  # type: ignore[arg-type]
@@ -183,7 +223,7 @@ def evaluate_regression_checkpoint(
     return {
         "checkpoint": str(path),
         **run_fields(config, payload, sums.count, full, chosen_by),
-        "weights": "model",
+        "weights": "ema" if ema else "model",
         "test_loss": sums.mean_loss,
         "loss": config.loss,
         "test_mse": metrics["mse"],
@@ -206,7 +246,8 @@ def format_regression_evaluation(result: dict[str, Any]) -> str:
     lines += [
         f"{result['checkpoint']}: {result['dataset']}, model {result['model']}, T={result['T']}, "
         f"epoch {result['epoch']}/{result['epochs']}, {result['samples']} of the "
-        f"{result['split_samples']} test samples",
+        f"{result['split_samples']} test samples"
+        + ("; the model EMA's weights (--ema)" if result.get("weights") == "ema" else ""),
         f"  {result['loss']} loss {result['test_loss']:.4f} (readout "
         f"{result['regression_readout']})   MSE {result['test_mse']:.4f}   MAE "
         f"{result['test_mae']:.4f}   R^2 {result['test_r2']:.4f}   mean firing rate "

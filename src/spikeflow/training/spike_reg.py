@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from spikeflow.errors import ConfigurationError
 from spikeflow.losses.regularisers import (
     LayerSpikes,
+    event_rate,
     im_loss,
     l1_rate_sparsity,
     l2_spike_population,
@@ -32,6 +33,7 @@ SPIKE_REGULARISERS: dict[str, Callable[..., Tensor]] = {
     "l1_rate_sparsity": l1_rate_sparsity,
     "l2_spike_population": l2_spike_population,
     "im_loss": im_loss,
+    "event_rate": event_rate,
 }
 
 #: The training methods that run their own backward passes (per step, per window, by
@@ -113,7 +115,8 @@ class SpikeRegulariser:
         layers, self.arguments = _split(kwargs)
         self.function = SPIKE_REGULARISERS[name]
         try:
-            self.recorder = LayerSpikes(model, layers)
+            # event_rate budgets events of any size: sigma-delta units' graded deltas too
+            self.recorder = LayerSpikes(model, layers, deltas=name == "event_rate")
         except ConfigurationError as exc:
             raise ConfigurationError(f"--spike-reg-kwargs layers: {exc}") from exc
 
