@@ -118,6 +118,22 @@ def test_classification_options_refused_by_name(changes, named):
             resolve(config)
 
 
+def test_time_pooled_output_and_regression_loss_on_classification_named():
+    """An output already averaged over time ([B, D]) is not read as [T, B]: the error
+    says why; --loss l1 / huber on a classification dataset is refused as a regression
+    loss before the run (mse stays: a classification loss too)."""
+    pooled = torch.randn(8, 1)  # a model that averaged its 5 steps itself
+    for readout in ("mean", "last", "per_step"):
+        with pytest.raises(ShapeError, match=r"time first.*averages over time"):
+            regression_pairs(pooled, torch.randn(8, 1), readout)
+    with pytest.raises(ShapeError, match="one scalar"):
+        regression_pairs(torch.randn(5, 8, 1), torch.tensor(1.0), "mean")
+    for loss in ("l1", "huber"):
+        with pytest.raises(ConfigurationError, match=f"--loss {loss} is a regression loss"):
+            resolve(TrainConfig(dataset="digits", loss=loss))
+    assert resolve(TrainConfig(dataset="digits", loss="mse")).loss == "mse"
+
+
 def test_regression_readout_only_for_regression_and_fitting_targets():
     with pytest.raises(ConfigurationError, match="not a regression dataset"):
         resolve(TrainConfig(dataset="digits", regression_readout="last"))

@@ -141,6 +141,14 @@ def regression_pairs(
                 f"value(s) per step, got shape {tuple(target.shape)}"
             )
         return out, target.reshape(batch, steps, width).transpose(0, 1)
+    if target.dim() == 0 or target.shape[0] != batch:
+        samples = f"of {len(target)} sample(s)" if target.dim() else "one scalar"
+        raise ShapeError(
+            f"regression output {tuple(out.shape)} is read as [T, B, ...] = [{steps}, "
+            f"{batch}, ...], but the targets {tuple(target.shape)} are {samples}: the output "
+            "must be time first (a model that averages over time itself returns [B, ...]: "
+            "return every step and let --regression-readout decode them)"
+        )
     if target.numel() != batch * width:
         raise ShapeError(
             f"targets of shape {tuple(target.shape)} do not give the {width} value(s) per "

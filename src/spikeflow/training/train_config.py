@@ -399,6 +399,12 @@ def resolve(config: TrainConfig) -> TrainConfig:
             f"--regression-readout {values.regression_readout}: dataset {values.dataset!r} is "
             "not a regression dataset (diabetes, pilotnet); a class is read by --readout"
         )
+    if values.loss in ("l1", "huber"):  # (mse is also a classification loss: one-hot rates)
+        raise ConfigurationError(
+            f"--loss {values.loss} is a regression loss (datasets diabetes, pilotnet); dataset "
+            f"{values.dataset!r} is a classification task: leave --loss out for its default "
+            "or pick a classification loss (spikeflow.losses.list_losses())"
+        )
     if not isinstance(values.dataset, str) or values.dataset.lower() not in list_datasets():
         raise ConfigurationError(
             f"unknown dataset {values.dataset!r}; available: {', '.join(list_datasets())}"
