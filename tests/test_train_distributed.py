@@ -263,6 +263,35 @@ def _spawn(worker, *args: object, limit_s: float = 300) -> None:
     del store
 
 
+def _regression_worker(rank: int, world_size: int, port: int, output_dir: str) -> None:
+    """A regression run on uneven splits (63 training samples, 33 test samples: 17 and
+    16 per process) with a model EMA."""
+    from spikeflow.training import TrainConfig
+    from spikeflow.training.detection_trainer import trainer_for
+
+    _join(rank, world_size, port)
+    config = TrainConfig(dataset="diabetes", epochs=1, T=3, train_samples=63, test_samples=33,
+                         batch_size=16, model_ema=True, model_ema_steps=1, device="cpu",
+                         progress=False, output_dir=output_dir)  # fmt: skip
+    trainer_for(config, log=None).fit()
+
+
+def test_a_regression_run_of_two_processes_sums_its_metrics_over_both(tmp_path):
+    """Two processes evaluate 17 and 16 of the 33 test samples: the logged test loss,
+    MSE, MAE and R² (and the EMA's) are those of the whole split, as one process's
+    spikeflow eval of the checkpoint computes them (R² is not a mean of per-process
+    R²s)."""
+    from spikeflow.training.evaluation import evaluate_checkpoint
+
+    _spawn(_regression_worker, str(tmp_path / "run"))
+    row = read_csv(tmp_path / "run" / "metrics.csv")[-1]
+    for ema, suffix in ((False, ""), (True, "_ema")):
+        alone = evaluate_checkpoint(tmp_path / "run" / "last.pt", ema=ema, progress=False)
+        assert alone["samples"] == 33
+        for key in ("test_loss", "test_mse", "test_mae", "test_r2"):
+            assert float(row[key + suffix]) == pytest.approx(alone[key], rel=1e-6), key + suffix
+
+
 def _rows(path: Path) -> list[dict[str, str]]:
     return [{k: v for k, v in row.items() if k != "epoch_time_s"} for row in read_csv(path)]
 
