@@ -5,6 +5,7 @@ models' shapes and parameter counts against Lava-DL's definitions, and a short
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from pathlib import Path
 
@@ -192,9 +193,58 @@ def test_train_pilotnet_per_step_run(tmp_path):
     assert [r["epoch"] for r in rows] == [1, 2]
     assert all(math.isfinite(r["test_mse"]) and math.isfinite(r["train_r2"]) for r in rows)
     assert result.best_test_acc == min(r["test_loss"] for r in rows)
+    if importlib.util.find_spec("h5py") is not None:  # spikeflow export --to netx of the run
+        from spikeflow.interop.export_run import export_trained_run
+
+        exported = export_trained_run(tmp_path / "run", "netx", tmp_path / "run.net")
+        assert (exported.nodes, exported.input_shape) == (10, (3, 33, 100))
     with pytest.raises(ConfigurationError, match=r"sequence=\.\.\.: set by --T"):
         trainer_for(
             TrainConfig(dataset="pilotnet", data_dir=str(tmp_path / "data"),
                         dataset_kwargs={"sequence": 4}, output_dir=str(tmp_path / "r2")),
             log=None,
         ).fit()  # fmt: skip
+
+
+def test_export_forms_of_both_networks_compute_what_they_do(tmp_path):
+    """prepare_for_export flattens both PilotNets; the SDNN's mean-only batch norms
+    become its synapses' biases (b − running mean: a DeltaSynapse sends its bias once
+    and the sigma carries it), the same outputs in float64; its netx file holds those
+    biases as round(64 b), as Lava-DL's export writes a norm; the LIF network's NIR
+    graph is written."""
+    h5py = pytest.importorskip("h5py")
+    from spikeflow.functional import reset_net
+    from spikeflow.interop import export_netx, prepare_for_export
+    from spikeflow.layers.sigma_delta import DeltaSynapse, SigmaDelta
+
+    torch.manual_seed(0)
+    net = create_model("pilotnet_sdnn", input_size=(33, 100)).double().eval()
+    means = [m.running_mean for m in net.modules() if type(m).__name__ == "MeanOnlyBatchNorm"]
+    assert len(means) == 7
+    for mean in means:
+        mean.uniform_(-0.3, 0.3)
+    x = torch.rand(4, 2, 3, 33, 100, dtype=torch.float64) * 2 - 1
+    with torch.no_grad():
+        want = net(x)
+        prepared = prepare_for_export(net, x)
+        reset_net(prepared)
+        got = prepared(x)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    units = [m for m in prepared if isinstance(m, SigmaDelta)]
+    assert len(units) == 7 and all(isinstance(u.activation, torch.nn.ReLU) for u in units)
+    synapses = [m for m in prepared if isinstance(m, DeltaSynapse)]
+    for synapse, mean in zip(synapses, means):
+        torch.testing.assert_close(synapse.bias.detach(), -mean)
+    path = export_netx(prepared.float(), tmp_path / "sdnn.net", (3, 33, 100))
+    with h5py.File(path) as h5:
+        assert len(h5["layer"]) == 10  # input, 4 conv, flatten, 3 dense, output
+        stored = [h5[f"layer/{i}/bias"][()] for i in (1, 2, 3, 4, 6, 7, 8)]
+    for bias, mean in zip(stored, means):
+        np.testing.assert_array_equal(bias, np.round(-64 * mean.numpy()))
+    nir = pytest.importorskip("nir")
+    from spikeflow.interop import export_to_nir
+
+    lif = create_model("pilotnet_lif", input_size=(66, 200)).eval()
+    image = torch.rand(2, 1, 3, 66, 200)
+    graph = export_to_nir(prepare_for_export(lif, image), image)
+    assert isinstance(graph, nir.NIRGraph) and len(graph.nodes) >= 9

@@ -22,7 +22,9 @@ fixed maps that NIR and netx can express once rewritten:
   ``Threshold`` of that sum);
 * ``nn.Sequential`` containers and the zoo models whose ``forward`` only runs their
   children in order (:data:`PLAIN_SEQUENCE_MODELS`) are flattened into one
-  ``nn.Sequential``.
+  ``nn.Sequential``;
+* a sigma-delta unit's mean-only batch norm (``pilotnet_sdnn``) becomes the bias of its
+  synapse (:mod:`~spikeflow.interop.prepare_sigma_delta`).
 
 What has no such form is refused, every module named with its path: max pooling (NIR
 has average and sum pooling only, netx no pooling), BNTT and TEBN (per-time-step
@@ -47,6 +49,7 @@ from spikeflow.base import MemoryModule
 from spikeflow.conversion.fold import folded_weights
 from spikeflow.errors import ConfigurationError
 from spikeflow.functional import reset_net
+from spikeflow.interop.prepare_sigma_delta import fold_unit_norm, unit_norm
 from spikeflow.layers import (
     AvgPool2d,
     Linear,
@@ -73,6 +76,8 @@ PLAIN_SEQUENCE_MODELS: dict[str, tuple[str, ...]] = {
         "stem", "layer1", "layer2", "layer3", "layer4", "sn", "avgpool", "flatten", "dropout", "fc",
     ),
     "SpikingMobileNetV2": ("features", "pool", "flatten", "classifier"),
+    "PilotNetSDNN": ("blocks",),
+    "PilotNetLIF": ("blocks",),
 }  # fmt: skip
 
 #: What a user can train instead of max pooling (named in the refusal).
@@ -525,6 +530,12 @@ def _rewrite(items: list[tuple[str, nn.Module]], problems: list[str], prefix: st
                 continue
             out[-1] = (out[-1][0], _fold(before, module))  # type: ignore[arg-type]
             continue
+        if unit_norm(module) is not None:  # a sigma-delta unit's norm: its synapse's bias
+            folded = fold_unit_norm(out[-1][1] if out else None, module, where)  # type: ignore[arg-type]
+            if isinstance(folded, str):
+                problems.append(folded)
+                continue
+            out[-1], module = (out[-1][0], folded[0]), folded[1]
         if isinstance(module, VotingLayer):
             linear = _voting_linear(module, last_layer)
             if linear is None:
