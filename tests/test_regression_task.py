@@ -325,3 +325,21 @@ def test_quantized_regression_run_trains_and_evaluates_quantized(tmp_path):
     evaluated = evaluate_checkpoint(tmp_path / "run", progress=False)
     for key in ("test_loss", "test_r2"):
         assert evaluated[key] == pytest.approx(row[key], rel=1e-5)
+
+
+def test_pruned_regression_run_logs_its_sparsity(tmp_path):
+    """--prune stds on a regression run: the weights are pruned as they train and each
+    epoch logs ``sparsity``, the share of zero linear weights counted by hand."""
+    from spikeflow.training.detection_trainer import trainer_for
+
+    config = TrainConfig(dataset="diabetes", epochs=2, T=4, train_samples=64, test_samples=32,
+                         batch_size=16, prune="stds", prune_kwargs={"final_threshold": 0.05},
+                         progress=False, threads=1, output_dir=str(tmp_path / "run"))  # fmt: skip
+    trainer = trainer_for(config, log=None)
+    row = trainer.fit().history[-1]
+    weights = [m.weight.detach() for m in trainer.raw_model.modules()
+               if isinstance(m, torch.nn.Linear)]  # fmt: skip
+    zeros = sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)
+    assert row["sparsity"] == pytest.approx(zeros, rel=1e-9) and zeros > 0.2
+    header = open(tmp_path / "run" / "metrics.csv").readline().strip().split(",")
+    assert "sparsity" in header and "test_r2" in header

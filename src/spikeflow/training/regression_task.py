@@ -264,7 +264,6 @@ def _given(config: TrainConfig) -> list[tuple[str, str]]:
         ("--eprop", config.eprop is not None, "e-prop's recurrent classifier"),
         ("--online", config.online, yet),
         ("--tbptt", config.tbptt is not None, yet),
-        ("--prune", config.prune != d.prune, yet),
         ("--plots on", config.plots == "on", "no plots for regression runs yet"),
     ]  # fmt: skip
     return [(option, why) for option, used, why in checks if used]

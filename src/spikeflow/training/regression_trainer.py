@@ -6,7 +6,10 @@ its data, model, loss, training step and end of epoch taken from a
 Everything else is the trainer's: the output folder, config.toml, atomic checkpoints
 (``last.pt``, ``best.pt``: the epoch of the **lowest test loss**), exact ``--resume``,
 Ctrl-C, ``--device``, ``torchrun``, ``--amp``, ``--compile``, ``--clip-grad-norm``, the
-schedules, ``metrics.csv`` (:data:`REGRESSION_COLUMNS`) and ``layers.csv``.
+schedules, ``metrics.csv`` (:data:`REGRESSION_COLUMNS`) and ``layers.csv``, the weight
+and input quantization, ``--prune`` (``sparsity`` logged), ``--spike-reg`` (its term added
+to the regression loss), ``--model-ema`` (evaluated with the regression metrics:
+:data:`REGRESSION_EMA_COLUMNS`) and ``--tensorboard``.
 """
 
 from __future__ import annotations
@@ -19,11 +22,13 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from spikeflow.prune import sparsity
 from spikeflow.training.config import TrainConfig
 from spikeflow.training.data import to_time_major
 from spikeflow.training.loop import autocast_context
-from spikeflow.training.metric_logs import SPIKE_REG_COLUMNS
+from spikeflow.training.metric_logs import PRUNE_COLUMNS, SPIKE_REG_COLUMNS
 from spikeflow.training.monitors import LayerStats
+from spikeflow.training.pruning import tracks_sparsity
 from spikeflow.training.regression_task import (
     REGRESSION_LOSSES,
     RegressionSums,
@@ -91,7 +96,8 @@ class RegressionTrainer(Trainer):
 
     def _metric_columns(self) -> tuple[str, ...]:
         cfg = self.config
-        return (REGRESSION_COLUMNS + (SPIKE_REG_COLUMNS if cfg.spike_reg != "none" else ())
+        return (REGRESSION_COLUMNS + (PRUNE_COLUMNS if tracks_sparsity(cfg) else ())
+                + (SPIKE_REG_COLUMNS if cfg.spike_reg != "none" else ())
                 + (REGRESSION_EMA_COLUMNS if cfg.model_ema else ()))  # fmt: skip
 
     def _plots(self) -> list[Path]:
@@ -155,7 +161,13 @@ class RegressionTrainer(Trainer):
             "test_mae": te["mae"], "test_r2": te["r2"], "test_rate": test_rate,
             "epoch_time_s": round(time.perf_counter() - self._epoch_start, 3),
         }  # fmt: skip
-        regularised = averaged = ""
+        regularised = averaged = pruned = ""
+        layer_sparsity: dict[str, float] = {}
+        if tracks_sparsity(cfg):  # pruned or quantized: the share of zero weights
+            report = sparsity(self.raw_model)
+            row["sparsity"] = report.sparsity
+            layer_sparsity = {layer.name: layer.sparsity for layer in report.layers}
+            pruned = f"  sparsity {100 * report.sparsity:.2f}%"
         if self.spike_reg is not None:  # the term's mean over the epoch's samples
             row["train_spike_reg"] = train.mean_spike_reg
             regularised = f"  spike reg {train.mean_spike_reg:.4g}"
@@ -175,7 +187,8 @@ class RegressionTrainer(Trainer):
             f"epoch {self.epoch + 1:3d}/{cfg.epochs}  loss {row['train_loss']:.4f}  "
             f"R2 {tr['r2']:.4f}  rate {train_rate:.3f}{regularised} | test loss "
             f"{row['test_loss']:.4f}  MSE {te['mse']:.4f}  MAE {te['mae']:.4f}  R2 "
-            f"{te['r2']:.4f}  rate {test_rate:.3f}{averaged}",
+            f"{te['r2']:.4f}  rate {test_rate:.3f}{pruned}{averaged}",
+            layer_sparsity,
         )
 
 
