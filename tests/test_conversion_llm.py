@@ -38,6 +38,8 @@ def _config(kind: str, **extra):
 def _model(kind: str = "qwen2", seed: int = 0, **extra):
     torch.manual_seed(seed)
     cls = {"qwen2": transformers.Qwen2ForCausalLM, "llama": transformers.LlamaForCausalLM}[kind]
+    if kind == "llama":  # biases on every projection (Qwen2 has q/k/v ones)
+        extra = {"attention_bias": True, "mlp_bias": True, **extra}
     model = cls(_config(kind, **extra)).double().eval()
     if kind == "llama":  # Llama's biases start at 0: make them count
         with torch.no_grad():

@@ -91,6 +91,11 @@ def _check_source(model: object, feature: str) -> nn.Module:
         getattr(model, "lm_head", None), nn.Linear
     ):
         raise ConfigurationError(f"{feature}: the model has no model.layers and lm_head")
+    for name in ("embed_tokens", "rotary_emb", "norm"):
+        if not isinstance(getattr(inner, name, None), nn.Module):
+            raise ConfigurationError(
+                f"{feature}: the model has no model.{name} (transformers >= 4.45 layout)"
+            )
     for i, layer in enumerate(inner.layers):
         for part, names in _LINEARS.items():
             for name in names:
@@ -103,7 +108,10 @@ def _check_source(model: object, feature: str) -> nn.Module:
             part, _, leaf = name.rpartition(".")
             if not callable(getattr(getattr(layer, part) if part else layer, leaf, None)):
                 raise ConfigurationError(f"{feature}: layer {i} has no {name}")
-        extra = sorted(set(dict(layer.self_attn.named_children())) - set(_LINEARS["self_attn"]))
+        # transformers < 4.46 keeps a rotary_emb in each attention, unused since 4.45
+        # (the model's own passes the position embeddings down): not a part of ours
+        allowed = {*_LINEARS["self_attn"], "rotary_emb"}
+        extra = sorted(set(dict(layer.self_attn.named_children())) - allowed)
         if extra:
             raise ConfigurationError(
                 f"{feature}: layer {i} attention has unsupported parts {extra}"
@@ -140,6 +148,15 @@ def _rotate(x: Tensor, cos: Tensor, sin: Tensor, heads: int) -> Tensor:
     return x * cos[None, :, None] + rotated * sin[None, :, None]
 
 
+def _attention_scale(attn: nn.Module) -> float:
+    """The factor of ``q·k``: ``attn.scaling`` (transformers >= 4.48), else
+    ``1/sqrt(head_dim)`` as the attention of transformers 4.45-4.47 divides by."""
+    scaling = getattr(attn, "scaling", None)
+    if scaling is None:
+        scaling = float(attn.head_dim) ** -0.5
+    return float(scaling)
+
+
 def _heads(x: Tensor, heads: int) -> Tensor:
     return x.unflatten(-1, (heads, -1)).transpose(2, 3)
 
@@ -166,7 +183,7 @@ class _SpikingDecoderLayer(nn.Module):
                 setattr(self, name, StepBias(getattr(getattr(layer, part), name)))
         groups = self.heads // self.kv_heads
         self.attention = TemporalDifference(
-            _CausalGQA(groups, float(attn.scaling)), streams=(0, 1, 2), name="causal attention"
+            _CausalGQA(groups, _attention_scale(attn)), streams=(0, 1, 2), name="causal attention"
         )
         self.act = TemporalDifference(mlp.act_fn, name="silu")
         self.product = SpikeProduct("mul")
@@ -231,6 +248,7 @@ class SpikingCausalLM(nn.Module):
         _check_source(model, "SpikingCausalLM")
         self.steps = check_positive_int(steps, "steps (T)")
         self.config = model.config
+        self.generation_config = getattr(model, "generation_config", None)
         inner = model.model
         self.embed_tokens, self.rotary_emb, self.lm_head = (
             inner.embed_tokens,
@@ -276,7 +294,8 @@ class SpikingCausalLM(nn.Module):
                         f"({sizes[site]},), got {None if scale is None else tuple(scale.shape)}"
                     )
                 encoders[f"{i}_{site}"] = SignedSpikeEncoder(scale, self.steps, f"layer {i} {site}")
-        return nn.ModuleDict(encoders)
+        # on the model's device, wherever the calibration was made or loaded
+        return nn.ModuleDict(encoders).to(device=inner.embed_tokens.weight.device)
 
     def _site(self, mode: str) -> Callable[[int | None, str, Tensor], Tensor]:
         """What happens to a stream at an encoder site under ``mode``."""
@@ -383,10 +402,19 @@ class SpikingCausalLM(nn.Module):
         attention_mask: Tensor | None = None,
         use_cache: bool = True,
         mode: str | None = None,
+        eos_token_id: int | Iterable[int] | None = None,
+        pad_token_id: int | None = None,
     ) -> Tensor:
-        """Greedy decoding: ``[B, S + max_new_tokens]``. With ``use_cache`` each new token
-        runs alone against the cached keys and values; without it the whole sequence is
-        run again for each token (the same tokens, at more cost)."""
+        """Greedy decoding: ``[B, S + n]``, ``n <= max_new_tokens``. With ``use_cache``
+        each new token runs alone against the cached keys and values; without it the
+        whole sequence is run again for each token (the same tokens, at more cost).
+
+        As Hugging Face's ``generate``: a sequence that has produced an end-of-sequence
+        token (``eos_token_id``, one id or several; default: the model's
+        ``generation_config``, else its ``config``) is finished, its later positions
+        hold ``pad_token_id`` (default: the model's, else the first eos id), and
+        decoding stops once every sequence is finished (so ``n`` may be smaller).
+        """
         if (
             isinstance(max_new_tokens, bool)
             or not isinstance(max_new_tokens, int)
@@ -395,17 +423,49 @@ class SpikingCausalLM(nn.Module):
             raise ConfigurationError(
                 f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}"
             )
+        eos, pad = self._stop_tokens(eos_token_id, pad_token_id)
         tokens = input_ids
         mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+        finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
         cache = None
         for _ in range(max_new_tokens):
             step_input = tokens if cache is None else tokens[:, -1:]
             out = self(step_input, mask, past_key_values=cache, use_cache=use_cache, mode=mode)
             cache = out.past_key_values
             token = out.logits[:, -1].argmax(-1, keepdim=True)
+            if eos is not None:
+                token = torch.where(finished[:, None], torch.full_like(token, pad), token)
+                finished = finished | torch.isin(token[:, 0], eos.to(token.device))
             tokens = torch.cat([tokens, token], 1)
             mask = torch.cat([mask, torch.ones_like(token)], 1)
+            if bool(finished.all()):
+                break
         return tokens
+
+    def _stop_tokens(
+        self, eos_token_id: int | Iterable[int] | None, pad_token_id: int | None
+    ) -> tuple[Tensor | None, int | None]:
+        """The end-of-sequence ids (a tensor, None: none) and the padding id."""
+        sources = (getattr(self, "generation_config", None), self.config)
+        if eos_token_id is None:
+            eos_token_id = next(
+                (v for c in sources if (v := getattr(c, "eos_token_id", None)) is not None), None
+            )
+        if pad_token_id is None:
+            pad_token_id = next(
+                (v for c in sources if (v := getattr(c, "pad_token_id", None)) is not None), None
+            )
+        if eos_token_id is None:
+            return None, pad_token_id
+        ids = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
+        if not ids or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in ids):
+            raise ConfigurationError(
+                f"eos_token_id must be a token id >= 0 or a list of them, got {eos_token_id!r}"
+            )
+        pad = ids[0] if pad_token_id is None else pad_token_id
+        if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
+            raise ConfigurationError(f"pad_token_id must be a token id >= 0, got {pad!r}")
+        return torch.tensor(ids), pad
 
     def extra_repr(self) -> str:
         kind = "exact" if self.encoders is None else f"levels={self.calibration.levels}"
@@ -491,7 +551,19 @@ def convert_causal_lm(
     """
     steps = check_positive_int(steps, "steps (T)")
     _check_source(model, "convert_causal_lm")
-    if calibration is not None and not isinstance(calibration, LLMCalibration):
-        levels = steps if levels is None else levels
+    if calibration is None or isinstance(calibration, LLMCalibration):
+        if levels is not None or quantile != 1.0:
+            given = "None" if calibration is None else "an LLMCalibration"
+            raise ConfigurationError(
+                f"levels and quantile apply to calibration batches; calibration is {given} "
+                "(its levels and quantile are fixed by calibrate_causal_lm)"
+            )
+    else:
+        levels = steps if levels is None else check_positive_int(levels, "levels")
+        if levels > steps:  # before the calibration run, which costs a pass over the data
+            raise ConfigurationError(
+                f"calibration levels ({levels}) exceed steps ({steps}): the spike counts "
+                "could not reach the calibrated range"
+            )
         calibration = calibrate_causal_lm(model, calibration, levels, quantile)
     return SpikingCausalLM(model, steps, calibration).eval()
