@@ -4,18 +4,19 @@ Rotary scalings (Llama 3, linear, dynamic NTK, YaRN), biases on every projection
 head size other than hidden/heads, tied embeddings, attention dropout in the config,
 eager attention, one key/value head, float32; the attention layout of transformers
 4.45 (a rotary module in each attention, no ``scaling``); greedy generation that stops
-at the end-of-sequence token as ``transformers``' ``generate``; encoders
-on the model's device; arguments that would be ignored.
+at the end-of-sequence token as ``transformers``' ``generate``; calibration files;
+encoders on the model's device; arguments that would be ignored.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 
 import pytest
 import torch
 
-from spikeflow.conversion import calibrate_causal_lm, convert_causal_lm
+from spikeflow.conversion import LLMCalibration, calibrate_causal_lm, convert_causal_lm
 from spikeflow.errors import ConfigurationError
 
 transformers = pytest.importorskip("transformers")
@@ -164,6 +165,63 @@ def test_generate_stops_at_eos_as_hugging_face():
         exact.generate(ids, 2, eos_token_id=[])
     with pytest.raises(ConfigurationError, match="pad_token_id must be a token id"):
         exact.generate(ids, 2, eos_token_id=3, pad_token_id=-1)
+
+
+def test_calibration_file_round_trip_atomic_and_bad_files(tmp_path, monkeypatch):
+    model = _model("qwen2")
+    cal = calibrate_causal_lm(model, _batches(), levels=4, quantile=0.9)
+    path = cal.save(tmp_path / "scales.pt")
+    back = LLMCalibration.load(path)
+    assert (back.levels, back.tokens, back.quantile) == (4, cal.tokens, 0.9)
+    assert torch.equal(back.input_scale, cal.input_scale)
+    for mine, theirs in zip(back.layer_scales, cal.layer_scales):
+        assert all(torch.equal(mine[s], theirs[s]) for s in theirs)
+    ids = _ids()
+    torch.testing.assert_close(
+        convert_causal_lm(model, 4, back)(ids).logits,
+        convert_causal_lm(model, 4, cal)(ids).logits,
+        rtol=0,
+        atol=0,
+    )
+    # a write that fails leaves the old file and no temporary one
+    before = path.read_bytes()
+
+    def broken(*_args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", broken)
+    with pytest.raises(OSError, match="disk full"):
+        calibrate_causal_lm(model, _batches(), levels=2).save(path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before and sorted(tmp_path.iterdir()) == [path]
+    with pytest.raises(ConfigurationError, match=r"calibration file .*missing\.pt does not exist"):
+        LLMCalibration.load(tmp_path / "missing.pt")
+    short = tmp_path / "short.pt"
+    short.write_bytes(before[: len(before) // 2])
+    with pytest.raises(ConfigurationError, match=r"short\.pt cannot be loaded \(truncated"):
+        LLMCalibration.load(short)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.ones(3)}, foreign)
+    with pytest.raises(ConfigurationError, match=r"foreign\.pt is not a spikeflow LLM calibration"):
+        LLMCalibration.load(foreign)
+    edited = cal.state_dict()
+    edited["tensors"] = {**edited["tensors"], "layer.1.key": -edited["tensors"]["layer.1.key"]}
+    torch.save(edited, tmp_path / "edited.pt")
+    with pytest.raises(ConfigurationError, match=r"edited\.pt: .*scale 'layer\.1\.key' must be"):
+        LLMCalibration.load(tmp_path / "edited.pt")
+    for key, value, message in (
+        ("levels", 0, "levels must be an int >= 1"),
+        ("levels", None, r"lacks \['levels'\]"),
+        ("quantile", 1.5, r"quantile must be a number in \(0, 1\]"),
+        ("format", "other-v9", "has format 'other-v9'"),
+    ):
+        state = cal.state_dict()
+        if value is None:
+            del state[key]
+        else:
+            state[key] = value
+        with pytest.raises(ConfigurationError, match=message):
+            LLMCalibration.from_state_dict(state)
 
 
 def test_encoders_follow_the_model_device():

@@ -19,17 +19,23 @@ span the observed range).
 
 from __future__ import annotations
 
+import io
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from spikeflow.conversion._checks import check_positive_int
+from spikeflow.data.cache import atomic_write_bytes
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 
 __all__ = ["LLMCalibration", "SignedSpikeEncoder", "signed_quantize"]
 
 SITES = ("query", "key", "value", "mlp")
+CALIBRATION_FORMAT = "spikeflow-llm-calibration-v1"
 
 
 def signed_quantize(x: Tensor, scale: Tensor, steps: int) -> Tensor:
@@ -120,18 +126,29 @@ class LLMCalibration:
     quantile: float = 1.0
 
     def state_dict(self) -> dict[str, object]:
-        """Plain tensors and ints (for ``torch.save``; ``weights_only=True`` loads it)."""
+        """Plain tensors and numbers (for ``torch.save``; ``weights_only=True`` loads it)."""
         tensors = {"input": self.input_scale}
         for i, group in enumerate(self.layer_scales):
             tensors.update({f"layer.{i}.{site}": group[site] for site in SITES})
         meta = {"levels": self.levels, "tokens": self.tokens, "quantile": self.quantile}
-        return {**meta, "tensors": tensors}
+        return {"format": CALIBRATION_FORMAT, **meta, "tensors": tensors}
 
     @classmethod
-    def from_state_dict(cls, state: dict[str, object]) -> LLMCalibration:
-        """The inverse of :meth:`state_dict` (checks that every layer has every site)."""
+    def from_state_dict(cls, state: Mapping[str, object]) -> LLMCalibration:
+        """The inverse of :meth:`state_dict`. Checks every entry: each layer has every
+        site, each scale is a 1-D floating tensor, finite and > 0, ``levels >= 1``,
+        ``tokens >= 0``, ``0 < quantile <= 1``; a ``ConfigurationError`` names the
+        entry that is not."""
+        if not isinstance(state, Mapping):
+            raise ConfigurationError(
+                f"calibration state must be a dict, got {type(state).__name__}"
+            )
+        if state.get("format", CALIBRATION_FORMAT) != CALIBRATION_FORMAT:
+            raise ConfigurationError(
+                f"calibration state has format {state['format']!r}, expected {CALIBRATION_FORMAT!r}"
+            )
         tensors = state.get("tensors")
-        if not isinstance(tensors, dict) or "input" not in tensors:
+        if not isinstance(tensors, Mapping) or "input" not in tensors:
             raise ConfigurationError("calibration state has no 'tensors' with an 'input' scale")
         count = (len(tensors) - 1) // len(SITES)
         layers = []
@@ -142,8 +159,81 @@ class LLMCalibration:
             layers.append({s: tensors[f"layer.{i}.{s}"] for s in SITES})
         if len(tensors) != 1 + count * len(SITES):
             raise ConfigurationError("calibration state has tensors of no known site")
-        levels, tokens = int(state["levels"]), int(state["tokens"])
-        return cls(tensors["input"], tuple(layers), levels, tokens, float(state.get("quantile", 1)))
+        for name, scale in tensors.items():
+            if (
+                not isinstance(scale, Tensor)
+                or scale.dim() != 1
+                or not scale.is_floating_point()
+                or not bool(torch.isfinite(scale).all())
+                or not bool((scale > 0).all())
+            ):
+                raise ConfigurationError(
+                    f"calibration state: scale {name!r} must be a 1-D floating tensor, "
+                    f"finite and > 0, got {_describe(scale)}"
+                )
+        missing = [key for key in ("levels", "tokens") if key not in state]
+        if missing:
+            raise ConfigurationError(f"calibration state lacks {missing}")
+        levels, tokens, quantile = state["levels"], state["tokens"], state.get("quantile", 1.0)
+        if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
+            raise ConfigurationError(
+                f"calibration state: levels must be an int >= 1, got {levels!r}"
+            )
+        if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
+            raise ConfigurationError(
+                f"calibration state: tokens must be an int >= 0, got {tokens!r}"
+            )
+        if (
+            isinstance(quantile, bool)
+            or not isinstance(quantile, (int, float))
+            or not (0 < quantile <= 1)
+        ):
+            raise ConfigurationError(
+                f"calibration state: quantile must be a number in (0, 1], got {quantile!r}"
+            )
+        return cls(tensors["input"], tuple(layers), levels, tokens, float(quantile))
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write :meth:`state_dict` to ``path`` with ``torch.save``, atomically (a
+        temporary file in the same folder, then ``os.replace``: an interrupted save
+        leaves the old file or none, never a truncated one). Returns the path."""
+        path = Path(path)
+        buffer = io.BytesIO()
+        torch.save(self.state_dict(), buffer)
+        atomic_write_bytes(path, buffer.getvalue())
+        return path
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike, map_location: str | torch.device = "cpu"
+    ) -> LLMCalibration:
+        """Read a file :meth:`save` wrote (``weights_only=True``: no pickled code runs).
+        A missing, truncated or foreign file raises a ``ConfigurationError`` naming it."""
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigurationError(f"calibration file {path} does not exist")
+        try:
+            state = torch.load(path, map_location=map_location, weights_only=True)
+        except Exception as error:
+            raise ConfigurationError(
+                f"calibration file {path} cannot be loaded (truncated or not a torch.save "
+                f"file?): {type(error).__name__}: {error}"
+            ) from error
+        if not isinstance(state, Mapping) or state.get("format") != CALIBRATION_FORMAT:
+            raise ConfigurationError(
+                f"{path} is not a spikeflow LLM calibration (expected format "
+                f"{CALIBRATION_FORMAT!r})"
+            )
+        try:
+            return cls.from_state_dict(state)
+        except ConfigurationError as error:
+            raise ConfigurationError(f"calibration file {path}: {error}") from error
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, Tensor):
+        return f"{value.dtype} tensor of shape {tuple(value.shape)}"
+    return type(value).__name__
 
 
 class ChannelObserver:
