@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from spikeflow.conversion import LLMCalibration, calibrate_causal_lm, convert_causal_lm
-from spikeflow.errors import ConfigurationError
+from spikeflow.conversion.llm import SpikingKVCache
+from spikeflow.errors import ConfigurationError, ShapeError
 
 transformers = pytest.importorskip("transformers")
 
@@ -250,6 +251,19 @@ def test_arguments_that_would_be_ignored_are_refused():
 
     with pytest.raises(ConfigurationError, match=r"levels \(16\) exceed steps \(8\)"):
         convert_causal_lm(model, steps=8, calibration=Unread(), levels=16)
+
+
+def test_a_foreign_or_mismatched_cache_is_refused():
+    model = _model("qwen2")
+    snn = convert_causal_lm(model, steps=4)
+    ids = _ids()
+    theirs = model(ids[:, :4], use_cache=True).past_key_values  # transformers' own cache
+    with pytest.raises(ConfigurationError, match=r"SpikingKVCache .* got \w*Cache"):
+        snn(ids[:, 4:], past_key_values=theirs)
+    ours = snn(ids[:, :4], use_cache=True).past_key_values
+    short = SpikingKVCache(ours.layers[:1])
+    with pytest.raises(ShapeError, match="past_key_values hold 1 layers, the model 2"):
+        snn(ids[:, 4:], past_key_values=short)
 
 
 @pytest.mark.parametrize(

@@ -347,6 +347,8 @@ class SpikingCausalLM(nn.Module):
         ):
             raise ShapeError(f"input_ids must be an integer tensor [B, S], got {input_ids!r}")
         batch, length = input_ids.shape
+        if past_key_values is not None:
+            self._check_cache(past_key_values)
         past = past_key_values.length if past_key_values is not None else 0
         if past_key_values is not None and past_key_values.layers[0][0].shape[0] != batch:
             raise ShapeError(
@@ -392,6 +394,19 @@ class SpikingCausalLM(nn.Module):
         return SpikingLMOutput(
             logits, step_logits, SpikingKVCache(tuple(cache)) if use_cache else None
         )
+
+    def _check_cache(self, cache: object) -> None:
+        """A :class:`SpikingKVCache` with one entry per layer (not a ``transformers``
+        cache: its keys are the float model's, not the spikes' sums)."""
+        if not isinstance(cache, SpikingKVCache):
+            raise ConfigurationError(
+                "past_key_values must be the SpikingKVCache a previous call returned "
+                f"(use_cache=True), got {type(cache).__name__}"
+            )
+        if len(cache.layers) != len(self.layers):
+            raise ShapeError(
+                f"past_key_values hold {len(cache.layers)} layers, the model {len(self.layers)}"
+            )
 
     @torch.no_grad()
     def generate(
