@@ -281,3 +281,18 @@ def test_other_families_are_refused_by_name(name, classes, extra):
     model = model_cls(config_cls(**{**SIZES, **HEADS, **extra})).eval()
     with pytest.raises(ConfigurationError, match=rf"model_type '{name}' is not supported"):
         convert_causal_lm(model)
+
+
+def test_one_tensor_or_one_tokenizer_output_is_one_calibration_batch():
+    model = _model("qwen2")
+    ids = _ids((4, 16))
+    mask = torch.ones_like(ids)
+    mask[1, :5] = 0
+    reference = calibrate_causal_lm(model, [{"input_ids": ids, "attention_mask": mask}], 4)
+    encoded = transformers.BatchEncoding({"input_ids": ids, "attention_mask": mask})
+    for single in (encoded, {"input_ids": ids, "attention_mask": mask}):
+        cal = calibrate_causal_lm(model, single, levels=4)
+        assert cal.tokens == 59 and torch.equal(cal.input_scale, reference.input_scale)
+    assert calibrate_causal_lm(model, ids, levels=4).tokens == 64
+    with pytest.raises(ShapeError, match=r"calibration batch 1: input_ids must be"):
+        calibrate_causal_lm(model, [ids, ids[0]], levels=4)

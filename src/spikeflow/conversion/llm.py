@@ -487,7 +487,11 @@ class SpikingCausalLM(nn.Module):
         return f"{self.config.model_type}, steps={self.steps}, {kind}"
 
 
-def _batches(batches: Iterable[object]) -> Iterable[tuple[Tensor, Tensor]]:
+def _batches(batches: Iterable[object]) -> Iterable[tuple[int, Tensor, Tensor]]:
+    """``(index, ids, mask)`` per batch; one ``[B, S]`` tensor or one mapping (a
+    tokenizer's output, whose iteration would give its keys) is one batch."""
+    if isinstance(batches, Mapping) or (isinstance(batches, Tensor) and batches.dim() == 2):
+        batches = [batches]
     for i, batch in enumerate(batches):
         if isinstance(batch, Tensor):
             ids, mask = batch, None
@@ -498,7 +502,7 @@ def _batches(batches: Iterable[object]) -> Iterable[tuple[Tensor, Tensor]]:
                 f"calibration batch {i} must be a tensor of token ids or a mapping with "
                 f"'input_ids' (and 'attention_mask'), got {type(batch).__name__}"
             )
-        yield ids, torch.ones_like(ids) if mask is None else mask
+        yield i, ids, torch.ones_like(ids) if mask is None else mask
 
 
 @torch.no_grad()
@@ -512,8 +516,9 @@ def calibrate_causal_lm(
     Args:
         model: an eval-mode Hugging Face causal LM (``model_type`` in
             :data:`SUPPORTED_MODEL_TYPES`).
-        batches: token ids ``[B, S]``, or mappings with ``'input_ids'`` and
-            ``'attention_mask'`` (a tokenizer's output).
+        batches: an iterable of token ids ``[B, S]`` or of mappings with
+            ``'input_ids'`` and ``'attention_mask'`` (a tokenizer's output); one
+            ``[B, S]`` tensor or one mapping is one batch.
         levels: the spike counts the observed range is divided into (``<= steps`` of
             the conversion).
         quantile: in ``(0, 1]``; below 1, every token's ``|x|`` is kept until the end
@@ -531,9 +536,12 @@ def calibrate_causal_lm(
     names = ["input"] + [f"{i}_{s}" for i in range(len(probe.layers)) for s in SITES]
     probe._observers = {name: ChannelObserver(float(quantile)) for name in names}
     seen = 0
-    for ids, mask in _batches(batches):
+    for i, ids, mask in _batches(batches):
         seen += 1
-        probe(ids, mask, mode="exact")
+        try:
+            probe(ids, mask, mode="exact")
+        except (ShapeError, DTypeError) as error:
+            raise type(error)(f"calibration batch {i}: {error}") from error
     if not seen:
         raise ConfigurationError("calibrate_causal_lm: no calibration batch")
     obs = probe._observers
