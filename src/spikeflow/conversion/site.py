@@ -27,8 +27,10 @@ class Site(nn.Module):
         kind: ``'activation'`` or ``'maxpool'``.
         name: the report name of the part (module path, or ``<module>.<node>``).
         source: what it was (``nn.ReLU``, ``torch.nn.functional.relu``, ...).
-        ann: the ANN's module it runs until replaced (an ``nn.ReLU`` runs as
-            ``clamp_min(x, 0)``, which leaves an in-place ReLU's input alone).
+        ann: the ANN's module it runs until replaced (an ``nn.ReLU``, or a subclass
+            that keeps its forward, runs as ``clamp_min(x, 0)``, which leaves an
+            in-place ReLU's input alone; a subclass with a forward of its own, which a
+            rule keyed on it makes a site, runs that forward).
         observer: records the activations for the threshold (None for QCFS and pools).
         write_back: write the result into the input, as an in-place relu of an untraced
             forward did (what reads the input afterwards sees the rectified values).
@@ -62,7 +64,8 @@ class Site(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """The ANN part's output (recorded by the observer), counted in :attr:`calls`."""
-        y = torch.clamp_min(x, 0.0) if isinstance(self.ann, nn.ReLU) else self.ann(x)
+        relu = type(self.ann).forward is nn.ReLU.forward
+        y = torch.clamp_min(x, 0.0) if relu else self.ann(x)
         if self.observing:
             self.calls += 1
             observe = self.rule.observe if self.rule is not None else "output"
