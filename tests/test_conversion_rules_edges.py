@@ -15,9 +15,12 @@ from torch import Tensor, nn
 from spikeflow.conversion import (
     ConversionIFNode,
     ConversionRule,
+    DifferentialNeuron,
     TimeFolded,
+    constant_input,
     convert,
 )
+from spikeflow.errors import ConfigurationError
 
 
 class CappedReLU(nn.ReLU):
@@ -84,3 +87,41 @@ def test_a_relu_subclass_with_its_own_forward_is_calibrated_on_that_forward(digi
     with torch.no_grad():
         error = (snn.rate(x, 512) - net(x)).abs().max()
     assert error < 0.02 * float(net(x).abs().max())
+
+
+def follows_coding(site):
+    if site.options.coding == "differential":
+        return DifferentialNeuron(site.scale, site.options.multi_threshold)
+    return ConversionIFNode(site.scale)
+
+
+def test_differential_coding_refuses_a_rate_rule_and_runs_one_that_follows_it(digits):
+    net = _mlp(Clip, 1.0)
+    calibration, x = digits[:400], digits[1500:1564]
+    with pytest.raises(
+        ConfigurationError,
+        match=r"coding='differential' is not among the codings rule 'IF of scale' at '1' "
+        r"\(Clip\) declares \(rate\).*coding='rate'",
+    ):
+        convert(net, calibration, rules={Clip: IF_RULE}, coding="differential")
+    both = ConversionRule(follows_coding, name="follows", codings=("rate", "differential"))
+    # as a rule for nn.ReLU it builds convert's own differential SNN, step for step
+    relu_net = _mlp(nn.ReLU)
+    for k in (None, 3):
+        mine, report = convert(
+            relu_net, calibration, rules={nn.ReLU: both}, coding="differential", multi_threshold=k
+        )
+        theirs, _ = convert(relu_net, calibration, coding="differential", multi_threshold=k)
+        assert [e.detail.split(":")[0] for e in report.converted] == ["rule 'follows'"] * 2
+        seq = constant_input(x, 24)
+        with torch.no_grad():
+            assert torch.equal(mine(seq), theirs(seq))
+    # and for the clip, the differential SNN approaches the ANN as T grows
+    snn, _ = convert(net, calibration, rules={Clip: both}, coding="differential")
+    with torch.no_grad():
+        errors = [float((snn.rate(x, t) - net(x)).abs().max()) for t in (16, 256)]
+    assert errors[1] < errors[0] / 4 and errors[1] < 0.02 * float(net(x).abs().max())
+    with pytest.raises(ConfigurationError, match=r"ConversionRule.codings must be a non-empty"):
+        ConversionRule(follows_coding, codings=("rate", "temporal"))
+    with pytest.raises(ConfigurationError, match=r"ConversionRule.codings must be a non-empty"):
+        ConversionRule(follows_coding, codings=())

@@ -114,9 +114,10 @@ def _max_pool(site: RuleSite) -> Replacement:
     return Replacement(GatedMaxPool.from_max_pool(pool), "GatedMaxPool (spike counts)", "replaced")
 
 
-RELU_RULE = ConversionRule(_relu, observe="output", name="relu")
-QCFS_RULE = ConversionRule(_qcfs, observe=None, name="qcfs")
-MAX_POOL_RULE = ConversionRule(_max_pool, observe=None, name="max_pool")
+_BOTH = ("rate", "differential")  # they follow site.options.coding
+RELU_RULE = ConversionRule(_relu, observe="output", name="relu", codings=_BOTH)
+QCFS_RULE = ConversionRule(_qcfs, observe=None, name="qcfs", codings=_BOTH)
+MAX_POOL_RULE = ConversionRule(_max_pool, observe=None, name="max_pool", codings=_BOTH)
 #: The rules convert starts from (a user's, registered or passed, come after them).
 BUILTIN_RULES: dict[type[nn.Module], ConversionRule] = {
     nn.ReLU: RELU_RULE,

@@ -235,6 +235,16 @@ class _Converter(GraphRewriter, CalibrationPass):
         untraced forward (an in-place relu there writes its result back into its input)."""
         rule = find_rule(ann, self.rules)
         assert rule is not None  # a site is made where a rule applies
+        if self.coding not in rule.codings:
+            raise ConfigurationError(
+                f"coding={self.coding!r} is not among the codings rule {rule.name!r} at "
+                f"{name!r} ({source}) declares ({', '.join(rule.codings)}): the codings "
+                "feed a site different signals (differential: differences of running means "
+                "after a bias step), on which its module would compute something else. "
+                "Follow site.options.coding in replace (a DifferentialNeuron for "
+                "'differential') and list both codings, or convert with "
+                f"coding={rule.codings[0]!r}"
+            )
         observer = None
         if rule.observe is not None:
             if callable(rule.observe) and self.norm in ("gaussian", "ltb"):

@@ -25,6 +25,7 @@ from typing import Literal
 from torch import Tensor, nn
 
 from spikeflow.base import MemoryModule
+from spikeflow.conversion.snn import CODINGS
 from spikeflow.errors import ConfigurationError
 
 __all__ = [
@@ -154,11 +155,18 @@ class ConversionRule:
         observe: what the calibration pass records at the site (see :data:`Observe`):
             ``'output'`` (default), a callable ``observe(x, y) -> Tensor``, or None.
         name: the name the report gives the rule (default: ``replace``'s name).
+        codings: the ``coding`` options of convert whose signal the modules ``replace``
+            gives compute on (default ``('rate',)``). Differential coding sends each
+            layer the differences of running means after a bias step, on which a rate
+            neuron computes something else: a rule that follows ``site.options.coding``
+            (a :class:`~spikeflow.conversion.differential.DifferentialNeuron` there)
+            says ``codings=('rate', 'differential')``; convert refuses the others.
     """
 
     replace: Callable[[RuleSite], nn.Module | Replacement]
     observe: Observe = "output"
     name: str = ""
+    codings: tuple[str, ...] = ("rate",)
 
     def __post_init__(self) -> None:
         if not callable(self.replace):
@@ -177,6 +185,17 @@ class ConversionRule:
             )
         if not self.name:
             object.__setattr__(self, "name", getattr(self.replace, "__name__", "rule"))
+        codings = (self.codings,) if isinstance(self.codings, str) else self.codings
+        if (
+            not isinstance(codings, (tuple, list))
+            or not codings
+            or any(coding not in CODINGS for coding in codings)
+        ):
+            raise ConfigurationError(
+                f"ConversionRule.codings must be a non-empty tuple of {CODINGS}, got "
+                f"{self.codings!r}"
+            )
+        object.__setattr__(self, "codings", tuple(codings))
 
 
 _REGISTERED: dict[type[nn.Module], ConversionRule] = {}
