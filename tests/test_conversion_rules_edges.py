@@ -17,8 +17,11 @@ from spikeflow.conversion import (
     ConversionRule,
     DifferentialNeuron,
     TimeFolded,
+    TrainableIFNode,
     constant_input,
     convert,
+    fine_tunable,
+    frozen,
 )
 from spikeflow.errors import ConfigurationError
 
@@ -125,3 +128,81 @@ def test_differential_coding_refuses_a_rate_rule_and_runs_one_that_follows_it(di
         ConversionRule(follows_coding, codings=("rate", "temporal"))
     with pytest.raises(ConfigurationError, match=r"ConversionRule.codings must be a non-empty"):
         ConversionRule(follows_coding, codings=())
+
+
+class SignedPair(nn.Module):
+    """Two IF neurons, on ``x`` and on ``-x``: ``pos - slope·neg`` (a leaky clip)."""
+
+    def __init__(self, ceiling: float, low: Tensor, slope: float) -> None:
+        super().__init__()
+        self.pos, self.neg = ConversionIFNode(ceiling), ConversionIFNode(low)
+        self.slope = slope
+
+    def forward(self, x_seq: Tensor) -> Tensor:
+        return self.pos(x_seq) - self.slope * self.neg(-x_seq)
+
+
+class LeakyClip(nn.Module):
+    def __init__(self, ceiling: float, slope: float) -> None:
+        super().__init__()
+        self.ceiling, self.slope = ceiling, slope
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.clamp(0.0, self.ceiling) + self.slope * x.clamp_max(0.0)
+
+
+class HandIF(nn.Module):
+    """An IF neuron written out (no spikeflow neuron inside): nothing to fine-tune."""
+
+    def __init__(self, theta: Tensor) -> None:
+        super().__init__()
+        self.register_buffer("theta", theta.detach().clone())
+
+    def forward(self, x_seq: Tensor) -> Tensor:
+        v, out = torch.zeros_like(x_seq[0]), []
+        for x in x_seq:
+            v = v + x
+            spike = (v >= self.theta).to(x.dtype) * self.theta
+            v = v - spike
+            out.append(spike)
+        return torch.stack(out)
+
+
+PAIR_RULE = ConversionRule(
+    lambda site: SignedPair(site.module.ceiling, site.scale, site.module.slope),
+    observe=lambda x, y: (-x).clamp_min(0.0),
+    name="pair",
+)
+
+
+def test_fine_tunable_trains_the_if_neurons_inside_a_rule_s_module(digits):
+    net = _mlp(LeakyClip, 1.5, 0.1)
+    snn, _ = convert(net, digits[:400], rules={LeakyClip: PAIR_RULE})
+    tuned = fine_tunable(snn).requires_grad_(True)  # (the ANN's weights were frozen)
+    pairs = [m.module for m in tuned.modules() if isinstance(m, TimeFolded)]
+    assert [type(p) for p in pairs] == [SignedPair, SignedPair]
+    assert all(isinstance(n, TrainableIFNode) for p in pairs for n in (p.pos, p.neg))
+    assert all(type(n) is ConversionIFNode for m in snn.modules() for n in m.children()
+               if isinstance(n, ConversionIFNode))  # fmt: skip
+    seq = constant_input(digits[1500:1532], 12)
+    with torch.no_grad():
+        expected = snn(seq)
+    out = tuned(seq)
+    assert torch.equal(out.detach(), expected)  # the converted network, spike for spike
+    out.mean(0).square().sum().backward()
+    first = tuned.body.get_submodule("0").weight.grad
+    assert first is not None and float(first.abs().sum()) > 0
+    assert all(float(n.v_threshold.grad.abs().sum()) > 0 for n in (pairs[0].pos, pairs[0].neg))
+    plain = frozen(tuned)
+    back = [m.module for m in plain.modules() if isinstance(m, TimeFolded)]
+    assert all(type(n) is ConversionIFNode for p in back for n in (p.pos, p.neg))
+    with torch.no_grad():
+        assert torch.equal(plain(seq), expected)
+    hand = ConversionRule(lambda site: HandIF(site.scale), name="hand")
+    snn, _ = convert(_mlp(Clip, 1.0), digits[:400], rules={Clip: hand})
+    with pytest.raises(
+        ConfigurationError,
+        match=r"fine_tunable: '1' is a HandIF \(a conversion rule's module\) with no "
+        r"ConversionIFNode inside",
+    ):
+        fine_tunable(snn)

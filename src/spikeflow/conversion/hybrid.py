@@ -21,7 +21,9 @@ calibrated) is an ``nn.Parameter``, reached through the fire rule, the reset, ``
 and the output. The weights train as they are (the body's parameters). The forward
 pass is the converted network's, spike for spike; :func:`frozen` turns a fine-tuned
 network back into plain ``ConversionIFNode`` s (thresholds as buffers), which the NIR
-export and the other conversion tools take.
+export and the other conversion tools take. A conversion rule's module (``convert(...,
+rules=...)``) is fine-tuned through the ``ConversionIFNode`` s inside it (its own
+operations must be differentiable); one with none inside is refused by name.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ from torch import Tensor, nn
 
 from spikeflow._checks import check_flag
 from spikeflow.conversion._checks import threshold_problem
+from spikeflow.conversion.differential import DifferentialMaxPool, DifferentialNeuron
+from spikeflow.conversion.fold import set_submodule
+from spikeflow.conversion.group import GroupNeuron
+from spikeflow.conversion.multi_threshold import MultiThresholdNeuron
 from spikeflow.conversion.neuron import ConversionIFNode
 from spikeflow.conversion.pooling import GatedMaxPool
 from spikeflow.conversion.snn import ConvertedSNN, TimeFolded
@@ -138,6 +144,10 @@ class TrainableIFNode(ConversionIFNode):
         )
 
 
+#: convert's own spiking parts that have no surrogate gradient here.
+_BUILT_IN = (GroupNeuron, MultiThresholdNeuron, DifferentialNeuron, DifferentialMaxPool)
+
+
 def _refuse(name: str, module: nn.Module) -> None:
     raise ConfigurationError(
         f"fine_tunable: {name!r} is a {type(module).__name__}; only IF neurons "
@@ -173,7 +183,8 @@ def fine_tunable(
 
     Raises:
         ConfigurationError: ``snn`` is not a rate-coded ``ConvertedSNN`` of IF neurons
-            (group, multi-threshold and differential neurons are named), or
+            (group, multi-threshold and differential neurons are named, as a conversion
+            rule's module with no ``ConversionIFNode`` inside), or
             ``surrogate_function`` does not spike with the Heaviside step
             (``spiking=False``, a multi-level count, a random draw).
     """
@@ -200,16 +211,40 @@ def fine_tunable(
     learnable = check_flag("fine_tunable", "learnable_threshold", learnable_threshold)
     detached = check_flag("fine_tunable", "detach_reset", detach_reset)
     trainable = copy.deepcopy(snn)
-    for name, module in trainable.body.named_modules():
+    for name, module in list(trainable.body.named_modules()):
         if not isinstance(module, TimeFolded):
             continue
         inner = module.module
         if isinstance(inner, ConversionIFNode):  # a TrainableIFNode too: rebuilt as asked
             surrogate = copy.deepcopy(surrogate_function)
             module.module = TrainableIFNode.from_neuron(inner, surrogate, learnable, detached)
-        elif not isinstance(inner, GatedMaxPool):
+        elif isinstance(inner, _BUILT_IN):
             _refuse(name, inner)
+        elif not isinstance(inner, GatedMaxPool):  # a conversion rule's module
+            for path, neuron in _rule_neurons(name, inner):
+                surrogate = copy.deepcopy(surrogate_function)
+                new = TrainableIFNode.from_neuron(neuron, surrogate, learnable, detached)
+                set_submodule(inner, path, new)
     return trainable
+
+
+def _rule_neurons(name: str, module: nn.Module) -> list[tuple[str, ConversionIFNode]]:
+    """The IF neurons inside a conversion rule's ``module`` (at ``name``), by path;
+    refused if it has none, or holds another spikeflow neuron (no surrogate here)."""
+    neurons = []
+    for path, inner in module.named_modules():
+        if isinstance(inner, _BUILT_IN):
+            _refuse(f"{name}.{path}", inner)
+        if path and isinstance(inner, ConversionIFNode):
+            neurons.append((path, inner))
+    if not neurons:
+        raise ConfigurationError(
+            f"fine_tunable: {name!r} is a {type(module).__name__} (a conversion rule's "
+            "module) with no ConversionIFNode inside: nothing in it would be trained with "
+            "surrogate gradients. Build the rule's module of ConversionIFNodes (its own "
+            "operations differentiable), or fine-tune a conversion without that rule"
+        )
+    return neurons
 
 
 def frozen(snn: ConvertedSNN) -> ConvertedSNN:
@@ -219,22 +254,32 @@ def frozen(snn: ConvertedSNN) -> ConvertedSNN:
     if not isinstance(snn, ConvertedSNN):
         raise ConfigurationError(f"frozen expects a ConvertedSNN, got {type(snn).__name__}")
     plain = copy.deepcopy(snn)
-    for name, module in plain.body.named_modules():
-        if isinstance(module, TimeFolded) and isinstance(module.module, TrainableIFNode):
-            neuron = module.module
-            theta = neuron.v_threshold
-            theta = theta.detach().clone() if isinstance(theta, Tensor) else theta
-            problem = threshold_problem(theta)
-            if problem is not None:
-                raise ConfigurationError(
-                    f"frozen: the threshold of {name!r}: {problem} (a learnt θ went to 0 "
-                    "or below; an IF neuron needs θ > 0)"
-                )
-            module.module = ConversionIFNode(
-                theta,
-                neuron.initial_membrane,
-                neuron.weighted,
-                step_mode=neuron.step_mode,
-                backend=neuron.backend,
-            )
+    for name, module in list(plain.body.named_modules()):
+        if not isinstance(module, TimeFolded):
+            continue
+        if isinstance(module.module, TrainableIFNode):
+            module.module = _frozen_neuron(name, module.module)
+            continue
+        for path, inner in list(module.module.named_modules()):  # a conversion rule's
+            if path and isinstance(inner, TrainableIFNode):
+                set_submodule(module.module, path, _frozen_neuron(f"{name}.{path}", inner))
     return plain
+
+
+def _frozen_neuron(name: str, neuron: TrainableIFNode) -> ConversionIFNode:
+    """The plain IF neuron of a trained one (at ``name``, for the error)."""
+    theta = neuron.v_threshold
+    theta = theta.detach().clone() if isinstance(theta, Tensor) else theta
+    problem = threshold_problem(theta)
+    if problem is not None:
+        raise ConfigurationError(
+            f"frozen: the threshold of {name!r}: {problem} (a learnt θ went to 0 "
+            "or below; an IF neuron needs θ > 0)"
+        )
+    return ConversionIFNode(
+        theta,
+        neuron.initial_membrane,
+        neuron.weighted,
+        step_mode=neuron.step_mode,
+        backend=neuron.backend,
+    )
