@@ -8,11 +8,14 @@ in the limit of many steps, and against the errors a misuse must give.
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import torch
 from torch import Tensor, nn
 
 from spikeflow.conversion import (
+    ConversionError,
     ConversionIFNode,
     ConversionRule,
     DifferentialNeuron,
@@ -22,6 +25,7 @@ from spikeflow.conversion import (
     convert,
     fine_tunable,
     frozen,
+    using_rules,
 )
 from spikeflow.errors import ConfigurationError
 
@@ -206,3 +210,61 @@ def test_fine_tunable_trains_the_if_neurons_inside_a_rule_s_module(digits):
         r"ConversionIFNode inside",
     ):
         fine_tunable(snn)
+
+
+def _converts(net: nn.Module, data: Tensor) -> str:
+    """The first converted entry's rule name, or ``'refused'`` (the clamp unconverted)."""
+    try:
+        _, report = convert(net, data)
+    except ConversionError:
+        return "refused"
+    return report.converted[0].detail.split(":")[0]
+
+
+def test_using_rules_scopes_rules_to_a_block_and_a_thread(digits):
+    net, data = _mlp(Clip, 1.0), digits[:64]
+    other = ConversionRule(if_of_scale, name="other")
+    assert _converts(net, data) == "refused"  # no rule: Clip is traced, its clamp refused
+    with using_rules({Clip: IF_RULE}):
+        assert _converts(net, data) == "rule 'IF of scale'"
+        with using_rules({Clip: other}):  # an inner block overrides, then gives back
+            assert _converts(net, data) == "rule 'other'"
+        assert _converts(net, data) == "rule 'IF of scale'"
+        # convert's own rules= override the block's
+        _, report = convert(net, data, rules={Clip: other})
+        assert report.converted[0].detail.startswith("rule 'other'")
+        seen = []  # a thread started inside the block does not see it
+        thread = threading.Thread(target=lambda: seen.append(_converts(net, data)))
+        thread.start()
+        thread.join()
+        assert seen == ["refused"]
+    assert _converts(net, data) == "refused"
+    with pytest.raises(RuntimeError, match="inside"), using_rules({Clip: IF_RULE}):
+        raise RuntimeError("inside")
+    assert _converts(net, data) == "refused"  # given back on an error too
+    # a block in another thread is not seen here while it runs
+    entered, done = threading.Event(), threading.Event()
+
+    def worker() -> None:
+        with using_rules({Clip: IF_RULE}):
+            entered.set()
+            done.wait(timeout=60)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    try:
+        assert entered.wait(timeout=60)
+        assert _converts(net, data) == "refused"
+    finally:
+        done.set()
+        thread.join()
+    # a built-in rule may be overridden for a block (as with rules=)
+    with using_rules({nn.ReLU: other}):
+        assert _converts(_mlp(nn.ReLU), data) == "rule 'other'"
+    assert _converts(_mlp(nn.ReLU), data).startswith("IF soft reset")
+    with pytest.raises(ConfigurationError, match=r"using_rules: a rule's key must be"):
+        with using_rules({"Clip": IF_RULE}):
+            pass
+    with pytest.raises(ConfigurationError, match=r"using_rules expects a mapping"):
+        with using_rules([IF_RULE]):
+            pass

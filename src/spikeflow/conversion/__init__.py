@@ -3,7 +3,8 @@
 * :func:`convert`: trace a trained ReLU/QCFS network, fold batch norm, calibrate the
   scales (max-norm or percentile, per layer or per channel), replace activations by IF
   neurons with soft reset (or group neurons) and return ``(snn, report)``.
-* :class:`ConversionRule` (with :func:`register_rule` or ``convert(..., rules=...)``):
+* :class:`ConversionRule` (with :func:`register_rule`, :func:`using_rules` or
+  ``convert(..., rules=...)``):
   how convert calibrates and replaces an activation of a user's own module type.
 * :class:`QCFS`: the quantisation-clip-floor-shift activation for training the ANN.
 * :func:`constant_input`: the analog input repeated over T steps.
@@ -82,6 +83,7 @@ from spikeflow.conversion.rules import (
     register_rule,
     registered_rules,
     unregister_rule,
+    using_rules,
 )
 from spikeflow.conversion.sigma_delta import SigmaDeltaNetwork, to_sigma_delta
 from spikeflow.conversion.signed import SignedIFNeuron, SymmetricQuant, symmetric_quant
@@ -177,4 +179,5 @@ __all__ = [
     "uneven_counts",
     "unevenness",
     "unregister_rule",
+    "using_rules",
 ]

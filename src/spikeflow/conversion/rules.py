@@ -6,10 +6,11 @@ site afterwards (``replace``). ``nn.ReLU``, ``QCFS`` and the max pools have buil
 rules (:mod:`~spikeflow.conversion.builtin_rules`); a user adds one for a module of
 their own with :func:`register_rule` (every later conversion) or
 ``convert(..., rules={MyAct: rule})`` (one conversion, which may also override a built-in
-rule). All of them go through the same path: a site is made where the rule's module
-type is found, calibrated by convert's own observer (``norm``, ``percentile``,
-``per_channel``, ...), and replaced by what ``rule.replace`` returns; the report
-names the rule.
+rule) or ``with using_rules({MyAct: rule}):`` (every conversion the block runs, in this
+thread or asyncio task only: for code that calls convert itself). All of them go
+through the same path: a site is made where the rule's module type is found,
+calibrated by convert's own observer (``norm``, ``percentile``, ``per_channel``, ...),
+and replaced by what ``rule.replace`` returns; the report names the rule.
 
 A rule for class ``C`` applies to ``C`` and to its subclasses that keep ``C``'s
 ``forward``; a subclass with a forward of its own computes something else, and is
@@ -18,7 +19,10 @@ traced through (as a subclass of ``nn.ReLU`` with its own forward is).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Literal
 
@@ -40,6 +44,7 @@ __all__ = [
     "rule_detail",
     "rule_table",
     "unregister_rule",
+    "using_rules",
 ]
 
 #: ``"output"``: the activation's output (as a ReLU's; every ``norm`` works);
@@ -199,6 +204,12 @@ class ConversionRule:
 
 
 _REGISTERED: dict[type[nn.Module], ConversionRule] = {}
+_REGISTRY_LOCK = threading.Lock()  # register_rule's check and set, one thread at a time
+#: The rules of the enclosing ``using_rules`` blocks (a context variable: each thread
+#: and asyncio task sees its own).
+_SCOPED: ContextVar[Mapping[type[nn.Module], ConversionRule] | None] = ContextVar(
+    "spikeflow_conversion_rules", default=None
+)
 
 
 def _builtin() -> dict[type[nn.Module], ConversionRule]:
@@ -251,43 +262,76 @@ def register_rule(
         raise ConfigurationError(
             f"register_rule: {module_type.__name__} has the built-in rule {builtin.name!r}; "
             f"to use {rule.name!r} for one conversion pass "
-            f"convert(..., rules={{{module_type.__name__}: rule}})"
+            f"convert(..., rules={{{module_type.__name__}: rule}}) (using_rules for a block)"
         )
-    old = _REGISTERED.get(module_type)
-    if old is not None and old is not rule and not replace:
-        raise ConfigurationError(
-            f"register_rule: {module_type.__name__} already has the rule {old.name!r}; "
-            f"registering {rule.name!r} too would conflict (pass replace=True, or "
-            "unregister_rule first)"
-        )
-    _REGISTERED[module_type] = rule
+    with _REGISTRY_LOCK:
+        old = _REGISTERED.get(module_type)
+        if old is not None and old is not rule and not replace:
+            raise ConfigurationError(
+                f"register_rule: {module_type.__name__} already has the rule {old.name!r}; "
+                f"registering {rule.name!r} too would conflict (pass replace=True, or "
+                "unregister_rule first)"
+            )
+        _REGISTERED[module_type] = rule
 
 
 def unregister_rule(module_type: type[nn.Module]) -> ConversionRule:
     """Remove the rule :func:`register_rule` gave ``module_type``; return it."""
-    if module_type not in _REGISTERED:
-        name = getattr(module_type, "__name__", repr(module_type))
-        raise ConfigurationError(f"unregister_rule: no rule is registered for {name}")
-    return _REGISTERED.pop(module_type)
+    with _REGISTRY_LOCK:
+        if module_type not in _REGISTERED:
+            name = getattr(module_type, "__name__", repr(module_type))
+            raise ConfigurationError(f"unregister_rule: no rule is registered for {name}")
+        return _REGISTERED.pop(module_type)
 
 
 def registered_rules() -> dict[type[nn.Module], ConversionRule]:
     """The rules :func:`register_rule` added (a copy; the built-in ones not included)."""
-    return dict(_REGISTERED)
+    with _REGISTRY_LOCK:
+        return dict(_REGISTERED)
+
+
+@contextmanager
+def using_rules(rules: Mapping[type[nn.Module], ConversionRule]) -> Iterator[None]:
+    """Use ``rules`` in every :func:`~spikeflow.conversion.convert` run inside the
+    ``with`` block, in this thread (or asyncio task) only; the rules in effect before
+    come back when it ends, also on an error.
+
+    They override the built-in and registered rules for the same type (as
+    ``convert(rules=...)`` does, which overrides them in turn); an inner block's
+    override an outer one's. Unlike :func:`register_rule`, nothing outlives the block,
+    and other threads (a thread started inside the block too) do not see them.
+
+    Raises:
+        ConfigurationError: ``rules`` is not a mapping of module types to
+            :class:`ConversionRule` s (the bad entry named).
+    """
+    if not isinstance(rules, Mapping):
+        raise ConfigurationError(
+            f"using_rules expects a mapping {{module type: ConversionRule}}, got "
+            f"{type(rules).__name__}"
+        )
+    for module_type, rule in rules.items():
+        _check_entry(module_type, rule, "using_rules")
+    token = _SCOPED.set({**(_SCOPED.get() or {}), **rules})
+    try:
+        yield
+    finally:
+        _SCOPED.reset(token)
 
 
 def rule_table(
     rules: Mapping[type[nn.Module], ConversionRule] | None = None,
 ) -> dict[type[nn.Module], ConversionRule]:
-    """The rules of one conversion: built-in, then registered, then ``rules`` (each
-    overriding the ones before for the same type)."""
+    """The rules of one conversion: built-in, then registered, then those of the
+    enclosing :func:`using_rules` blocks, then ``rules`` (each overriding the ones
+    before for the same type)."""
     if rules is not None and not isinstance(rules, Mapping):
         raise ConfigurationError(
             f"rules must be a mapping {{module type: ConversionRule}}, got {type(rules).__name__}"
         )
     for module_type, rule in (rules or {}).items():
         _check_entry(module_type, rule, "convert(rules=...)")
-    return {**_builtin(), **_REGISTERED, **(rules or {})}
+    return {**_builtin(), **registered_rules(), **(_SCOPED.get() or {}), **(rules or {})}
 
 
 def find_rule(
