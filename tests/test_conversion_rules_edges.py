@@ -19,6 +19,7 @@ from spikeflow.conversion import (
     ConversionIFNode,
     ConversionRule,
     DifferentialNeuron,
+    Replacement,
     TimeFolded,
     TrainableIFNode,
     constant_input,
@@ -268,3 +269,38 @@ def test_using_rules_scopes_rules_to_a_block_and_a_thread(digits):
     with pytest.raises(ConfigurationError, match=r"using_rules expects a mapping"):
         with using_rules([IF_RULE]):
             pass
+
+
+def test_a_rule_for_a_batch_norm_gets_it_unfolded(digits):
+    """convert folds a batch norm after a linear layer into it; one a rule is for stays,
+    and the rule gets it (before, the rule was silently never called)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(64, 24), nn.BatchNorm1d(24), nn.ReLU(), nn.Linear(24, 10))
+    with torch.no_grad():
+        net[1].running_mean.uniform_(-0.5, 0.5)
+        net[1].running_var.uniform_(0.5, 2.0)
+        net[1].weight.uniform_(0.5, 2.0)
+    net = net.eval().requires_grad_(False)
+    seen = []
+
+    def keep_bn(site):
+        seen.append(site.module)
+        return Replacement(site.module, "the batch norm as it is", "kept", steps="folded")
+
+    rule = ConversionRule(keep_bn, observe=None, name="bn")
+    calibration, x = digits[:300], digits[1500:1564]
+    snn, report = convert(net, calibration, rules={nn.BatchNorm1d: rule})
+    assert seen == [snn.body.get_submodule("1")]
+    assert isinstance(seen[0], nn.BatchNorm1d)
+    assert torch.equal(seen[0].running_mean, net[1].running_mean)
+    entries = {e.name: (e.action, e.detail) for e in report.entries}
+    assert entries["1"] == ("kept", "rule 'bn': the batch norm as it is")
+    assert entries["0"] == ("kept", "runs on every step")  # nothing folded into it
+    # the ReLU after it is calibrated on the batch norm's output, as without the rule
+    plain, _ = convert(net, calibration)
+    with torch.no_grad():
+        theta = _thresholds(snn)[0]
+        expected = net[2](net[1](net[0](calibration))).max()
+        torch.testing.assert_close(theta, expected)
+        torch.testing.assert_close(_thresholds(plain)[0], theta, rtol=1e-5, atol=0)
+        torch.testing.assert_close(snn(constant_input(x, 16)), plain(constant_input(x, 16)))

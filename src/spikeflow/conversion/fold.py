@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import itertools
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
@@ -240,6 +240,7 @@ def fold_batchnorm_in_graph(
     gm: fx.GraphModule,
     output_shapes: Mapping[nn.Module, tuple[int, ...]] | None = None,
     not_folded: dict[str, str] | None = None,
+    keep: Callable[[nn.Module], bool] | None = None,
 ) -> list[tuple[str, str]]:
     """Fold every ``layer -> batch norm`` pair of a traced graph in place.
 
@@ -254,6 +255,7 @@ def fold_batchnorm_in_graph(
         output_shapes: the output shape of the graph's layers in a forward pass.
         not_folded: if given, filled with ``{batch norm target: why it was not folded}``
             for each batch norm that follows a Conv1d/2d/3d or Linear call but stays.
+        keep: batch norms for which it is true stay, unlisted (a conversion rule's).
 
     Returns the ``(batch_norm_name, layer_name)`` pairs folded.
     """
@@ -266,6 +268,8 @@ def fold_batchnorm_in_graph(
         bn = gm.get_submodule(node.target)
         prev = node.args[0]
         if not isinstance(bn, _BatchNorm) or not isinstance(prev, fx.Node):
+            continue
+        if keep is not None and keep(bn):
             continue
         if prev.op != "call_module":
             continue

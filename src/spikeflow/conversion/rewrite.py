@@ -17,6 +17,7 @@ becomes (:meth:`~GraphRewriter.leaf`) and makes the sites (:meth:`~GraphRewriter
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -43,6 +44,7 @@ from spikeflow.conversion.fold import fold_batchnorm_in_graph, module_call_count
 from spikeflow.conversion.inplace import alias_root, clone_input, may_share_memory
 from spikeflow.conversion.qcfs import QCFS
 from spikeflow.conversion.report import ConversionReport, ReportEntry
+from spikeflow.conversion.rules import ConversionRule, find_rule
 from spikeflow.conversion.site import Site
 from spikeflow.conversion.snn import TimeFolded
 
@@ -139,6 +141,8 @@ class GraphRewriter(ABC):
     #: Report entries of batch-dim checks that passed (removed at the end).
     dropped: set[int]
     calibration_batches: int  # how many ran (0: no calibration)
+    #: The conversion's rules (:func:`~spikeflow.conversion.rules.rule_table`).
+    rules: Mapping[type[nn.Module], ConversionRule]
 
     @abstractmethod
     def site(
@@ -157,7 +161,13 @@ class GraphRewriter(ABC):
             return f"{prefix}.{target}" if prefix else target
 
         not_folded: dict[str, str] = {}
-        for bn_name, layer_name in fold_batchnorm_in_graph(gm, self.output_shapes, not_folded):
+
+        def ruled(module: nn.Module) -> bool:  # a batch norm a rule is for: the rule's
+            return find_rule(module, self.rules) is not None
+
+        for bn_name, layer_name in fold_batchnorm_in_graph(
+            gm, self.output_shapes, not_folded, keep=ruled
+        ):
             self.report.add(
                 qualified(bn_name), "BatchNorm", "folded", f"into {qualified(layer_name)}"
             )
