@@ -12,6 +12,7 @@ import threading
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spikeflow.conversion import (
@@ -304,3 +305,40 @@ def test_a_rule_for_a_batch_norm_gets_it_unfolded(digits):
         torch.testing.assert_close(theta, expected)
         torch.testing.assert_close(_thresholds(plain)[0], theta, rtol=1e-5, atol=0)
         torch.testing.assert_close(snn(constant_input(x, 16)), plain(constant_input(x, 16)))
+
+
+def test_a_rule_for_a_torch_activation_applies_to_its_calls(digits):
+    """A rule for nn.Hardtanh (nn.Sigmoid, ...) applies to F.hardtanh calls with the
+    same arguments: the SNN equals the one of the network written with the module."""
+
+    class Calls(nn.Module):
+        def __init__(self, inplace: bool = False) -> None:
+            super().__init__()
+            self.fc1, self.fc2 = nn.Linear(64, 32), nn.Linear(32, 10)
+            self.inplace = inplace
+
+        def forward(self, x: Tensor) -> Tensor:
+            return self.fc2(F.hardtanh(self.fc1(x), 0.0, 0.5, inplace=self.inplace))
+
+    torch.manual_seed(0)
+    calls = Calls().eval().requires_grad_(False)
+    modules = nn.Sequential(calls.fc1, nn.Hardtanh(0.0, 0.5), calls.fc2)
+    rule = ConversionRule(lambda site: ConversionIFNode(site.module.max_val), observe=None)
+    calibration, seq = digits[:200], constant_input(digits[1500:1532], 16)
+    with pytest.raises(ConversionError, match=r"hardtanh.*not affine"):
+        convert(calls, calibration)  # no rule: refused, as before
+    snn, report = convert(calls, calibration, rules={nn.Hardtanh: rule})
+    reference, _ = convert(modules, calibration, rules={nn.Hardtanh: rule})
+    assert [(e.source, e.detail) for e in report.converted] == [
+        ("torch.nn.functional.hardtanh", "rule '<lambda>': ConversionIFNode")
+    ]
+    with torch.no_grad():
+        assert torch.equal(snn(seq), reference(seq))
+    # the rule's module is built from the call's arguments
+    seen = []
+    spy = ConversionRule(lambda site: seen.append(site.module) or ConversionIFNode(1.0))
+    convert(calls, calibration, rules={nn.Hardtanh: spy})
+    assert [(type(m), m.min_val, m.max_val) for m in seen] == [(nn.Hardtanh, 0.0, 0.5)]
+    # in place, the call would rectify its input for the reads after it: not converted
+    with pytest.raises(ConversionError, match=r"hardtanh.*not affine"):
+        convert(Calls(inplace=True).eval(), calibration, rules={nn.Hardtanh: rule})

@@ -496,7 +496,9 @@ def convert(
             overrides them) and those :func:`~spikeflow.conversion.rules.register_rule`
             added (:mod:`~spikeflow.conversion.rules`): each site of such a type is
             calibrated as its rule observes and replaced by what its rule gives. A rule
-            for ``nn.ReLU`` or a max pool applies to the relu and max-pool calls too.
+            for ``nn.ReLU``, a max pool or a torch activation (``nn.Hardtanh``, ...)
+            applies to its calls too (``F.hardtanh(x, 0, 6)``: constant arguments, not
+            in place).
 
     Returns:
         ``(snn, report)``: the :class:`~spikeflow.conversion.snn.ConvertedSNN` (input

@@ -62,6 +62,39 @@ _UNDECIDED = {
 }
 
 
+#: torch's activation calls whose module takes the call's arguments after the input, by
+#: the same names: a rule for the module type applies to the call (not in place).
+_CALL_MODULES: dict[Any, type[nn.Module]] = {
+    F.relu6: nn.ReLU6, F.hardtanh: nn.Hardtanh, F.leaky_relu: nn.LeakyReLU, F.elu: nn.ELU,
+    F.selu: nn.SELU, F.celu: nn.CELU, F.gelu: nn.GELU, F.silu: nn.SiLU, F.mish: nn.Mish,
+    F.hardswish: nn.Hardswish, F.hardsigmoid: nn.Hardsigmoid, F.softplus: nn.Softplus,
+    torch.sigmoid: nn.Sigmoid, F.sigmoid: nn.Sigmoid, "sigmoid": nn.Sigmoid,
+    torch.tanh: nn.Tanh, F.tanh: nn.Tanh, "tanh": nn.Tanh,
+}  # fmt: skip
+
+
+def _ruled_call(node: fx.Node, rules: Mapping[type[nn.Module], ConversionRule]) -> nn.Module | None:
+    """The module of a torch activation call (``F.hardtanh(x, 0, 6)`` ->
+    ``nn.Hardtanh(0, 6)``) if a rule applies to it, its arguments constants and it does
+    not act in place; else None."""
+    try:
+        module_type = _CALL_MODULES.get(node.target)
+    except TypeError:  # an unhashable target
+        return None
+    if module_type is None or node.op not in ("call_function", "call_method"):
+        return None
+    extra = dict(node.kwargs)
+    extra.pop("input", None)
+    values = [*node.args[1:], *extra.values()]
+    if any(isinstance(v, fx.Node) for v in values) or extra.get("inplace") is True:
+        return None
+    try:
+        module = module_type(*node.args[1:], **extra)
+    except TypeError:
+        return None
+    return module if find_rule(module, rules) is not None else None
+
+
 def _in_signals(arg: Any, signals: set[fx.Node]) -> bool:
     return isinstance(arg, fx.Node) and arg in signals
 
@@ -330,6 +363,10 @@ class GraphRewriter(ABC):
         signals = signal_nodes(gm.graph) if signals is None else signals
         kind = classify_call(node, signals)
         source = call_name(node)
+        ruled = None
+        if kind in ("unsupported", "unknown") and not moves_batch_dim(node, signals):
+            ruled = _ruled_call(node, self.rules)  # an activation call a user rule is for
+            kind = "activation" if ruled is not None else kind
         if kind == "affine":
             return None  # additions, views, ...: run on every step (not listed one by one)
         if kind == "unsupported":
@@ -345,13 +382,15 @@ class GraphRewriter(ABC):
             self.report.add(name, source, "unverified", detail + _owner(node))
             return None
         x = node.args[0] if node.args else node.kwargs.get("input")
-        if kind == "activation" and node.target in QCFS_CALLS:
+        if ruled is not None:
+            ann: nn.Module = ruled
+        elif kind == "activation" and node.target in QCFS_CALLS:
             x = node.args[0] if node.args else node.kwargs.get("z")
             layer = _qcfs_layer(gm, node)
             if isinstance(layer, str):
                 self.report.add(name, source, "unconverted", layer)
                 return None
-            ann: nn.Module = layer
+            ann = layer
             source = f"qcfs(L={layer.levels})"
         elif kind == "activation":
             ann = nn.ReLU()
