@@ -8,6 +8,9 @@ in the limit of many steps, and against the errors a misuse must give.
 
 from __future__ import annotations
 
+import copy
+import io
+import pickle
 import threading
 
 import pytest
@@ -30,6 +33,8 @@ from spikeflow.conversion import (
     using_rules,
 )
 from spikeflow.errors import ConfigurationError
+from spikeflow.functional import reset_net
+from spikeflow.interop import to_nir
 
 
 class CappedReLU(nn.ReLU):
@@ -342,3 +347,51 @@ def test_a_rule_for_a_torch_activation_applies_to_its_calls(digits):
     # in place, the call would rectify its input for the reads after it: not converted
     with pytest.raises(ConversionError, match=r"hardtanh.*not affine"):
         convert(Calls(inplace=True).eval(), calibration, rules={nn.Hardtanh: rule})
+
+
+class GainedIF(nn.Module):
+    """An IF neuron and a trainable output gain: a rule's module with a parameter."""
+
+    def __init__(self, theta: Tensor) -> None:
+        super().__init__()
+        self.neuron = ConversionIFNode(theta)
+        self.gain = nn.Parameter(torch.full((), 0.75))
+
+    def forward(self, x_seq: Tensor) -> Tensor:
+        return self.gain * self.neuron(x_seq)
+
+
+def test_a_rule_s_module_with_parameters_travels_with_the_snn(digits):
+    """The state dict holds the rule's module (parameter and threshold), which loads into
+    a conversion calibrated elsewhere; copies, pickles, dtype moves and reset_net keep
+    its outputs; NIR export refuses it by name."""
+    net = _mlp(Clip, 1.0)
+    rule = ConversionRule(lambda site: GainedIF(site.scale), name="gained")
+    snn, _ = convert(net, digits[:300], rules={Clip: rule})
+    seq = constant_input(digits[1500:1520], 10)
+    with torch.no_grad():
+        expected = snn(seq)
+    state = snn.state_dict()
+    assert {"body.1.module.gain", "body.1.module.neuron.v_threshold"} <= set(state)
+    other, _ = convert(net, digits[300:310] * 0.5, rules={Clip: rule})
+    other.body.get_submodule("1").module.gain.data.fill_(2.0)
+    assert not torch.equal(other.body.get_submodule("1").module.neuron.v_threshold,
+                           state["body.1.module.neuron.v_threshold"])  # fmt: skip
+    other.load_state_dict(state)
+    buffer = io.BytesIO()
+    torch.save(snn, buffer)
+    buffer.seek(0)
+    with torch.no_grad():
+        assert torch.equal(other(seq), expected)
+        assert torch.equal(copy.deepcopy(snn)(seq), expected)
+        assert torch.equal(pickle.loads(pickle.dumps(snn))(seq), expected)
+        assert torch.equal(torch.load(buffer, weights_only=False)(seq), expected)
+        wide = copy.deepcopy(snn).double()
+        assert wide.body.get_submodule("1").module.gain.dtype == torch.float64
+        torch.testing.assert_close(wide(seq.double()).float(), expected)
+        reset_net(snn)
+        assert torch.equal(snn(seq[:4]), expected[:4]) and torch.equal(snn(seq), expected)
+    pytest.importorskip("nir", reason="the nir extra is not installed")
+    pytest.importorskip("nirtorch", reason="the nir extra is not installed")
+    with pytest.raises(ConfigurationError, match=r"does not support: '1' \(GainedIF\)"):
+        to_nir(snn, seq, soft_reset="metadata")
