@@ -395,3 +395,23 @@ def test_a_rule_s_module_with_parameters_travels_with_the_snn(digits):
     pytest.importorskip("nirtorch", reason="the nir extra is not installed")
     with pytest.raises(ConfigurationError, match=r"does not support: '1' \(GainedIF\)"):
         to_nir(snn, seq, soft_reset="metadata")
+
+
+def test_a_subclass_with_its_own_forward_is_told_why_its_base_s_rule_does_not_apply(digits):
+    class DoubledClip(Clip):  # its own forward: traced, the rule for Clip not used
+        def forward(self, x: Tensor) -> Tensor:
+            return super().forward(x) * 2.0
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(64, 8), DoubledClip(1.0), nn.Linear(8, 2)).eval()
+    with pytest.raises(ConversionError) as error:
+        convert(net, digits[:64], rules={Clip: IF_RULE})
+    message = str(error.value)
+    assert (
+        "clamp (Tensor.clamp): not affine, no spiking equivalent (in the forward of "
+        "DoubledClip, a subclass of Clip with a forward of its own: rule 'IF of scale' for "
+        "Clip does not apply to it; give DoubledClip a rule of its own)"
+    ) in message
+    assert "no ReLU, QCFS or ruled activation (Clip) found" in message
+    _, report = convert(net, digits[:64], rules={DoubledClip: IF_RULE})  # as it says
+    assert [e.source for e in report.converted] == ["DoubledClip"]

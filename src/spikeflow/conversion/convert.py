@@ -578,9 +578,13 @@ def convert(
         converter.calibrate(body, calibration_data)
     converter.settle_probes(body)
     if not sites:
-        converter.report.add(
-            "<model>", type(model).__name__, "unconverted", "no ReLU or QCFS activation found"
+        ruled = sorted(t.__name__ for t in converter.rules if t not in BUILTIN_RULES)
+        found = (
+            f"no ReLU, QCFS or ruled activation ({', '.join(ruled)})"
+            if ruled
+            else "no ReLU or QCFS activation"
         )
+        converter.report.add("<model>", type(model).__name__, "unconverted", f"{found} found")
     body = converter.finalize(body)
     report = converter.report
     report.entries = [e for i, e in enumerate(report.entries) if i not in converter.dropped]

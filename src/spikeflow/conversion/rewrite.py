@@ -44,7 +44,7 @@ from spikeflow.conversion.fold import fold_batchnorm_in_graph, module_call_count
 from spikeflow.conversion.inplace import alias_root, clone_input, may_share_memory
 from spikeflow.conversion.qcfs import QCFS
 from spikeflow.conversion.report import ConversionReport, ReportEntry
-from spikeflow.conversion.rules import ConversionRule, find_rule
+from spikeflow.conversion.rules import ConversionRule, find_rule, ruled_base_text
 from spikeflow.conversion.site import Site
 from spikeflow.conversion.snn import TimeFolded
 
@@ -99,17 +99,19 @@ def _in_signals(arg: Any, signals: set[fx.Node]) -> bool:
     return isinstance(arg, fx.Node) and arg in signals
 
 
-def _owner(node: fx.Node) -> str:
+def _owner(node: fx.Node, rules: Mapping[type[nn.Module], ConversionRule]) -> str:
     """`` (in the forward of C, a subclass of B with a forward of its own)`` for a call
-    that the forward of such a subclass (of ReLU, QCFS, a max pool or an affine layer)
-    makes, traced (the innermost module whose forward the trace went through), else
-    ``""``."""
+    that the forward of such a subclass (of ReLU, QCFS, a max pool, an affine layer or
+    a type with a conversion rule) makes, traced (the innermost module whose forward the
+    trace went through), else ``""``."""
     stack = node.meta.get("nn_module_stack") or {}
     if not stack:
         return ""
     entry = list(stack.values())[-1]
     cls = entry[1] if isinstance(entry, tuple) and len(entry) > 1 else None
-    text = own_forward_text(cls) if isinstance(cls, type) else None
+    if not isinstance(cls, type):
+        return ""
+    text = own_forward_text(cls) or ruled_base_text(cls, rules)
     return f" (in {text})" if text else ""
 
 
@@ -375,11 +377,11 @@ class GraphRewriter(ABC):
                 if moves_batch_dim(node, signals)
                 else "not affine, no spiking equivalent"
             )
-            self.report.add(name, source, "unconverted", detail + _owner(node))
+            self.report.add(name, source, "unconverted", detail + _owner(node, self.rules))
             return None
         if kind == "unknown":
             detail = "kept; not known to be affine"
-            self.report.add(name, source, "unverified", detail + _owner(node))
+            self.report.add(name, source, "unverified", detail + _owner(node, self.rules))
             return None
         x = node.args[0] if node.args else node.kwargs.get("input")
         if ruled is not None:

@@ -43,6 +43,7 @@ __all__ = [
     "registered_rules",
     "rule_detail",
     "rule_table",
+    "ruled_base_text",
     "unregister_rule",
     "using_rules",
 ]
@@ -363,6 +364,24 @@ def find_rule(
                 "its own"
             )
     return table[first]
+
+
+def ruled_base_text(cls: type, table: Mapping[type[nn.Module], ConversionRule]) -> str | None:
+    """Why a rule of a base of ``cls`` does not apply to it (``cls`` or a class between
+    them has a forward of its own: traced through), for the report of its calls; None
+    if no base of ``cls`` has a rule."""
+    if cls in table:
+        return None
+    for index, base in enumerate(cls.__mro__[1:], start=1):
+        if base in table:
+            if not any("forward" in k.__dict__ for k in cls.__mro__[:index]):
+                return None  # the rule applies (the module was not traced)
+            return (
+                f"the forward of {cls.__name__}, a subclass of {base.__name__} with a "
+                f"forward of its own: rule {table[base].name!r} for {base.__name__} does "
+                f"not apply to it; give {cls.__name__} a rule of its own"
+            )
+    return None
 
 
 def rule_detail(
