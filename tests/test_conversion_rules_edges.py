@@ -415,3 +415,24 @@ def test_a_subclass_with_its_own_forward_is_told_why_its_base_s_rule_does_not_ap
     assert "no ReLU, QCFS or ruled activation (Clip) found" in message
     _, report = convert(net, digits[:64], rules={DoubledClip: IF_RULE})  # as it says
     assert [e.source for e in report.converted] == ["DoubledClip"]
+
+
+def test_a_ruled_module_called_with_more_than_one_input_is_named(digits):
+    class Gate(nn.Module):
+        def forward(self, x: Tensor, gate: Tensor) -> Tensor:
+            return x.clamp(0.0, 1.0) * (gate > 0.5)
+
+    class Gated(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc, self.gate, self.out = nn.Linear(64, 64), Gate(), nn.Linear(64, 4)
+
+        def forward(self, x: Tensor) -> Tensor:
+            return self.out(self.gate(self.fc(x), x))
+
+    rule = ConversionRule(lambda site: ConversionIFNode(1.0), observe=None, name="gate")
+    expected = r"rule 'gate' at 'gate' \(Gate\): the module is called with 2 positional"
+    with pytest.raises(ConversionError, match=expected):
+        convert(Gated(), rules={Gate: rule})  # traced: found in the graph, without data
+    with pytest.raises(ConversionError, match=expected):
+        convert(Gated(), digits[:32], rules={Gate: rule}, trace="modules")  # on the call

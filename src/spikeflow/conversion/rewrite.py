@@ -217,6 +217,8 @@ class GraphRewriter(ABC):
                 if isinstance(module, (Site, TimeFolded)):
                     continue
                 new = self.leaf(module, qualified(node.target), not_folded.get(node.target))
+                if isinstance(new, Site) and len(node.args) + len(node.kwargs) > 1:
+                    new.refuse_inputs(len(node.args), list(node.kwargs))  # raises
                 if new is module and node.args and _in_signals(node.args[0], signals):
                     # nn.Flatten(0), nn.Unflatten(0, ...): checked on the calibration
                     # batches; the answer replaces the entry leaf() made ("kept").

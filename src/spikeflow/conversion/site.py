@@ -62,8 +62,15 @@ class Site(nn.Module):
         #: False while a run only checks the graph (no counting, no recording).
         self.observing = True
 
-    def forward(self, x: Tensor) -> Tensor:
-        """The ANN part's output (recorded by the observer), counted in :attr:`calls`."""
+    def forward(self, x: Tensor, *more: object, **keywords: object) -> Tensor:
+        """The ANN part's output (recorded by the observer), counted in :attr:`calls`.
+
+        Raises:
+            ConversionError: the module is called with more than its input (a rule is
+                for a one-input activation; its spiking part gets one signal).
+        """
+        if more or keywords:
+            self.refuse_inputs(1 + len(more), list(keywords))
         relu = type(self.ann).forward is nn.ReLU.forward
         y = torch.clamp_min(x, 0.0) if relu else self.ann(x)
         if self.observing:
@@ -74,6 +81,18 @@ class Site(nn.Module):
             elif self.observer is not None:
                 y = self.observer(y, x)
         return x.copy_(y) if self.write_back else y
+
+    def refuse_inputs(self, positional: int, keywords: list[str]) -> None:
+        """Raise: the module is called with ``positional`` inputs and ``keywords``, more
+        than the one input a site (and its spiking part) takes."""
+        rule = f"rule {self.rule.name!r} at " if self.rule is not None else ""
+        given = [f"{positional} positional"] + [f"{k}=" for k in keywords]
+        raise ConversionError(
+            f"{rule}'{self.site_name}' ({self.source}): the module is called with "
+            f"{', '.join(given)} argument(s); a conversion rule is for an activation "
+            "of one input (its spiking part gets one signal): compute the other "
+            "inputs' part in modules of their own, or give that module no rule"
+        )
 
     def _observed(
         self, observe: Callable[[Tensor, Tensor], Tensor], x: Tensor, y: Tensor
