@@ -323,7 +323,9 @@ def test_a_rule_for_a_torch_activation_applies_to_its_calls(digits):
             self.inplace = inplace
 
         def forward(self, x: Tensor) -> Tensor:
-            return self.fc2(F.hardtanh(self.fc1(x), 0.0, 0.5, inplace=self.inplace))
+            if self.inplace:  # by position: hardtanh(input, min_val, max_val, inplace)
+                return self.fc2(F.hardtanh(self.fc1(x), 0.0, 0.5, True))
+            return self.fc2(F.hardtanh(self.fc1(x), 0.0, 0.5, inplace=False))
 
     torch.manual_seed(0)
     calls = Calls().eval().requires_grad_(False)

@@ -86,11 +86,13 @@ def _ruled_call(node: fx.Node, rules: Mapping[type[nn.Module], ConversionRule]) 
     extra = dict(node.kwargs)
     extra.pop("input", None)
     values = [*node.args[1:], *extra.values()]
-    if any(isinstance(v, fx.Node) for v in values) or extra.get("inplace") is True:
+    if any(isinstance(v, fx.Node) for v in values):
         return None
     try:
         module = module_type(*node.args[1:], **extra)
     except TypeError:
+        return None
+    if getattr(module, "inplace", False) is not False:  # by keyword or position
         return None
     return module if find_rule(module, rules) is not None else None
 
