@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
+from torch import nn
 
 from spikeflow.errors import ConfigurationError
 from spikeflow.training import Trainer, config_for_resume, load_checkpoint
@@ -150,8 +151,6 @@ def test_an_fsdp_checkpoint_resumes_in_one_process_without_fsdp(runs, tmp_path):
 
 
 def test_shard_units_are_top_level_children_or_the_items_of_a_container():
-    from torch import nn
-
     def block() -> nn.Module:
         return nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 2))
 
@@ -183,3 +182,149 @@ def test_a_detection_run_refuses_fsdp():
     with pytest.raises(ConfigurationError, match=r"--fsdp \(not supported for detection"):
         refuse_classification_options(config)
     refuse_classification_options(TrainConfig(dataset="nmnist_detection"))  # (without: none)
+
+
+# -- sharding units on 2 processes, without a trainer: rank 0's weights, the shared NaN
+# check, view outputs, tied weights, layers called from a ModuleList -----------------
+
+
+class _Tied(nn.Module):
+    """An input layer and an output layer sharing one weight, each a top-level child."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed, self.mid, self.out = nn.Linear(6, 6), nn.Linear(6, 6), nn.Linear(6, 6)
+        self.out.weight = self.embed.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.tanh(self.mid(self.embed(x))))
+
+
+class _Listed(nn.Module):
+    """Layers in a ModuleList (no forward of its own), called one by one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(nn.Linear(6, 6) for _ in range(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = torch.tanh(layer(x))
+        return x
+
+
+class _ViewThenInPlace(nn.Module):
+    """A unit whose output is a view (a sequence layer's [T, B, ...] of [T * B, ...]),
+    which the next unit changes in place."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Sequential(nn.Linear(6, 6)), nn.Sequential(nn.Linear(6, 6))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.a(x.flatten(0, 1)).unflatten(0, x.shape[:2])
+        h += 1.0  # in place, on the view
+        return self.b(h)
+
+
+def _sharded_grads(model: nn.Module, x: torch.Tensor, rank: int) -> dict:
+    """Shard a copy of ``model`` (weights identical on every process), run ``x`` on
+    every process; the whole gradients of the copy and of ``model`` unsharded, and the
+    FSDP2 warnings raised."""
+    import copy
+    import warnings
+
+    from spikeflow.training.fsdp import shard_model
+
+    sharded = copy.deepcopy(model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        shard_model(sharded)
+        sharded(x).square().sum().backward()
+    model(x).square().sum().backward()
+    grads = {n: getattr(p.grad, "full_tensor", p.grad.clone)()  # (scalars: whole)
+             for n, p in sharded.named_parameters()}  # fmt: skip
+    return {"sharded": grads, "whole": {n: p.grad for n, p in model.named_parameters()},
+            "warnings": [str(w.message) for w in caught if "FSDP" in str(w.message)]}  # fmt: skip
+
+
+def _units_worker(rank: int, world_size: int, port: int, root: str) -> None:
+    from types import SimpleNamespace
+
+    from spikeflow.models.digits import DigitsPLIFNet
+    from spikeflow.training.distributed import DistContext
+    from spikeflow.training.fsdp import full_model_state, local_part, shard_model
+    from spikeflow.training.trainer_steps import NonFiniteLossError, StepsMixin
+
+    _join(rank, world_size, port)
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    out: dict = {}
+    try:
+        # each process initialises its own weights (seeds differ): the shards are rank 0's
+        torch.manual_seed(100 + rank)
+        net = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3))
+        out["own"] = {k: v.clone() for k, v in net.state_dict().items()}
+        shard_model(net)
+        out["full"] = full_model_state(net, keep=True)
+        # a NaN in process 1's shard only: every process refuses to go on, naming it
+        with torch.no_grad():
+            if rank == 1:
+                local_part(net[2].weight).view(-1)[0] = float("nan")
+        ctx = DistContext(rank, world_size, initialized=False)
+        checker = SimpleNamespace(raw_model=net, ctx=ctx, epoch=0, _checkpoint=None,
+                                  resume_dir=None, _run_lr=lambda: 0.1)  # fmt: skip
+        checker._last_good_checkpoint = lambda: StepsMixin._last_good_checkpoint(checker)
+        try:
+            StepsMixin._check_finite_model(checker)
+            out["nan"] = None
+        except NonFiniteLossError as exc:
+            out["nan"] = str(exc)
+        torch.manual_seed(0)  # the same weights and batch on every process from here
+        digits = DigitsPLIFNet(channels=4, hidden=16, dropout=0.0, batch_norm=False,
+                               neuron_kwargs={"v_threshold": 0.1})  # fmt: skip
+        x = torch.rand(3, 2, 1, 8, 8)
+        out["digits"] = _sharded_grads(digits, x, rank)
+        seq = torch.randn(3, 2, 6)
+        out["view"] = _sharded_grads(_ViewThenInPlace(), seq, rank)
+        out["tied"] = _sharded_grads(_Tied(), seq, rank)
+        out["listed"] = _sharded_grads(_Listed(), seq, rank)
+        torch.save(out, f"{root}/units{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def units(tmp_path_factory) -> list[dict]:
+    """What :func:`_units_worker` found on each of the 2 processes."""
+    root = tmp_path_factory.mktemp("fsdp_units")
+    _spawn(_units_worker, str(root), limit_s=120)
+    return [torch.load(root / f"units{rank}.pt", weights_only=False) for rank in (0, 1)]
+
+
+def test_shard_model_starts_every_process_from_rank_0s_weights(units):
+    # (the processes drew different weights: without the broadcast the shards mix them)
+    assert not torch.equal(units[0]["own"]["0.weight"], units[1]["own"]["0.weight"])
+    for found in units:
+        _assert_same_state(units[0]["own"], found["full"], rtol=0, atol=0)
+
+
+def test_a_nan_in_one_processs_shard_stops_every_process_naming_the_weight(units):
+    for found in units:
+        assert found["nan"] is not None and "NaN/Inf values in 2.weight" in found["nan"]
+        assert "0.weight" not in found["nan"]
+
+
+@pytest.mark.parametrize("model", ["digits", "view", "tied", "listed"])
+def test_sharded_gradients_are_the_whole_models(units, model):
+    """DigitsPLIFNet (a pooling layer's view output), a view output changed in place
+    downstream, weights tied across top-level children, layers called from a
+    ModuleList: the gradients equal the unsharded model's, without FSDP2's warnings."""
+    for found in units:
+        result = found[model]
+        assert result["warnings"] == []
+        _assert_same_state(result["whole"], result["sharded"])
+
+
+def test_shard_units_leave_tied_weights_to_the_root_and_split_module_lists():
+    assert [name for name, _ in shard_units(_Tied())] == ["mid"]
+    assert [name for name, _ in shard_units(_Listed())] == ["layers.0", "layers.1", "layers.2"]

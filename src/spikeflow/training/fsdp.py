@@ -3,11 +3,11 @@
 Each process keeps 1/world_size of every weight, of its gradient and of the optimizer's
 state (``DTensor`` shards along dim 0); a block's whole weights are gathered just
 before its forward and backward and freed after them. The unit that is gathered at once
-is one top-level child of the model, or, where that child is a ``Sequential`` or
-``ModuleList`` of blocks (a ResNet stage), each block; the root holds what is left
-(see :func:`shard_units`). Single layers are not units of their own: a unit's output
-must not be a view that a later layer changes in place (FSDP2's warning), which a
-sequence layer's folded ``[T * B, ...]`` output can be.
+is one top-level child of the model, or, where that child is a ``Sequential`` of
+blocks (a ResNet stage) or a ``ModuleList``, each item; units with tied weights and
+what is left belong to the root (see :func:`shard_units`). A unit's output that is a
+view (a sequence layer's ``[T, B, ...]`` view of its folded result) is copied, so that
+an in-place change downstream cannot drop FSDP2's backward hook on it.
 
 What FSDP2 cannot shard stays whole on every process, as under DDP: zero-dimensional
 parameters (a PLIF neuron's ``w``, a learned threshold), whose gradients
@@ -91,22 +91,41 @@ def _is_block(module: nn.Module) -> bool:
     return len(weighted) >= 2
 
 
+def _candidate_units(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Each top-level child; the items of a ``Sequential`` of blocks; the items of a
+    ``ModuleList``/``ModuleDict`` (containers with no forward of their own, whose
+    hooks would never run), looked into again where an item is such a container."""
+    units = []
+    pending = list(model.named_children())
+    while pending:
+        name, child = pending.pop(0)
+        container = isinstance(child, (nn.ModuleList, nn.ModuleDict))
+        if container or (isinstance(child, nn.Sequential) and any(_is_block(m) for m in child)):
+            pending[:0] = [(f"{name}.{item}", m) for item, m in child.named_children()]
+        elif any(p.dim() > 0 for p in child.parameters()):
+            units.append((name, child))
+    return units
+
+
 def shard_units(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The modules gathered as one unit (name, module), root excluded: each top-level
-    child with parameters, or, where that child is a ``Sequential``/``ModuleList`` of
-    blocks (items with two or more layers with weights: a ResNet stage), each item
-    with parameters."""
-    units = []
-    for name, child in model.named_children():
-        items = [("", child)]
-        if isinstance(child, (nn.Sequential, nn.ModuleList)) and any(
-            _is_block(item) for item in child
-        ):
-            items = list(child.named_children())
-        for item, module in items:
-            if any(p.dim() > 0 for p in module.parameters()):
-                units.append((f"{name}.{item}" if item else name, module))
-    return units
+    child with parameters, or, where that child is a ``Sequential`` of blocks (items
+    with two or more layers with weights: a ResNet stage) or a ``ModuleList`` /
+    ``ModuleDict``, each item with parameters. A unit that shares a parameter with
+    another unit or with the root (tied weights) is left to the root, which then
+    gathers that parameter once for all its users."""
+    units = _candidate_units(model)
+    while True:
+        owners: dict[int, set[str]] = {}
+        for name, param in model.named_parameters(remove_duplicate=False):
+            if param.dim() == 0:  # (kept whole: a tie costs nothing)
+                continue
+            unit = next((u for u, _ in units if name.startswith(u + ".")), "")
+            owners.setdefault(id(param), set()).add(unit)
+        shared = {u for found in owners.values() if len(found) > 1 for u in found}
+        if not shared - {""}:
+            return units
+        units = [(name, module) for name, module in units if name not in shared]
 
 
 def shard_model(model: nn.Module) -> list[nn.Parameter]:
@@ -121,10 +140,34 @@ def shard_model(model: nn.Module) -> list[nn.Parameter]:
             dist.broadcast(tensor.data, src=0)
     replicated = [p for p in model.parameters() if p.dim() == 0]
     ignored = set(replicated)
-    for _, module in shard_units(model):
+    for module in [*(m for _, m in shard_units(model)), model]:
+        # (before fully_shard's hooks, so that they see the copy)
+        module.register_forward_hook(_copy_view_outputs)
         fully_shard(module, ignored_params=ignored)
-    fully_shard(model, ignored_params=ignored)
     return replicated
+
+
+def _copy_view_outputs(module: nn.Module, args: Any, output: Any) -> Any:
+    """A sharded unit's output tensors that are views (a sequence layer's ``[T, B, ...]``
+    view of its folded ``[T * B, ...]`` result), copied: FSDP2 hooks the unit's
+    backward gather onto its outputs, and an in-place change of a view output (a
+    residual ``x += y`` downstream) drops that hook (FSDP2's warning). Only where the
+    output takes part in a backward (training)."""
+    if not torch.is_grad_enabled():
+        return output
+
+    def copy(value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            return value.clone() if value.requires_grad and value._base is not None else value
+        if isinstance(value, tuple) and hasattr(value, "_fields"):  # a named tuple
+            return type(value)(*(copy(v) for v in value))
+        if isinstance(value, (tuple, list)):
+            return type(value)(copy(v) for v in value)
+        if isinstance(value, dict):
+            return {k: copy(v) for k, v in value.items()}
+        return value
+
+    return copy(output)
 
 
 def average_replicated_grads(params: list[nn.Parameter], world_size: int) -> None:
