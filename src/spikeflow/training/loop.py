@@ -28,7 +28,9 @@ __all__ = [
     "count_correct",
     "epoch_learning_rates",
     "evaluate",
+    "lockstep_forwards",
     "make_lr_scheduler",
+    "missing_forwards",
     "reduce_monitor",
 ]
 
@@ -156,10 +158,7 @@ def evaluate(
     bar = tqdm(total=len(loader), desc="test", disable=not (progress and ctx.is_main),
                leave=False, dynamic_ncols=True)  # fmt: skip
     first = None
-    # An FSDP model gathers weights with every process in each forward: how many more
-    # forwards than its own batches this process runs (known before any forward).
-    lockstep = ctx.distributed and is_sharded(model)
-    missing = max(ctx.all_gather_object(len(loader))) - len(loader) if lockstep else 0
+    missing = missing_forwards(model, ctx, len(loader))
     try:
         for x, y in loader:
             first = x if first is None else first
@@ -173,7 +172,7 @@ def evaluate(
             bar.set_postfix(loss=f"{sums.mean_loss:.4f}", acc=f"{sums.accuracy:.3f}",
                             refresh=False)  # fmt: skip
         if missing:
-            _lockstep_forwards(model, dataset, first, missing, monitor,
+            lockstep_forwards(model, dataset, first, missing, monitor,
                                lambda x: to_time_major(x.to(ctx.device), T, static),
                                lambda: autocast_context(ctx.device, amp))  # fmt: skip
         reduce_monitor(monitor, ctx)
@@ -186,7 +185,17 @@ def evaluate(
     return total, rate, layer_stats
 
 
-def _lockstep_forwards(
+def missing_forwards(model: nn.Module, ctx: DistContext, batches: int) -> int:
+    """How many forwards more than its own ``batches`` this process must run in an
+    evaluation: an FSDP-sharded ``model`` gathers weights with every process in each
+    forward, so each runs as many as the process with the most batches (0 unsharded).
+    Every process calls it before its first forward."""
+    if not (ctx.distributed and is_sharded(model)):
+        return 0
+    return max(ctx.all_gather_object(batches)) - batches
+
+
+def lockstep_forwards(
     model: nn.Module,
     dataset: Dataset,
     first: Tensor | None,

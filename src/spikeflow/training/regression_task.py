@@ -41,7 +41,13 @@ from spikeflow.errors import ConfigurationError, DTypeError, MissingExtraError, 
 from spikeflow.training.config import TrainConfig
 from spikeflow.training.data import DataInfo, StaticLayout, even_subset, to_time_major
 from spikeflow.training.distributed import DistContext
-from spikeflow.training.loop import EpochSums, autocast_context, reduce_monitor
+from spikeflow.training.loop import (
+    EpochSums,
+    autocast_context,
+    lockstep_forwards,
+    missing_forwards,
+    reduce_monitor,
+)
 from spikeflow.training.monitors import LayerStats, SpikeMonitor
 from spikeflow.training.train_config import REGRESSION_READOUTS
 
@@ -379,7 +385,8 @@ class RegressionTask:
     ) -> tuple[RegressionSums, float, list[LayerStats]]:
         """The loss and metric sums (over every process), mean firing rate and per-layer
         statistics of ``model`` (in eval mode) on ``dataset``; each process runs every
-        ``world_size``-th sample."""
+        ``world_size``-th sample (an FSDP-sharded ``model``: a process with fewer
+        batches runs its first again, uncounted, as many times as it has fewer)."""
         was_training = model.training
         model.eval()
         indices = list(range(ctx.rank, len(dataset), ctx.world_size))  # type: ignore[arg-type]
@@ -388,8 +395,10 @@ class RegressionTask:
         monitor = SpikeMonitor(model)
         bar = tqdm(total=len(loader), desc="test", disable=not (progress and ctx.is_main),
                    leave=False, dynamic_ncols=True)  # fmt: skip
+        missing, first = missing_forwards(model, ctx, len(loader)), None
         try:
             for x, y in loader:
+                first = x if first is None else first
                 x = to_time_major(x.to(ctx.device), T, static)
                 with autocast_context(ctx.device, amp):
                     out = model(x)
@@ -397,6 +406,10 @@ class RegressionTask:
                 loss = REGRESSION_LOSSES[loss_fn.loss](pred, target, **loss_fn.kwargs)
                 sums.add_pairs(float(loss), pred, target, len(y))
                 bar.update(1)
+            if missing:
+                lockstep_forwards(model, dataset, first, missing, monitor,
+                                  lambda x: to_time_major(x.to(ctx.device), T, static),
+                                  lambda: autocast_context(ctx.device, amp))  # fmt: skip
             reduce_monitor(monitor, ctx)
             layer_stats, rate = monitor.summary(), monitor.mean_firing_rate()
         finally:
