@@ -272,6 +272,28 @@ def _sharded_grads(model: nn.Module, x: torch.Tensor, rank: int) -> dict:
             "warnings": [str(w.message) for w in caught if "FSDP" in str(w.message)]}  # fmt: skip
 
 
+def _scaler_step_with_one_overflow(rank: int) -> dict:
+    """--amp fp16's scaler (the trainer's torch.amp.GradScaler, not FSDP1's
+    ShardedGradScaler) on sharded gradients, process 1's shard holding an Inf: whether
+    this process's weights moved, and the scale after the update."""
+    from spikeflow.training.fsdp import local_part, shard_model
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3))
+    shard_model(net)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cpu", init_scale=8.0)
+    scaler.scale(net(torch.randn(4, 6)).sum()).backward()
+    if rank == 1:
+        local_part(net[0].weight.grad).view(-1)[0] = float("inf")
+    before = [local_part(p).clone() for p in net.parameters()]
+    scaler.unscale_(optimizer)  # (as the trainer's clipping does)
+    scaler.step(optimizer)
+    scaler.update()
+    moved = any(not torch.equal(b, local_part(p)) for b, p in zip(before, net.parameters()))
+    return {"moved": moved, "scale": float(scaler.get_scale())}
+
+
 def _units_worker(rank: int, world_size: int, port: int, root: str) -> None:
     from types import SimpleNamespace
 
@@ -312,6 +334,7 @@ def _units_worker(rank: int, world_size: int, port: int, root: str) -> None:
         out["view"] = _sharded_grads(_ViewThenInPlace(), seq, rank)
         out["tied"] = _sharded_grads(_Tied(), seq, rank)
         out["listed"] = _sharded_grads(_Listed(), seq, rank)
+        out["scaler"] = _scaler_step_with_one_overflow(rank)
         torch.save(out, f"{root}/units{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -347,6 +370,11 @@ def test_sharded_gradients_are_the_whole_models(units, model):
         result = found[model]
         assert result["warnings"] == []
         _assert_same_state(result["whole"], result["sharded"])
+
+
+def test_an_overflow_in_one_processs_shard_skips_the_fp16_step_on_every_process(units):
+    # (a process that stepped while the other skipped would hold other weights)
+    assert [found["scaler"] for found in units] == [{"moved": False, "scale": 4.0}] * 2
 
 
 def test_shard_units_leave_tied_weights_to_the_root_and_split_module_lists():
