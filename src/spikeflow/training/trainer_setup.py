@@ -185,6 +185,9 @@ class SetupMixin:
                      f"{ctx.world_size} processes ({len(shard_units(self.raw_model))} units "
                      f"gathered one at a time; {len(self.replicated)} scalar parameter(s) "
                      "kept whole)")  # fmt: skip
+        elif cfg.fsdp:  # (one process: what it would shard is all there is)
+            self.log("note: --fsdp with one process: nothing to shard, the run trains as "
+                     "without it (launch it with torchrun --nproc_per_node=N, N > 1)")  # fmt: skip
         elif ctx.distributed:
             device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
             ignore_fixed_buffers(self.raw_model)
