@@ -175,6 +175,14 @@ def test_an_fsdp_regression_run_trains_and_evaluates_as_one_process(runs):
     _assert_same_rows(_rows(runs / "regression_one/metrics.csv"), rows)
 
 
+def test_fsdp_in_one_process_says_it_shards_nothing(tmp_path):
+    messages: list[str] = []
+    config = {**_config(str(tmp_path)), "fsdp": True}
+    Trainer(config_from_dict(config), log=messages.append).fit()
+    assert any("--fsdp with one process: nothing to shard" in m for m in messages)
+    assert load_checkpoint(tmp_path / "last.pt")["config"]["fsdp"] is True
+
+
 def test_shard_units_are_top_level_children_or_the_items_of_a_container():
     def block() -> nn.Module:
         return nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 2))
@@ -335,6 +343,13 @@ def _units_worker(rank: int, world_size: int, port: int, root: str) -> None:
         out["tied"] = _sharded_grads(_Tied(), seq, rank)
         out["listed"] = _sharded_grads(_Listed(), seq, rank)
         out["scaler"] = _scaler_step_with_one_overflow(rank)
+        iterating = _Iterating()
+        shard_model(iterating)
+        try:
+            iterating(seq)
+            out["iterating"] = None
+        except ConfigurationError as exc:
+            out["iterating"] = str(exc)
         torch.save(out, f"{root}/units{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -377,6 +392,25 @@ def test_an_overflow_in_one_processs_shard_skips_the_fp16_step_on_every_process(
     assert [found["scaler"] for found in units] == [{"moved": False, "scale": 4.0}] * 2
 
 
+def test_a_model_running_a_units_layers_itself_is_refused_naming_them(units):
+    # (torch failed inside the first Linear: 'got mixed torch.Tensor and DTensor')
+    for found in units:
+        assert "_Iterating runs its layer 'body.0' without calling 'body'" in found["iterating"]
+
+
 def test_shard_units_leave_tied_weights_to_the_root_and_split_module_lists():
     assert [name for name, _ in shard_units(_Tied())] == ["mid"]
     assert [name for name, _ in shard_units(_Listed())] == ["layers.0", "layers.1", "layers.2"]
+
+
+class _Iterating(nn.Module):
+    """Runs the layers of a Sequential (one unit) one by one, bypassing its forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(6, 6), nn.Tanh(), nn.Linear(6, 6))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.body:
+            x = layer(x)
+        return x

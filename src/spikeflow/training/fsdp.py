@@ -140,11 +140,37 @@ def shard_model(model: nn.Module) -> list[nn.Parameter]:
             dist.broadcast(tensor.data, src=0)
     replicated = [p for p in model.parameters() if p.dim() == 0]
     ignored = set(replicated)
-    for module in [*(m for _, m in shard_units(model)), model]:
+    units = shard_units(model)
+    for unit, module in units:
+        for name, layer in module.named_modules():
+            if name and any(p.dim() > 0 for p in layer.parameters(recurse=False)):
+                layer.register_forward_pre_hook(_UnitCheck(model, unit, f"{unit}.{name}"))
+    for module in [*(m for _, m in units), model]:
         # (before fully_shard's hooks, so that they see the copy)
         module.register_forward_hook(_copy_view_outputs)
         fully_shard(module, ignored_params=ignored)
     return replicated
+
+
+class _UnitCheck:
+    """A forward pre-hook on each layer with weights inside a unit: the layer must run
+    within its unit's forward (where FSDP2 has gathered the unit's weights); a model
+    that calls it directly (iterating a ``Sequential`` unit, calibrating its layers)
+    is refused by name instead of failing inside torch on a weight shard."""
+
+    def __init__(self, model: nn.Module, unit: str, layer: str) -> None:
+        self.model_name, self.unit, self.layer = type(model).__name__, unit, layer
+
+    def __call__(self, module: nn.Module, args: Any) -> None:
+        from torch.distributed.tensor import DTensor
+
+        if any(isinstance(p, DTensor) for p in module.parameters(recurse=False)):
+            raise ConfigurationError(
+                f"--fsdp: {self.model_name} runs its layer {self.layer!r} without calling "
+                f"{self.unit!r}, the unit that holds it (FSDP gathers a unit's weights when "
+                "the unit's forward runs): this model cannot be trained with --fsdp; "
+                "train it without (DDP)"
+            )
 
 
 def _copy_view_outputs(module: nn.Module, args: Any, output: Any) -> Any:
