@@ -27,12 +27,13 @@ pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distribut
 
 def _plain(output_dir: str) -> dict:
     """DigitsPLIFNet (its PLIF neurons learn a scalar w each: parameters FSDP cannot
-    shard) without batch norm or dropout, 2 epochs of 3 steps, Adam, clipped
+    shard) without batch norm or dropout, 2 epochs of 3 steps, AdamW (two parameter
+    groups: biases and scalars without weight decay), clipped
     gradients and EMA: 2 processes' steps are 1 process's on the global batch. 17 test
     samples: process 0 evaluates 3 batches of 4, process 1 only 2 (the lockstep
     forwards)."""
-    return {**_config(output_dir), "epochs": 2, "batch_size": 8, "optimizer": "adam",
-            "test_samples": 17,
+    return {**_config(output_dir), "epochs": 2, "batch_size": 8, "optimizer": "adamw",
+            "weight_decay": 0.05, "no_decay_norm_bias": True, "test_samples": 17,
             "lr": 0.01, "clip_grad_norm": 0.5, "model_ema": True, "model_ema_steps": 1,
             "model_ema_decay": 0.9}  # fmt: skip
 
@@ -71,6 +72,10 @@ def _fsdp_worker(rank: int, world_size: int, port: int, root: str) -> None:
         dist.barrier()
         payload = load_checkpoint(f"{cut}/last.pt")
         Trainer(config_for_resume(payload, {}), resume=payload, resume_dir=cut, log=None).fit()
+        # a one-process run's mid-epoch checkpoint (the fixture's), resumed under --fsdp
+        payload = load_checkpoint(f"{root}/one_cut/last.pt")
+        Trainer(config_for_resume(payload, {"fsdp": True}), resume=payload,
+                resume_dir=f"{root}/one_cut", log=None).fit()  # fmt: skip
         config = dataclasses.replace(_regression(f"{root}/regression"), fsdp=True)
         trainer_for(config, log=None).fit()
     finally:
@@ -79,8 +84,11 @@ def _fsdp_worker(rank: int, world_size: int, port: int, root: str) -> None:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> Path:
-    """The 2-process runs of :func:`_fsdp_worker` and one process's plain run."""
+    """The 2-process runs of :func:`_fsdp_worker` and one process's plain run (and
+    that run stopped after step 1 of epoch 2, which the workers resume)."""
     root = tmp_path_factory.mktemp("fsdp")
+    Trainer(config_from_dict(_plain(str(root / "one_cut"))), log=None,
+            callbacks=[_StopAt(0, 1, 0)]).fit()  # fmt: skip
     _spawn(_fsdp_worker, str(root))
     Trainer(config_from_dict(_plain(str(root / "one"))), log=None).fit()
     trainer_for(_regression(str(root / "regression_one")), log=None).fit()
@@ -162,6 +170,21 @@ def test_an_fsdp_checkpoint_resumes_in_one_process_without_fsdp(runs, tmp_path):
     for index, state in one["optimizer"]["state"].items():
         _assert_same_state(state, resumed["optimizer"]["state"][index])
     _assert_same_rows(_rows(runs / "one/metrics.csv"), _rows(mid / "metrics.csv"))
+
+
+def test_a_one_process_checkpoint_resumes_under_fsdp(runs):
+    """A one-process run's mid-epoch checkpoint (AdamW's two parameter groups, whole
+    moments) resumed on 2 processes with --fsdp ends at the one-process run's
+    weights and optimizer state."""
+    one, resumed = load_checkpoint(runs / "one/last.pt"), load_checkpoint(runs / "one_cut/last.pt")
+    assert resumed["config"]["fsdp"] is True and resumed["world_size"] == 2
+    assert [len(g["params"]) for g in resumed["optimizer"]["param_groups"]] == [
+        len(g["params"]) for g in one["optimizer"]["param_groups"]
+    ]
+    assert len(one["optimizer"]["param_groups"]) == 2
+    _assert_same_state(one["model"], resumed["model"])
+    for index, state in one["optimizer"]["state"].items():
+        _assert_same_state(state, resumed["optimizer"]["state"][index])
 
 
 def test_an_fsdp_regression_run_trains_and_evaluates_as_one_process(runs):
