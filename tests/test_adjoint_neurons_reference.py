@@ -117,6 +117,7 @@ def _reference_coba(drive, p: CobaLIFAdjointParameters):
 
 
 LIF = LIFAdjointParameters(v_leak=0.2, v_th=1.0, v_reset=-0.1)
+TONIC = LIFAdjointParameters(v_leak=1.5, v_th=1.0, v_reset=-0.1)  # fires on its own
 LSNN = LSNNAdjointParameters(v_leak=0.2, v_reset=-0.1, tau_adapt_inv=20.0, beta=0.5)
 COBA = CobaLIFAdjointParameters(
     tau_syn_exc_inv=200.0, tau_syn_inh_inv=100.0, c_m_inv=100.0, g_l=1.0, e_rev_I=-1.0,
@@ -128,8 +129,11 @@ _CASES = {
     "refrac 0.5": ("refrac", LIFRefracAdjointParameters(LIF, 0.5)),
     "refrac 2.5": ("refrac", LIFRefracAdjointParameters(LIF, 2.5)),
     "refrac 100 (> T)": ("refrac", LIFRefracAdjointParameters(LIF, 100.0)),
+    "refrac tonic": ("refrac", LIFRefracAdjointParameters(TONIC, 3.0)),
     "lsnn": ("lsnn", LSNN),
+    "lsnn tonic": ("lsnn", LSNN._replace(v_leak=1.2)),
     "coba": ("coba", COBA),
+    "coba tonic": ("coba", COBA._replace(v_rest=1.5)),
 }
 
 
@@ -179,6 +183,8 @@ def test_eventprop_is_autograd_through_the_hand_derived_jumps(case: str) -> None
     assert z[0].any() or case == "lsnn"  # (the LSNN's input reaches v a step later)
     assert z[-1].any() or long_period
     assert long_period or z[:, :, -1].mean() > 0.25  # the strongest neuron: every step it can
+    if "tonic" in case:  # every neuron starts above threshold and fires at once
+        assert z[0].all()
     for name, mine, expected in zip(("x", "w_in", "w_rec"), grads, grads_ref):
         assert torch.isfinite(mine).all(), name
         scale = expected.abs().max()

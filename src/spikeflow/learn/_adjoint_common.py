@@ -79,3 +79,11 @@ def take(values: Tensor, counts: list[int], end: int, t: int) -> tuple[Tensor, i
     """The values of step ``t`` from a list kept in time order, read from its ``end``."""
     start = end - counts[t]
     return values[start:end], start
+
+
+def fixed_time(slope: Tensor, before: Tensor, threshold: float | Tensor) -> Tensor:
+    """``V̇⁻`` at each spike, infinite where the membrane already stood at or above the
+    threshold before the step (``v_leak >= v_th`` at ``t = 0``): such a spike comes at the
+    first step whatever the input, its time has no derivative, and the jump is 0 (instead
+    of a division by a slope that may be 0 or negative)."""
+    return torch.where(before >= threshold, torch.inf, slope)

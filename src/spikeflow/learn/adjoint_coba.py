@@ -15,8 +15,9 @@ Backward: between spikes the exact adjoint of these equations (the membrane's de
 depends on the conductances, so the backward pass recomputes ``g_e``, ``g_i`` from the
 input and reads ``v`` at every step); at a spike Wunderlich & Pehle's jump
 ``λh = (V̇⁺ λv[t] + ∂L/∂z[t]) / V̇⁻`` with ``V̇⁻ = (h[t] - v[t-1]) / dt`` (the step's
-slope) and ``V̇⁺`` the same right-hand side at ``v_reset``. See ``docs/learning.md``
-(EventProp for more neurons).
+slope) and ``V̇⁺`` the same right-hand side at ``v_reset``; the jump is 0 at the first
+step of a neuron that starts at or above threshold (``v_rest >= v_thresh``: that spike
+comes whatever the input). See ``docs/learning.md`` (EventProp for more neurons).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from torch.autograd.function import once_differentiable
 
 from spikeflow._checks import check_real
 from spikeflow.errors import ConfigurationError
+from spikeflow.learn._adjoint_common import fixed_time
 from spikeflow.learn.eventprop import _check_sequence
 
 __all__ = ["COBA_DEFAULTS", "CobaLIFAdjointParameters", "coba_lif_adjoint"]
@@ -146,6 +148,7 @@ class _CobaLIFAdjoint(torch.autograd.Function):
                 slope_minus = p.c_m_inv * (
                     p.g_l * (p.v_rest - vb) + ge * (p.e_rev_E - vb) + gi * (p.e_rev_I - vb)
                 )
+                slope_minus = fixed_time(slope_minus, vb, p.v_thresh)
                 slope_plus = p.c_m_inv * (
                     p.g_l * (p.v_rest - p.v_reset)
                     + ge * (p.e_rev_E - p.v_reset)

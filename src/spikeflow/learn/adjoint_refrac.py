@@ -26,7 +26,9 @@ the adjoint of the held membrane entering it (0 when the release is past the seq
 end). An earlier spike makes the release earlier by as much, and the membrane then
 starts to integrate sooner: the release, not the reset, carries the spike-time shift (the
 slope just after the spike is 0). With ``rho_reset = 0`` this is
-:func:`~spikeflow.learn.lif_adjoint`'s EventProp, step for step.
+:func:`~spikeflow.learn.lif_adjoint`'s EventProp, step for step, but for a neuron that
+starts at or above threshold (``v_leak >= v_th``): its spike at the first step comes
+whatever the input, and its jump here is 0 (``lif_adjoint`` divides by its slope).
 
 ``jumps="norse"``: Norse 1.1's adjoint, equation for equation: with either weight
 Norse's ``LIFAdjointRefracFunction`` (the jump ``V̇⁺/V̇⁻`` with ``V̇`` from the current
@@ -49,6 +51,7 @@ from spikeflow._checks import check_real
 from spikeflow.errors import ConfigurationError
 from spikeflow.learn._adjoint_common import (
     check_layer,
+    fixed_time,
     input_gradients,
     load_layer,
     save_layer,
@@ -143,7 +146,7 @@ class _LIFRefracAdjoint(torch.autograd.Function):
                 event = rho == 1  # Norse's end of the refractory period
                 at_event.append(a * ((q.v_leak - v_new[event]) + i[event]))
             else:
-                minus.append(a * ((q.v_leak - v[fired]) + j[fired]))
+                minus.append(fixed_time(a * ((q.v_leak - v[fired]) + j[fired]), v[fired], q.v_th))
                 event = (rho_new == 0) & (held | fired)  # the next step is the release
                 at_event.append(a * ((q.v_leak - q.v_reset) + j[event]))
             i = j + leak * j
