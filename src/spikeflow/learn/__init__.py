@@ -3,7 +3,8 @@
 (MSTDP, MSTDP-ET with :func:`eligibility_reward`), e-prop for recurrent spiking
 networks (:class:`EProp`, :class:`EPropRSNN`), EventProp, the adjoint method for LIF networks
 (:class:`EventPropLIF`, :func:`lif_adjoint`; refractory, LSNN and conductance-based
-neurons: :func:`lif_refrac_adjoint`, :func:`lsnn_adjoint`, :func:`coba_lif_adjoint`),
+neurons: :func:`lif_refrac_adjoint`, :func:`lsnn_adjoint`, :func:`coba_lif_adjoint`
+and their layers :class:`EventPropRefracLIF`, :class:`EventPropLSNN`, :class:`EventPropCobaLIF`),
 and DECOLLE's layer-local learning
 (:class:`DECOLLE`, :class:`DECOLLENetwork`), and Norse's correlation sensors
 (:class:`CorrelationSensor`, :class:`LIFCorrelation`), and one-spike-per-neuron
@@ -11,6 +12,7 @@ convolutional STDP and R-STDP (Kheradpisheh et al. 2018, Mozafari et al. 2019:
 :func:`first_spike_stdp`, :func:`reward_stdp`, :func:`k_winners`). See ``docs/learning.md``."""
 
 from spikeflow.learn.adjoint_coba import CobaLIFAdjointParameters, coba_lif_adjoint
+from spikeflow.learn.adjoint_layers import EventPropCobaLIF, EventPropLSNN, EventPropRefracLIF
 from spikeflow.learn.adjoint_lsnn import LSNNAdjointParameters, lsnn_adjoint
 from spikeflow.learn.adjoint_refrac import LIFRefracAdjointParameters, lif_refrac_adjoint
 from spikeflow.learn.competitive import ConvWinnerTakeAll, WinnerTakeAll
@@ -82,7 +84,10 @@ __all__ = [
     "EProp",
     "EPropRSNN",
     "EPropResult",
+    "EventPropCobaLIF",
     "EventPropLIF",
+    "EventPropLSNN",
+    "EventPropRefracLIF",
     "LIFAdjointParameters",
     "LIFCorrelation",
     "LIFRefracAdjointParameters",
