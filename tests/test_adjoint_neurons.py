@@ -387,6 +387,8 @@ def test_bad_input_is_named() -> None:
         lsnn_adjoint(x, LSNN._replace(tau_adapt_inv=5e3))
     with pytest.raises(ConfigurationError, match="v_thresh"):
         coba_lif_adjoint(x, COBA._replace(v_reset=2.0))
+    with pytest.raises(ConfigurationError, match="c_m_inv \\* g_l \\* dt must be <= 1"):
+        coba_lif_adjoint(x, COBA._replace(c_m_inv=2e3))  # the leak: 2 per step
     with pytest.raises(ShapeError, match="recurrent_weights must have shape"):
         lsnn_adjoint(x, LSNN, None, torch.zeros(2, 2))
     with pytest.raises(ShapeError, match="x has 3 features per step"):

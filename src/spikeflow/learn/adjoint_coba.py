@@ -73,8 +73,13 @@ def _check_coba(owner: str, p: object) -> CobaLIFAdjointParameters:
             raise ConfigurationError(
                 f"{owner}: {name} * dt must be <= 1, got {name}={value} and dt={dt}"
             )
-    check_real(f"{owner}: c_m_inv", p.c_m_inv, 0.0, low_open=True)
-    check_real(f"{owner}: g_l", p.g_l, 0.0)
+    c_m_inv = check_real(f"{owner}: c_m_inv", p.c_m_inv, 0.0, low_open=True)
+    g_l = check_real(f"{owner}: g_l", p.g_l, 0.0)
+    if c_m_inv * g_l * dt > 1.0:  # the leak alone would overshoot v_rest in one step
+        raise ConfigurationError(
+            f"{owner}: c_m_inv * g_l * dt must be <= 1 (a forward-Euler step may not "
+            f"overshoot), got c_m_inv={c_m_inv}, g_l={g_l} and dt={dt}"
+        )
     for name in ("e_rev_I", "e_rev_E", "v_rest", "v_reset", "v_thresh"):
         check_real(f"{owner}: {name}", getattr(p, name))
     if not p.v_reset < p.v_thresh:
