@@ -190,3 +190,24 @@ def test_eventprop_is_autograd_through_the_hand_derived_jumps(case: str) -> None
         scale = expected.abs().max()
         assert scale > 0, name
         torch.testing.assert_close(mine, expected, rtol=0, atol=1e-10 * float(scale), msg=name)
+
+
+def test_gradcheck_without_spikes() -> None:
+    """Where no spike moves (none at all), the gradient is the forward's derivative:
+    torch.autograd.gradcheck (float64, finite differences) of ``v`` in the input and
+    both weights (refractory LIF, LSNN) or the drive (COBA, of both signs)."""
+    torch.manual_seed(3)
+    x = torch.rand(12, 2, 3, dtype=F64, requires_grad=True)
+    w_in = (torch.randn(4, 3, dtype=F64) * 0.05).requires_grad_()
+    w_rec = torch.randn(4, 4, dtype=F64, requires_grad=True)
+    refrac = LIFRefracAdjointParameters(LIF, 3.0)
+    drive = (torch.randn(12, 2, 4, dtype=F64) * 0.1).requires_grad_()
+    runs = [
+        (lambda x, w, r: lif_refrac_adjoint(x, refrac, w, r), (x, w_in, w_rec)),
+        (lambda x, w, r: lsnn_adjoint(x, LSNN, w, r), (x, w_in, w_rec)),
+        (lambda d: coba_lif_adjoint(d, COBA), (drive,)),
+    ]
+    for run, inputs in runs:
+        z, _ = run(*inputs)
+        assert z.sum() == 0
+        assert torch.autograd.gradcheck(lambda *a, run=run: run(*a)[1], inputs)
