@@ -3,7 +3,11 @@
 :mod:`spikeflow.learn.adjoint_coba`, as :class:`~spikeflow.learn.EventPropLIF` is for
 :func:`~spikeflow.learn.lif_recurrent_adjoint`: input weights (and optional recurrent
 weights) as parameters, the whole sequence ``[T, B, in_features] -> [T, B,
-out_features]`` in one call, gradients by the adjoint's backward loop."""
+out_features]`` in one call, gradients by the adjoint's backward loop. The input's
+gradient is the spike-count derivative ``λJ W_in`` (the current's adjoint times
+``W_in``; no ``spike_input`` option: the spike-time derivative that
+:class:`~spikeflow.learn.EventPropLIF` can hand back to an EventProp layer before it is
+not built for these neurons)."""
 
 from __future__ import annotations
 
