@@ -24,6 +24,7 @@ from spikeflow.learn import (
     LIFRefracAdjointParameters,
     LSNNAdjointParameters,
     coba_lif_adjoint,
+    lif_recurrent_adjoint,
     lif_refrac_adjoint,
     lsnn_adjoint,
 )
@@ -53,7 +54,7 @@ def _reference_refrac(x, w_in, w_rec, p: LIFRefracAdjointParameters):
         held = rho > 0
         fired = (h.detach() > q.v_th) & ~held
         slope = (a * ((q.v_leak - v) + j)).detach()
-        sigma = _spike_time(h - q.v_th, fired, slope, v.detach() >= q.v_th)
+        sigma = _spike_time(h - q.v_th, fired, slope, v.detach() > q.v_th)
         since = torch.where(fired, sigma, since)
         rho_new = torch.where(fired, p.rho_reset, torch.relu(rho - held.to(F64)))
         released = (rho_new == 0) & (held | fired)  # the next step integrates again
@@ -82,7 +83,7 @@ def _reference_lsnn(x, w_in, w_rec, p: LSNNAdjointParameters):
         theta_next = theta + dt * r * (p.v_th - theta)
         fired = (h - theta_next).detach() > 0
         slope = (a * ((p.v_leak - v) + i) - r * (p.v_th - theta)).detach()
-        sigma = _spike_time(h - theta_next, fired, slope, (v >= theta).detach())
+        sigma = _spike_time(h - theta_next, fired, slope, (v > theta).detach())
         slope_plus = (a * ((p.v_leak - p.v_reset) + i)).detach()
         v = torch.where(fired, p.v_reset + slope_plus * sigma, h)
         theta = theta_next + p.beta * fired.to(F64) - r * p.beta * sigma
@@ -108,7 +109,7 @@ def _reference_coba(drive, p: CobaLIFAdjointParameters):
 
         h = v + p.dt * rate(v)
         fired = h.detach() > p.v_thresh
-        sigma = _spike_time(h, fired, rate(v).detach(), v.detach() >= p.v_thresh)
+        sigma = _spike_time(h, fired, rate(v).detach(), v.detach() > p.v_thresh)
         slope_plus = rate(torch.full_like(v, p.v_reset)).detach()
         v = torch.where(fired, p.v_reset + slope_plus * sigma, h)
         zs.append(fired.to(F64) + sigma)
@@ -211,3 +212,24 @@ def test_gradcheck_without_spikes() -> None:
         z, _ = run(*inputs)
         assert z.sum() == 0
         assert torch.autograd.gradcheck(lambda *a, run=run: run(*a)[1], inputs)
+
+
+@pytest.mark.parametrize("backend", ["torch", "c"])
+def test_lif_adjoint_with_a_neuron_that_starts_above_threshold(backend: str) -> None:
+    """lif_recurrent_adjoint (both backends) gives the refractory LIF's gradients with
+    ``rho_reset = 0`` (checked above against the reference loop) when ``v_leak > v_th``."""
+    x, w_in, w_rec = _inputs("refrac")
+    cz, cv = torch.randn(2, T, B, N, dtype=F64)
+    results = []
+    for run in (
+        lambda x, w, r: lif_refrac_adjoint(x, LIFRefracAdjointParameters(TONIC, 0.0), w, r),
+        lambda x, w, r: lif_recurrent_adjoint(x, w, r, TONIC, backend=backend),
+    ):
+        leaves = [t.clone().requires_grad_() for t in (x, w_in, w_rec)]
+        z, v = run(*leaves)
+        results.append((z, torch.autograd.grad((z * cz).sum() + (v * cv).sum(), leaves)))
+    (z, grads), (z_lif, grads_lif) = results
+    assert torch.equal(z, z_lif) and z[0].all()
+    for mine, lif in zip(grads, grads_lif):
+        assert torch.isfinite(lif).all()
+        torch.testing.assert_close(lif, mine, rtol=1e-12, atol=1e-12 * float(mine.abs().max()))

@@ -82,8 +82,8 @@ def take(values: Tensor, counts: list[int], end: int, t: int) -> tuple[Tensor, i
 
 
 def fixed_time(slope: Tensor, before: Tensor, threshold: float | Tensor) -> Tensor:
-    """``V̇⁻`` at each spike, infinite where the membrane already stood at or above the
-    threshold before the step (``v_leak >= v_th`` at ``t = 0``): such a spike comes at the
+    """``V̇⁻`` at each spike, infinite where the membrane already stood above the
+    threshold before the step (``v_leak > v_th`` at ``t = 0``): such a spike comes at the
     first step whatever the input, its time has no derivative, and the jump is 0 (instead
     of a division by a slope that may be 0 or negative)."""
-    return torch.where(before >= threshold, torch.inf, slope)
+    return torch.where(before > threshold, torch.inf, slope)

@@ -20,6 +20,7 @@
  * sums). ep_rec_grad then sums the W_rec gradient from the spikes and λJ, each thread
  * owning whole rows of it (one [N, N] buffer, whatever the thread count).
  */
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,7 +92,10 @@ static int fired_bit(const uint8_t *bits, int64_t e) { return (bits[e >> 3] >> (
             i[j] = J + leak * J;                                                           \
             spikes[row + j] = z;                                                           \
             voltage[row + j] = v[j];                                                       \
-            minus[j] = a * ((v_leak - before) + base);                                     \
+            /* eventprop: a neuron that started above threshold fires at t = 0 whatever */ \
+            /* its input; an infinite slope makes that spike's jump 0                   */ \
+            minus[j] = (!norse && before > v_th) ? (T)INFINITY                            \
+                                                  : a * ((v_leak - before) + base);        \
             plus[j] = a * (rest + base);                                                   \
           }                                                                                \
           const int64_t first = size;                                                      \

@@ -16,7 +16,7 @@ depends on the conductances, so the backward pass recomputes ``g_e``, ``g_i`` fr
 input and reads ``v`` at every step); at a spike Wunderlich & Pehle's jump
 ``λh = (V̇⁺ λv[t] + ∂L/∂z[t]) / V̇⁻`` with ``V̇⁻ = (h[t] - v[t-1]) / dt`` (the step's
 slope) and ``V̇⁺`` the same right-hand side at ``v_reset``; the jump is 0 at the first
-step of a neuron that starts at or above threshold (``v_rest >= v_thresh``: that spike
+step of a neuron that starts above threshold (``v_rest > v_thresh``: that spike
 comes whatever the input). See ``docs/learning.md`` (EventProp for more neurons).
 """
 

@@ -26,9 +26,9 @@ the adjoint of the held membrane entering it (0 when the release is past the seq
 end). An earlier spike makes the release earlier by as much, and the membrane then
 starts to integrate sooner: the release, not the reset, carries the spike-time shift (the
 slope just after the spike is 0). With ``rho_reset = 0`` this is
-:func:`~spikeflow.learn.lif_adjoint`'s EventProp, step for step, but for a neuron that
-starts at or above threshold (``v_leak >= v_th``): its spike at the first step comes
-whatever the input, and its jump here is 0 (``lif_adjoint`` divides by its slope).
+:func:`~spikeflow.learn.lif_adjoint`'s EventProp, step for step. A neuron that starts
+above threshold (``v_leak > v_th``) fires at the first step whatever the input: that
+spike's jump is 0 (in both).
 
 ``jumps="norse"``: Norse 1.1's adjoint, equation for equation: with either weight
 Norse's ``LIFAdjointRefracFunction`` (the jump ``V̇⁺/V̇⁻`` with ``V̇`` from the current

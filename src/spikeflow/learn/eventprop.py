@@ -25,6 +25,9 @@ spike time that the grid cannot represent::
                                          V̇⁺ = a (v_leak - v_reset + J[t])
     G_n = ∂L/∂z_n[t] + Σ_i W_rec[i, n] (a λh_i[t+1] - b λJ_i[t+1])
 
+(``λh_n = 0`` at the first step's spike of a neuron that starts above threshold,
+``v_leak > v_th``: it fires whatever its input, and its slope may be 0.)
+
 ``G`` is minus the loss's derivative with respect to the spike time: through the
 recurrent weights exactly (a spike that comes earlier moves the current jump it causes
 in neuron ``i``), and for a loss on the spike flags, ``∂L/∂z`` stands for
@@ -273,10 +276,13 @@ class _LIFAdjoint(torch.autograd.Function):
                 z = fired.to(h.dtype)
         fired = spikes.bool()
         before = torch.cat([current.new_full((1, batch, n), p.v_leak), voltage[:-1]])
+        slope_minus = a * ((p.v_leak - before[fired]) + base[fired])  # in time order
+        if jumps == "eventprop":  # started above threshold: a spike at t = 0 that cannot move
+            slope_minus = torch.where(before[fired] > p.v_th, torch.inf, slope_minus)
         ctx.saved = _Saved(
             pack_spikes(fired),
             fired.sum(dim=(1, 2)).tolist(),
-            a * ((p.v_leak - before[fired]) + base[fired]),  # in time order
+            slope_minus,
             a * ((p.v_leak - p.v_reset) + base[fired]),
         )
         return spikes, voltage
