@@ -106,6 +106,8 @@ def test_bad_targets_are_named():
         ({"online": True}, "--online"),
         ({"loss": "ce"}, "--loss ce"),
         ({"loss_kwargs": {"label_smoothing": 0.1}}, "label_smoothing"),
+        # (it was accepted, logged as the loss, and never used by the regression step)
+        ({"teacher": "teacher.pt"}, "--teacher"),
         ({"data_dir": "/somewhere"}, "--data-dir"),
     ],
 )

@@ -268,6 +268,7 @@ def _given(config: TrainConfig) -> list[tuple[str, str]]:
         ("--decolle", config.decolle, "DECOLLE's local classification losses"),
         ("--eventprop", config.eventprop is not None, "EventProp's classifier"),
         ("--eprop", config.eprop is not None, "e-prop's recurrent classifier"),
+        ("--teacher", config.teacher is not None, "distils class scores"),
         ("--online", config.online, yet),
         ("--tbptt", config.tbptt is not None, yet),
         ("--plots on", config.plots == "on", "no plots for regression runs yet"),
