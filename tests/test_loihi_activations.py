@@ -9,12 +9,16 @@ import torch
 from torch import nn
 
 from spikeflow.conversion import (
+    ConversionIFNode,
+    ConversionRule,
     PiecewiseLinearSiLU,
     ReLU1,
+    convert,
     piecewise_linear_silu,
     relu1,
     to_sigma_delta,
 )
+from spikeflow.conversion.report import ConversionError
 from spikeflow.errors import DTypeError
 from spikeflow.layers import SigmaDelta
 
@@ -93,3 +97,29 @@ def test_in_a_sigma_delta_network_they_equal_the_ann_at_theta_zero():
     torch.testing.assert_close(sdnn(x), expected, rtol=0, atol=1e-11)
     pieces = ann[:2](x[0].detach())
     assert (pieces < -5).any() and ((pieces < -0.5) & (pieces > -5)).any() and (pieces > 0).any()
+
+
+def test_convert_names_them_whole_and_a_users_rule_converts_relu1():
+    """Rate-coded ``convert`` has no neuron for them: each is named as its module (not
+    traced into the clamp calls of its forward) with to_sigma_delta as the way; a user's
+    rule for ReLU1 (an IF neuron of the calibrated scale, as docs/conversion.md's Clip)
+    still converts it, and the rates approach the ANN."""
+    torch.manual_seed(0)
+    layers = [nn.Linear(12, 24), nn.ReLU(), nn.Linear(24, 24), ReLU1(), nn.Linear(24, 16)]
+    ann = nn.Sequential(*layers, PiecewiseLinearSiLU(), nn.Linear(16, 3)).eval()
+    x = torch.rand(128, 12)
+    with pytest.raises(ConversionError) as caught:
+        convert(ann, x)
+    message = str(caught.value)
+    assert "3 (ReLU1)" in message and "5 (PiecewiseLinearSiLU)" in message
+    assert message.count("to_sigma_delta") == 2 and "clamp" not in message
+    _, report = convert(ann, x, strict=False)
+    assert [(e.name, e.source) for e in report.unconverted] == [
+        ("3", "ReLU1"), ("5", "PiecewiseLinearSiLU")
+    ]  # fmt: skip
+    clipped = ConversionRule(lambda site: ConversionIFNode(site.scale), name="clipped IF")
+    head = nn.Sequential(*list(ann)[:4], nn.Linear(24, 3)).eval()
+    snn, report = convert(head, x, rules={ReLU1: clipped})
+    assert [e.name for e in report.converted] == ["1", "3"] and not report.unconverted
+    with torch.no_grad():
+        assert (snn.rate(x, 256) - head(x)).abs().max() < 0.05

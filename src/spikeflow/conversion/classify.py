@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from spikeflow.conversion.loihi_activations import PiecewiseLinearSiLU, ReLU1
 from spikeflow.conversion.nonlinear_names import NONLINEAR_WORDS, is_nonlinear_name
 from spikeflow.conversion.qcfs import QCFS, qcfs
 from spikeflow.conversion.rules import ConversionRule, find_rule, rule_table
@@ -27,6 +28,7 @@ from spikeflow.conversion.rules import ConversionRule, find_rule, rule_table
 __all__ = [
     "KNOWN_MODULES",
     "NONLINEAR_WORDS",
+    "SIGMA_DELTA_ACTIVATIONS",
     "Kind",
     "call_name",
     "classify_call",
@@ -257,6 +259,11 @@ def call_name(node: fx.Node) -> str:
     return _callable_name(node.target)
 
 
+#: Lava-DL's Loihi activations (PiecewiseLinearSiLU, ReLU1, in this order): named whole
+#: by ``convert``, which has no rate-coded neuron for them; ``to_sigma_delta`` runs them.
+SIGMA_DELTA_ACTIVATIONS: tuple[type[nn.Module], ...] = (PiecewiseLinearSiLU, ReLU1)
+
+
 #: The modules a subclass is taken for while it keeps their forward.
 KNOWN_MODULES: tuple[type[nn.Module], ...] = (
     *ACTIVATION_MODULES,
@@ -354,6 +361,8 @@ def classify_module(
         return "activation"
     if overridden_base(module) is not None:
         return "container"
+    if isinstance(module, SIGMA_DELTA_ACTIVATIONS):
+        return "unsupported"  # named as a whole, not traced into clamp calls
     if isinstance(module, _BatchNorm):
         # Eval mode with running statistics is a per-channel affine map.
         return "affine" if module.running_mean is not None else "unsupported"

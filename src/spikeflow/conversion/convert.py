@@ -70,6 +70,7 @@ from spikeflow.conversion.calibration_pass import CalibrationPass
 from spikeflow.conversion.classify import (
     KNOWN_MODULES,
     MAXPOOL_MODULES,
+    SIGMA_DELTA_ACTIVATIONS,
     classify_module,
     overridden_base,
     own_forward_text,
@@ -302,6 +303,13 @@ class _Converter(GraphRewriter, CalibrationPass):
                 )
             elif isinstance(module, MAXPOOL_MODULES):
                 detail = "max pool with return_indices=True"
+            elif isinstance(module, SIGMA_DELTA_ACTIVATIONS):
+                clip = isinstance(module, SIGMA_DELTA_ACTIVATIONS[1])  # ReLU1
+                what = "fixed clip at 1" if clip else "negative dip"
+                detail = (
+                    f"a Loihi activation (its {what}) for sigma-delta networks, with no "
+                    "rate-coded neuron here: convert with to_sigma_delta (docs/sigma_delta.md)"
+                )
             else:
                 detail = (
                     "not affine and has no spiking equivalent (only ReLU and QCFS become neurons)"
