@@ -14,7 +14,7 @@ from torch import nn
 from spikeflow.cli import main
 from spikeflow.errors import ConfigurationError
 from spikeflow.losses import distillation_loss, get_loss
-from spikeflow.training import Trainer, load_checkpoint, load_trained_model
+from spikeflow.training import Trainer, config_for_resume, load_checkpoint, load_trained_model
 from spikeflow.training.build import build_model
 from spikeflow.training.config import resolve
 from spikeflow.training.data import to_time_major
@@ -26,9 +26,9 @@ from train_runs import check_resume_is_exact, tiny
 pytest.importorskip("sklearn", reason="the digits need scikit-learn")
 
 
-def _float_teacher(path: Path, classes: int = 10) -> Path:
+def _float_teacher(path: Path, classes: int = 10, seed: int = 5) -> Path:
     """A float CNN on [B, 1, 8, 8] digits, saved whole (torch.save)."""
-    torch.manual_seed(5)
+    torch.manual_seed(seed)
     net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
                         nn.Flatten(), nn.Dropout(0.5), nn.Linear(4 * 64, classes))  # fmt: skip
     net.train()  # the trainer must put it in eval mode (dropout off, running statistics)
@@ -91,6 +91,30 @@ def test_resume_is_exact_and_eval_needs_no_teacher(tmp_path, teacher_file):
     assert payload["config"]["teacher"] == str(teacher_file)
     plain = evaluate_checkpoint(tmp_path / "full", device="cpu")  # the student alone
     assert 0 <= plain["test_acc"] <= 1
+
+
+def test_a_moved_teacher_is_given_on_resume_and_another_is_refused(tmp_path):
+    # The teacher's path is in the checkpoint's config: once the file moved, the run
+    # could not be resumed (--teacher was no runtime option a resume may change).
+    teacher = _float_teacher(tmp_path / "cnn.pt")
+    Trainer(tiny(tmp_path, "full", teacher=str(teacher)), log=None).fit()
+    Trainer(tiny(tmp_path, "split", teacher=str(teacher), stop_after=1), log=None).fit()
+    payload = load_checkpoint(tmp_path / "split" / "last.pt")
+    moved = teacher.rename(tmp_path / "moved.pt")
+    with pytest.raises(ConfigurationError, match=r"cnn\.pt \(from its checkpoint\) does not exist"):
+        Trainer(config_for_resume(payload, {}), resume=payload, log=None).fit()
+    other = _float_teacher(tmp_path / "other.pt", seed=6)  # the same network, other weights
+    with pytest.raises(ConfigurationError, match=r"other\.pt \(module .*\) is not the run's"):
+        Trainer(config_for_resume(payload, {"teacher": str(other)}), resume=payload, log=None).fit()
+    config = {k: v for k, v in payload["config"].items() if k != "teacher"}
+    for base, change in ((payload, None), ({**payload, "config": config}, str(moved))):
+        with pytest.raises(ConfigurationError, match="start a new run to change that"):
+            config_for_resume(base, {"teacher": change})  # leaving it out, adding one
+    Trainer(config_for_resume(payload, {"teacher": str(moved)}), resume=payload, log=None).fit()
+    full, split = (load_checkpoint(tmp_path / n / "last.pt") for n in ("full", "split"))
+    assert split["config"]["teacher"] == str(moved)
+    for key, value in full["model"].items():
+        assert torch.equal(value, split["model"][key]), key
 
 
 def test_a_spiking_run_teacher_reads_the_batch_as_its_run_did(tmp_path):

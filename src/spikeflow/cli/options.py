@@ -24,7 +24,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         default=s,
         metavar="CHECKPOINT",
         help="continue a run from its last.pt (or the run directory); only "
-        "runtime options (device, workers, output, logging) may change",
+        "runtime options (device, workers, output, logging, a moved --teacher's place) may "
+        "change",
     )
     d = p.add_argument_group("data")
     d.add_argument(

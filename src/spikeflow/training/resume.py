@@ -44,6 +44,16 @@ def config_for_resume(payload: dict[str, Any], overrides: dict[str, Any]) -> Tra
         key: _dataset_default(saved, key) if value is None and key in RESOLVED_FIELDS else value
         for key, value in overrides.items()
     }
+    if "teacher" in overrides and (overrides["teacher"] is None) != (saved.teacher is None):
+        had = (
+            "trained without a teacher"
+            if saved.teacher is None
+            else f"distils from {saved.teacher}, which cannot be left out"
+        )
+        raise ConfigurationError(
+            f"--resume: --teacher gives the run's teacher a new place (a moved file); the run "
+            f"{had}: start a new run to change that"
+        )
     changed = sorted(
         key for key, value in overrides.items()
         if key not in RUNTIME_FIELDS and not _repeats(getattr(saved, key), value, key)

@@ -19,6 +19,7 @@ mode, without gradients, on the same (mixed) inputs as the student.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import zipfile
 from collections.abc import Callable
@@ -32,7 +33,20 @@ from spikeflow.errors import ConfigurationError
 from spikeflow.losses.distillation import student_logits
 from spikeflow.training.train_config import TrainConfig
 
-__all__ = ["Teacher", "load_teacher"]
+__all__ = ["Teacher", "load_teacher", "weights_digest"]
+
+
+def weights_digest(module: nn.Module) -> str:
+    """The SHA-256 of ``module``'s ``state_dict`` (names, dtypes, shapes and bytes): what
+    a checkpoint records of its run's teacher, so that a resume can tell the same
+    teacher, moved, from another one."""
+    digest = hashlib.sha256()
+    for name, value in module.state_dict().items():
+        if isinstance(value, Tensor):
+            flat = value.detach().cpu().contiguous().reshape(-1)
+            digest.update(f"{name}|{flat.dtype}|{tuple(value.shape)}|".encode())
+            digest.update(flat.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 class Teacher:
@@ -42,6 +56,7 @@ class Teacher:
     Attributes:
         module: the teacher's network (eval mode, no parameter requires a gradient).
         source: what was loaded, for messages (``"run runs/a/best.pt"``, ``"module t.pt"``).
+        digest: :func:`weights_digest` of the module, as loaded.
     """
 
     def __init__(self, module: nn.Module, source: str, prepare: Callable[[Tensor], Tensor],
@@ -50,6 +65,7 @@ class Teacher:
         for parameter in module.parameters():
             parameter.requires_grad_(False)
         self.source = source
+        self.digest = weights_digest(module)
         self._prepare = prepare
         self._decode = decode
 

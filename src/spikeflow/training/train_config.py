@@ -52,7 +52,7 @@ REGRESSION_READOUTS = ("mean", "last", "per_step")
 RUNTIME_FIELDS = (
     "device", "workers", "progress", "tensorboard", "plots", "stop_after", "output_dir",
     "overwrite", "data_dir", "cache_dir", "download", "compile", "recompute", "threads",
-    "fsdp",
+    "fsdp", "teacher",
 )  # fmt: skip
 
 

@@ -72,6 +72,7 @@ class CheckpointMixin:
             running = ckpt.epoch_state_payload(
                 [{"epoch_sums": s["epoch_sums"], "monitor": s["monitor"]} for s in states]
             )
+        teacher = getattr(self, "teacher", None)
         return {
             "format": ckpt.CHECKPOINT_FORMAT,
             "config": {k: v for k, v in config_to_dict(self.config).items() if v is not None},
@@ -88,6 +89,8 @@ class CheckpointMixin:
             "eprop": {} if self.eprop is None else self.eprop.state_dict(),
             "fptt": {} if self.fptt is None else self.fptt.state_dict(),
             "model_ema": {} if self.ema is None else self.ema.state_dict(),
+            # --teacher: which one (a resume may find it moved, not changed)
+            "teacher": {} if teacher is None else {"digest": teacher.digest},
             "rng": [s["rng"] for s in states],
             "world_size": self.ctx.world_size,
             **running,
@@ -120,7 +123,22 @@ class CheckpointMixin:
         position = (self.epoch + 1, 0) if complete else (self.epoch, self.step_in_epoch)
         self._checkpoint = (self._last, position)
 
+    def _check_resumed_teacher(self, payload: dict[str, Any]) -> None:
+        """A resumed ``--teacher`` run's teacher has the weights its checkpoint recorded
+        (a ``--teacher`` given with ``--resume`` is the same teacher's new place)."""
+        saved = payload.get("teacher", {}).get("digest")  # (none: an older checkpoint)
+        teacher = getattr(self, "teacher", None)
+        if saved is None or teacher is None or teacher.digest == saved:
+            return
+        raise ConfigurationError(
+            f"--resume: the teacher {self.config.teacher} ({teacher.source}) is not the "
+            f"run's teacher: its weights' SHA-256 is {teacher.digest[:16]}..., the "
+            f"checkpoint's {saved[:16]}...; give --teacher the run's own teacher (moved "
+            "or not), or start a new run to distil from another"
+        )
+
     def _restore(self, payload: dict[str, Any]) -> int:
+        self._check_resumed_teacher(payload)
         if not getattr(self, "_weights_loaded", False):  # (FSDP: before the model was cut)
             ckpt.load_weights(self.raw_model, payload, self.resume_dir or "the checkpoint")
         try:

@@ -286,6 +286,11 @@ class SetupMixin:
         run on two training samples: its logits must be ``[2, classes]`` of this run's
         dataset (a mismatch is named now, not at the first step)."""
         cfg, ctx = self.config, self.ctx
+        if self.resume_payload is not None and not Path(cfg.teacher).exists():  # type: ignore[arg-type]
+            raise ConfigurationError(
+                f"--resume: the run's teacher {cfg.teacher} (from its checkpoint) does not "
+                "exist; give its new place: --resume RUN --teacher PATH"
+            )
         teacher = load_teacher(cfg.teacher, cfg, ctx.device)  # type: ignore[arg-type]
         count = min(2, len(self.train_set))  # type: ignore[arg-type]
         probe = torch.stack([self.train_set[i][0] for i in range(count)])
