@@ -117,6 +117,30 @@ def test_a_moved_teacher_is_given_on_resume_and_another_is_refused(tmp_path):
         assert torch.equal(value, split["model"][key]), key
 
 
+def test_teacher_ema_reads_the_teacher_runs_model_ema(tmp_path, teacher_file):
+    # A --model-ema teacher run was read with its trained weights only (no way to
+    # distil from the average that spikeflow eval --ema evaluates). Decay 0.999 adjusted
+    # to the run (32 x 1 / 1 epoch): 0.968, the average apart from the weights.
+    Trainer(tiny(tmp_path, "ema", epochs=1, model_ema=True, model_ema_steps=1,
+                 model_ema_decay=0.999), log=None).fit()  # fmt: skip
+    config = resolve(tiny(tmp_path, "student", teacher=str(tmp_path / "ema"), teacher_ema=True))
+    cpu = torch.device("cpu")
+    for path in (tmp_path / "ema", tmp_path / "ema" / "last.pt"):
+        teacher = load_teacher(path, config, cpu)
+        assert teacher.source.endswith("(its model EMA)")
+        state = teacher.module.state_dict()
+        for ema, same in ((True, True), (False, False)):
+            held = load_trained_model(path, ema=ema).model.state_dict()
+            assert all(torch.equal(state[k], held[k]) for k in held) is same
+    with pytest.raises(ConfigurationError, match=r"cnn\.pt is no run folder or checkpoint"):
+        load_teacher(teacher_file, config, cpu)
+    Trainer(tiny(tmp_path, "plain", epochs=1), log=None).fit()
+    with pytest.raises(ConfigurationError, match="trained without --model-ema"):
+        load_teacher(tmp_path / "plain", config, cpu)
+    with pytest.raises(ConfigurationError, match="teacher_ema needs --teacher"):
+        resolve(tiny(tmp_path, "alone", teacher_ema=True))
+
+
 def test_a_spiking_run_teacher_reads_the_batch_as_its_run_did(tmp_path):
     Trainer(tiny(tmp_path, "snn", epochs=1, T=3), log=None).fit()
     config = resolve(tiny(tmp_path, "student", T=2))

@@ -248,6 +248,13 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         help="with --teacher: the softmax temperature of teacher and student (default 4)",
     )
     o.add_argument(
+        "--teacher-ema",
+        action="store_true",
+        default=s,
+        help="with --teacher RUN: the teacher run's model EMA (--model-ema) instead of its "
+        "trained weights",
+    )
+    o.add_argument(
         "--sync-bn",
         action="store_true",
         default=s,

@@ -289,7 +289,7 @@ def _check_distillation(config: TrainConfig) -> None:
     check_distillation_arguments(config.kd_alpha, config.kd_temperature)
     if config.teacher is None:
         defaults = {field.name: field.default for field in dataclasses.fields(config)}
-        for name in ("kd_alpha", "kd_temperature"):
+        for name in ("kd_alpha", "kd_temperature", "teacher_ema"):
             if getattr(config, name) != defaults[name]:
                 raise ConfigurationError(
                     f"{name} needs --teacher (teacher = PATH): add it, or leave {name} out"

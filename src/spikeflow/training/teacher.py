@@ -6,7 +6,9 @@
   checkpoint files: the teacher is that run's network, rebuilt as ``spikeflow eval``
   rebuilds it. It reads each batch as its own run did (static images repeated over its
   own ``T``; frames, which must then be the student's: same dataset, ``T`` and
-  ``split_by``), and its output ``[T, B, K]`` is read by its own run's readout;
+  ``split_by``), and its output ``[T, B, K]`` is read by its own run's readout; its
+  trained weights, or with ``teacher_ema`` (``--teacher-ema``) the model EMA a
+  ``--model-ema`` run kept;
 * a TorchScript archive (``torch.jit.save``) or a module saved whole with
   ``torch.save(module)`` (unpickled: load only files you trust): a float network that
   takes the batch as the DataLoader yields it (``[B, C, H, W]`` images, ``[B, T, ...]``
@@ -122,9 +124,11 @@ def _run_teacher(path: Path, config: TrainConfig, device: torch.device) -> Teach
         )
     # (the same dataset: found where this run finds it, the teacher's run folder moved or not)
     data_dir = None if config.data_dir is None else str(config.data_dir)
-    trained = load_trained_model(path, data_dir=data_dir, device=str(device))
+    trained = load_trained_model(
+        path, data_dir=data_dir, device=str(device), ema=config.teacher_ema
+    )
     taught = trained.config
-    source = f"run {trained.checkpoint}"
+    source = f"run {trained.checkpoint}" + (" (its model EMA)" if config.teacher_ema else "")
     if trained.static is False:  # frames [B, T, ...]: the student's batches must fit it
         for name in ("T", "split_by"):
             if getattr(taught, name) != getattr(config, name):
@@ -143,6 +147,21 @@ def _run_teacher(path: Path, config: TrainConfig, device: torch.device) -> Teach
     )
 
 
+def _ema_checkpoint(path: Path) -> Path:
+    """``path``, a spikeflow checkpoint file, for ``--teacher-ema`` (which reads its
+    ``model_ema``); anything else is refused by name."""
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception:
+        loaded = None
+    if not (isinstance(loaded, dict) and "format" in loaded and "config" in loaded):
+        raise ConfigurationError(
+            f"--teacher-ema reads the model EMA of a spikeflow train run; --teacher {path} "
+            "is no run folder or checkpoint: leave out --teacher-ema"
+        )
+    return path
+
+
 def load_teacher(path: str | os.PathLike, config: TrainConfig, device: torch.device) -> Teacher:
     """The teacher ``path`` names (module docstring), on ``device``, for a student run of
     ``config`` (resolved).
@@ -150,14 +169,17 @@ def load_teacher(path: str | os.PathLike, config: TrainConfig, device: torch.dev
     Raises:
         ConfigurationError: a missing path, a folder without a checkpoint, a file that is
             neither a spikeflow checkpoint, TorchScript nor a saved module (a
-            ``state_dict`` is named as such), or a run teacher whose dataset, ``T`` or
-            ``split_by`` (frames) differ from the student's.
+            ``state_dict`` is named as such), a run teacher whose dataset, ``T`` or
+            ``split_by`` (frames) differ from the student's, or ``config.teacher_ema``
+            for a teacher that is no run, or a run without a model EMA.
     """
     path = Path(path)
     if not path.exists():
         raise ConfigurationError(f"--teacher {path} does not exist")
     if path.is_dir():
         return _run_teacher(path, config, device)
+    if config.teacher_ema:  # (a checkpoint file's; TorchScript and modules have none)
+        return _run_teacher(_ema_checkpoint(path), config, device)
     if _is_torchscript(path):
         module = torch.jit.load(str(path), map_location=device)
         source = f"TorchScript {path}"

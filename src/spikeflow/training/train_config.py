@@ -150,6 +150,9 @@ class TrainConfig:
     teacher: str | None = None
     kd_alpha: float = 0.5
     kd_temperature: float = 4.0
+    #: A run teacher's model EMA (its checkpoint's ``model_ema``, what ``spikeflow eval
+    #: --ema`` reads) instead of its trained weights.
+    teacher_ema: bool = False
     #: Repeated augmentation (DeiT's RASampler, the recipe's ``--ra-sampler``): each
     #: sample ``ra_reps`` times per epoch, the copies on different processes, an epoch
     #: of ``len // 256 * 256`` draws (``spikeflow.training.ra_sampler``).
