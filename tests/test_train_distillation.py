@@ -174,6 +174,12 @@ def test_unusable_teachers_are_refused_by_name(tmp_path, teacher_file):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigurationError, match=r"without best\.pt or last\.pt"):
         load_teacher(tmp_path / "empty", config, cpu)
+    # a teacher of other inputs (28 x 28 images) is named with the batch's shape, not
+    # left to its first layer's error (it was torch's "mat1 and mat2 shapes cannot ...")
+    torch.save(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), tmp_path / "mnist.pt")
+    with pytest.raises(ConfigurationError, match=r"\(module .*mnist\.pt\) cannot read this "
+                       r"run's batches \(two samples: shape \(2, 1, 8, 8\)"):  # fmt: skip
+        Trainer(tiny(tmp_path, "mnist", teacher=str(tmp_path / "mnist.pt")), log=None).fit()
     # logits for 5 classes, and a spiking output [T, B, K], are named at the start
     five = _float_teacher(tmp_path / "five.pt", classes=5)
     with pytest.raises(

@@ -294,7 +294,14 @@ class SetupMixin:
         teacher = load_teacher(cfg.teacher, cfg, ctx.device)  # type: ignore[arg-type]
         count = min(2, len(self.train_set))  # type: ignore[arg-type]
         probe = torch.stack([self.train_set[i][0] for i in range(count)])
-        logits = teacher(probe.to(ctx.device))
+        try:
+            logits = teacher(probe.to(ctx.device))
+        except (RuntimeError, ValueError, TypeError, IndexError) as exc:  # its own layers'
+            raise ConfigurationError(
+                f"--teacher {cfg.teacher}: the teacher ({teacher.source}) cannot read this "
+                f"run's batches (two samples: shape {tuple(probe.shape)}, {probe.dtype}, as "
+                f"the DataLoader yields them): {type(exc).__name__}: {exc}"
+            ) from exc
         classes = self.info.num_classes
         if tuple(logits.shape) != (len(probe), classes):
             raise ConfigurationError(
