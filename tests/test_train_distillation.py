@@ -270,3 +270,41 @@ def test_a_frames_teacher_must_read_the_students_frames(tmp_path, monkeypatch):
     with torch.no_grad():
         expected = teacher.module(frames.transpose(0, 1)).mean(0)
     torch.testing.assert_close(teacher(frames), expected)
+
+
+def _ddp_worker(rank: int, world_size: int, port: int, root: str, teacher: str) -> None:
+    """One process of a 2-process (gloo) --teacher run: each loads the teacher and
+    distils its half of the global batch."""
+    import torch.distributed as dist
+
+    from spikeflow.training.config import config_from_dict
+    from test_train_distributed import _config, _join
+
+    _join(rank, world_size, port)
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    try:
+        Trainer(config_from_dict({**_config(f"{root}/ddp"), "teacher": teacher}), log=None).fit()
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_processes_distil_as_one_on_the_global_batch(tmp_path):
+    # The soft-target KL is averaged over each process's half batch and DDP averages the
+    # halves' gradients: the step is one process's on the whole batch (each process runs
+    # its own teacher, in eval mode: its batch norm uses running statistics).
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        pytest.skip("torch.distributed is absent")
+    from spikeflow.training.config import config_from_dict
+    from test_train_distributed import _config, _spawn
+
+    teacher = str(_float_teacher(tmp_path / "cnn.pt"))
+    _spawn(_ddp_worker, str(tmp_path), teacher)
+    Trainer(config_from_dict({**_config(str(tmp_path / "one")), "teacher": teacher}),
+            log=None).fit()  # fmt: skip
+    one, two = (load_checkpoint(tmp_path / n / "last.pt") for n in ("one", "ddp"))
+    assert two["world_size"] == 2 and one["world_size"] == 1
+    for key, value in one["model"].items():
+        torch.testing.assert_close(two["model"][key], value, rtol=1e-5, atol=1e-6, msg=key)
+    assert two["history"][0]["train_loss"] == pytest.approx(one["history"][0]["train_loss"])
