@@ -158,3 +158,15 @@ def test_what_is_not_packed():
     assert pack_conv_bn(single) == ["0+1"]
     x = torch.rand(3, 2, 6, 6, dtype=f64)
     assert torch.equal(single(x), reference(x))
+
+
+def test_a_pair_used_twice_is_reported_twice():
+    # the same conv and batch norm under two names run twice (the forward takes every
+    # entry); the list named the first pair only (named_children skips a repeat)
+    conv, bn = layers.Conv2d(2, 2, 3, padding=1), layers.BatchNorm2d(2)
+    net = nn.Sequential(conv, bn, IFNode(), conv, bn).double()
+    reference = copy.deepcopy(net)
+    assert pack_conv_bn(net) == ["0+1", "3+4"]
+    x = _input()
+    assert torch.equal(net(x), reference(x))
+    assert torch.equal(bn.running_mean, reference[1].running_mean)  # updated twice alike

@@ -124,7 +124,7 @@ def pack_conv_bn(model: nn.Module) -> list[str]:
         raise ConfigurationError(f"pack_conv_bn expects an nn.Module, got {type(model).__name__}")
     packed = []
     for name, container in _plain_sequentials(model):
-        children = list(container.named_children())
+        children = list(container._modules.items())  # (a repeated module too, as run)
         pairs = [
             (a, b)
             for (a, conv), (b, bn) in itertools.pairwise(children)
