@@ -117,6 +117,19 @@ def test_a_moved_teacher_is_given_on_resume_and_another_is_refused(tmp_path):
         assert torch.equal(value, split["model"][key]), key
 
 
+def test_a_teacher_in_the_runs_own_output_folder_is_refused_and_kept(tmp_path):
+    # --output-dir runs/a --teacher runs/a --overwrite deleted the teacher run and trained
+    # the student over it (the teacher was already in memory)
+    Trainer(tiny(tmp_path, "a", epochs=1), log=None).fit()
+    before = load_checkpoint(tmp_path / "a" / "last.pt")["model"]
+    for teacher in (tmp_path / "a", tmp_path / "a" / "best.pt"):
+        with pytest.raises(ConfigurationError, match="is this run's own output folder"):
+            Trainer(tiny(tmp_path, "a", epochs=1, teacher=str(teacher), overwrite=True),
+                    log=None).fit()  # fmt: skip
+    after = load_checkpoint(tmp_path / "a" / "last.pt")["model"]
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
 def test_teacher_ema_reads_the_teacher_runs_model_ema(tmp_path, teacher_file):
     # A --model-ema teacher run was read with its trained weights only (no way to
     # distil from the average that spikeflow eval --ema evaluates). Decay 0.999 adjusted

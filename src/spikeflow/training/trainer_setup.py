@@ -38,6 +38,7 @@ from spikeflow.training.pruning import (
 from spikeflow.training.ra_sampler import repeated_augmentation_length
 from spikeflow.training.run_checks import check_tbptt_run, check_two_view_data, logged_loss
 from spikeflow.training.run_folder import (
+    RUN_OUTPUTS,
     carry_history,
     check_output_dir,
     claim_for_launch,
@@ -290,6 +291,15 @@ class SetupMixin:
             raise ConfigurationError(
                 f"--resume: the run's teacher {cfg.teacher} (from its checkpoint) does not "
                 "exist; give its new place: --resume RUN --teacher PATH"
+            )
+        given = Path(cfg.teacher).resolve()  # type: ignore[arg-type]
+        out = self.output_dir.resolve()
+        if given == out or (given.parent == out and given.name in RUN_OUTPUTS):
+            raise ConfigurationError(
+                f"--teacher {cfg.teacher} is this run's own output folder {self.output_dir} "
+                "(or a checkpoint in it): the student's checkpoints would replace the "
+                "teacher's (--overwrite deletes them first); give the student another "
+                "--output-dir"
             )
         teacher = load_teacher(cfg.teacher, cfg, ctx.device)  # type: ignore[arg-type]
         count = min(2, len(self.train_set))  # type: ignore[arg-type]
