@@ -97,3 +97,22 @@ def test_bad_arguments_are_named():
         distillation_loss(out, target, torch.randn(3, 4), ce_mean_loss)
     with pytest.raises(DTypeError, match="teacher's logits must be float"):
         distillation_loss(out, target, torch.ones(3, 5, dtype=torch.long), ce_mean_loss)
+
+
+def test_alpha_one_at_temperature_one_is_lava_dls_knowledge_dist():
+    """Lava-DL's ``KnowledgeDist`` (slayer.knowledge_distillation) trains on
+    ``CrossEntropyLoss()(z_s, softmax(z_t))``: no labels, temperature 1. That cross-entropy
+    is the KL plus the teacher's entropy, so ``alpha = 1, temperature = 1`` gives it less
+    that constant, and the same gradient (float64)."""
+    gen = torch.Generator().manual_seed(3)
+    student = torch.randn(6, 10, generator=gen, dtype=torch.float64, requires_grad=True)
+    teacher = 3 * torch.randn(6, 10, generator=gen, dtype=torch.float64)
+    p_t = teacher.softmax(1)
+    lava = torch.nn.CrossEntropyLoss()(student, p_t)  # Lava-DL's loss, soft targets
+    entropy = -(p_t * p_t.log()).sum(1).mean()
+    labels = torch.randint(0, 10, (6,), generator=gen)
+    ours = distillation_loss(student.unsqueeze(0), labels, teacher, ce_mean_loss, 1.0, 1.0, "rate")
+    torch.testing.assert_close(ours, lava - entropy)
+    (grad_ours,) = torch.autograd.grad(ours, student)
+    (grad_lava,) = torch.autograd.grad(lava, student)
+    torch.testing.assert_close(grad_ours, grad_lava)

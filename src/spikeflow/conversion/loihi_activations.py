@@ -2,7 +2,8 @@
 (``lava.lib.dl.slayer.image_classification``): a piecewise-linear SiLU and ReLU1.
 
 Lava-DL trains an EfficientNet whose SiLU and sigmoid gates are replaced by these
-(distilled from the float network, :func:`spikeflow.losses.distillation_loss`), then runs
+(distilled from the float network: its features layer by layer, then its softmax, which
+:func:`spikeflow.losses.distillation_loss` at alpha 1 and temperature 1 is), then runs
 it as a sigma-delta network on Loihi, where an activation is a function applied to the
 accumulated value of a :class:`~spikeflow.layers.SigmaDelta` unit and piecewise-linear
 functions are what the chip computes cheaply. :func:`~spikeflow.conversion.to_sigma_delta`
