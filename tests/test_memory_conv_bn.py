@@ -170,3 +170,32 @@ def test_a_pair_used_twice_is_reported_twice():
     x = _input()
     assert torch.equal(net(x), reference(x))
     assert torch.equal(bn.running_mean, reference[1].running_mean)  # updated twice alike
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+@pytest.mark.parametrize(
+    "bn_kwargs", [{}, {"momentum": None}, {"track_running_stats": False}, {"affine": False}]
+)
+def test_every_dimension_and_batch_norm_setting_in_train_and_eval(dims, bn_kwargs):
+    # a cumulative average (momentum None), batch statistics in eval mode too (no running
+    # statistics), no affine parameters: whatever torch's batch norm does, packed or not
+    conv = {1: layers.Conv1d, 2: layers.Conv2d, 3: layers.Conv3d}[dims]
+    bn = {1: layers.BatchNorm1d, 2: layers.BatchNorm2d, 3: layers.BatchNorm3d}[dims]
+    torch.manual_seed(0)
+    plain = nn.Sequential(conv(2, 3, 3, padding=1), bn(3, **bn_kwargs), IFNode()).double()
+    packed = copy.deepcopy(plain)
+    assert pack_conv_bn(packed) == ["0+1"]
+    x = 2 * torch.rand(4, 2, 2, *[5] * dims, generator=torch.Generator().manual_seed(1),
+                       dtype=f64)  # fmt: skip
+    for train in (True, True, False):  # two steps' running statistics, then eval mode
+        plain.train(train)
+        packed.train(train)
+        a, b = _run(plain, x), _run(packed, x)
+        for left, right in zip(a, b, strict=True):
+            if isinstance(left, dict):
+                assert left.keys() == right.keys()
+                assert all(torch.equal(left[k], right[k]) for k in left)
+            else:
+                assert torch.equal(left, right)
+        plain.zero_grad()
+        packed.zero_grad()
