@@ -61,7 +61,8 @@ def _fsdp_worker(rank: int, world_size: int, port: int, root: str) -> None:
     _join(rank, world_size, port)
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
     try:
-        Trainer(config_from_dict({**_plain(f"{root}/plain"), "fsdp": True}), log=None).fit()
+        plain = {**_plain(f"{root}/plain"), "fsdp": True, "plots": "auto"}
+        Trainer(config_from_dict(plain), log=None).fit()
         Trainer(config_from_dict(_with_bn(f"{root}/ddp_bn")), log=None).fit()
         Trainer(config_from_dict({**_with_bn(f"{root}/bn"), "fsdp": True}), log=None).fit()
         cut = f"{root}/cut"
@@ -134,6 +135,15 @@ def test_fsdp_on_two_processes_trains_as_one_process_on_the_global_batch(runs):
     assert any(abs(float(one["model"][k]) - float(two["model"][k])) < 1e-6 for k in scalars)
     _assert_same_rows(_rows(runs / "one/metrics.csv"), _rows(runs / "plain/metrics.csv"))
     _assert_same_rows(_rows(runs / "one/layers.csv"), _rows(runs / "plain/layers.csv"))
+
+
+def test_an_fsdp_run_draws_its_plots_but_no_raster(runs):
+    """Rank 0 alone cannot run the raster's forward (its weights are sharded): the run
+    ends, with the learning curves and firing rates drawn (matplotlib installed)."""
+    pytest.importorskip("matplotlib", reason="the plots need matplotlib")
+    assert (runs / "plain/learning_curves.png").is_file()
+    assert (runs / "plain/firing_rates.png").is_file()
+    assert not (runs / "plain/raster.png").exists()
 
 
 def test_fsdp_keeps_rank_0s_batch_norm_statistics_as_ddp_does(runs):

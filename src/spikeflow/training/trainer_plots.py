@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from spikeflow.training.data import to_time_major
+from spikeflow.training.fsdp import is_sharded
 from spikeflow.training.metric_logs import read_csv
 from spikeflow.training.monitors import record_spikes
 
@@ -53,6 +54,11 @@ class PlotsMixin:
         cfg = self.config
         rows = read_csv(out / "layers.csv")
         written.append(plots.plot_firing_rates(rows, out / "firing_rates.png"))
+        if is_sharded(self.raw_model):  # its forward gathers weights with every process,
+            # which have finished: rank 0 alone cannot run the raster's sample
+            self.log("no raster under --fsdp: rank 0 cannot run a forward alone "
+                     "(spikeflow eval reads the checkpoint)")  # fmt: skip
+            return
         counts = {row["layer"]: int(row["neurons"]) for row in rows if row.get("neurons")}
         x, y = self.test_set[0]
         x = to_time_major(torch.as_tensor(x).unsqueeze(0).to(self.ctx.device), cfg.T,  # type: ignore[arg-type]
