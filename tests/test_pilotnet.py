@@ -248,3 +248,18 @@ def test_export_forms_of_both_networks_compute_what_they_do(tmp_path):
     image = torch.rand(2, 1, 3, 66, 200)
     graph = export_to_nir(prepare_for_export(lif, image), image)
     assert isinstance(graph, nir.NIRGraph) and len(graph.nodes) >= 9
+
+
+def test_train_pilotnet_lif_on_the_default_frame_size_names_the_fix(tmp_path):
+    """pilotnet_lif needs larger frames than the dataset's default 33x100: the error
+    names the model's reason and the dataset option that resizes the frames (not a
+    square-inputs-only claim, which is not the reason here)."""
+    from spikeflow.training import TrainConfig
+    from spikeflow.training.detection_trainer import trainer_for
+
+    _driving_dataset(tmp_path / "data", [0.0] * 40, size=(20, 60))
+    config = TrainConfig(dataset="pilotnet", data_dir=str(tmp_path / "data"), T=4,
+                         model="pilotnet_lif", output_dir=str(tmp_path / "run"))  # fmt: skip
+    with pytest.raises(ConfigurationError, match=r"too small.*33x100.*image_size") as info:
+        trainer_for(config, log=None).fit()
+    assert "square inputs only" not in str(info.value)

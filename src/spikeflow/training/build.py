@@ -127,9 +127,15 @@ def _build_model(config: TrainConfig, info: DataInfo) -> nn.Module:
             and "input_size" in str(exc)
             and "input_size" not in config.model_kwargs
         ):
+            why = (  # a model taking (H, W) but needing larger frames, or one side only
+                "cannot take them; resize them with the dataset's options "
+                "(--dataset-kwargs, e.g. pilotnet's image_size=[66,200]) if it has any"
+                if "too small" in str(exc)
+                else "is built for square inputs only"
+            )
             raise ConfigurationError(
                 f"{exc}: the {config.dataset} frames are {size[0]}x{size[1]} (H x W), and "
-                f"model {config.model!r} is built for square inputs only"
+                f"model {config.model!r} {why}"
             ) from exc
         raise
     except (TypeError, ValueError, RuntimeError) as exc:  # a bad value for the constructor
