@@ -137,10 +137,19 @@ def test_time_pooled_output_and_regression_loss_on_classification_named():
 
 
 def test_regression_readout_only_for_regression_and_fitting_targets():
-    with pytest.raises(ConfigurationError, match="not a regression dataset"):
-        resolve(TrainConfig(dataset="digits", regression_readout="last"))
-    with pytest.raises(ConfigurationError, match="use per_step"):
-        resolve(TrainConfig(dataset="pilotnet", regression_readout="last"))
+    # an explicit "mean" too: it was the default, so digits took it and ignored it, and
+    # pilotnet turned it into per_step
+    for readout in ("mean", "last", "per_step"):
+        with pytest.raises(ConfigurationError, match="not a regression dataset"):
+            resolve(TrainConfig(dataset="digits", regression_readout=readout))
+    for readout in ("mean", "last"):
+        with pytest.raises(ConfigurationError, match="use per_step"):
+            resolve(TrainConfig(dataset="pilotnet", regression_readout=readout))
+    assert resolve(TrainConfig(dataset="digits")).regression_readout is None
+    assert (
+        resolve(TrainConfig(dataset="diabetes", regression_readout="last")).regression_readout
+        == "last"
+    )
     assert resolve(TrainConfig(dataset="pilotnet")).regression_readout == "per_step"
     resolved = resolve(TrainConfig(dataset="diabetes"))
     assert (resolved.model, resolved.loss, resolved.regression_readout) == ("rsnn", "mse", "mean")

@@ -112,7 +112,7 @@ def _given(config: TrainConfig) -> list[tuple[str, str]]:
         ("--readout", config.readout != d.readout, label),
         (
             "--regression-readout",
-            config.regression_readout != d.regression_readout,
+            config.regression_readout is not None,
             "decodes a regression output",
         ),
         ("--mixup", config.mixup != d.mixup, "mixes class labels"),

@@ -323,8 +323,8 @@ class RegressionTask:
         for key, value in defaults.items():
             if getattr(values, key) is None:
                 setattr(values, key, value)
-        if spec.per_step_targets and values.regression_readout == "mean":
-            values.regression_readout = "per_step"  # (the default: the only fitting one)
+        if values.regression_readout is None:  # the only fitting one, else a rate
+            values.regression_readout = "per_step" if spec.per_step_targets else "mean"
         if spec.per_step_targets and values.regression_readout != "per_step":
             raise ConfigurationError(
                 f"--regression-readout {values.regression_readout}: dataset {self.dataset!r} "

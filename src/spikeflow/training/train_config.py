@@ -102,7 +102,8 @@ class TrainConfig:
     #: A regression run's (``--dataset diabetes``, ``pilotnet``) decoding of the output
     #: ``[T, B, D]``: "mean" over time (a rate, a mean membrane), "last" step (an
     #: integrating read-out's final membrane), "per_step" (each step vs the target).
-    regression_readout: str = "mean"
+    #: None: the dataset's ("mean"; "per_step" where the target is one per step).
+    regression_readout: str | None = None
     optimizer: str = "adam"
     #: None: the recipe's with the dataset's default model (1e-2 for ``rsnn`` on the
     #: audio datasets), else 1e-3.
@@ -276,7 +277,8 @@ class TrainConfig:
         if self.split_by is not None:
             _choice("split_by", self.split_by, ("number", "time"))
         _choice("readout", self.readout, READOUT_MODES)
-        _choice("regression_readout", self.regression_readout, REGRESSION_READOUTS)
+        if self.regression_readout is not None:
+            _choice("regression_readout", self.regression_readout, REGRESSION_READOUTS)
         for name in ("epochs", "step_size", "model_ema_steps", "ra_reps"):
             _positive_int(name, getattr(self, name))
         for name in ("T", "batch_size", "train_samples", "test_samples", "stop_after",
@@ -397,7 +399,7 @@ def resolve(config: TrainConfig) -> TrainConfig:
     regression = regression_task(values.dataset)
     if regression is not None:  # a regression dataset: the task's defaults and refusals
         return regression.resolve(values)
-    if values.regression_readout != TrainConfig.regression_readout:
+    if values.regression_readout is not None:
         raise ConfigurationError(
             f"--regression-readout {values.regression_readout}: dataset {values.dataset!r} is "
             "not a regression dataset (diabetes, pilotnet); a class is read by --readout"
