@@ -438,3 +438,50 @@ def test_a_ruled_module_called_with_more_than_one_input_is_named(digits):
         convert(Gated(), rules={Gate: rule})  # traced: found in the graph, without data
     with pytest.raises(ConversionError, match=expected):
         convert(Gated(), digits[:32], rules={Gate: rule}, trace="modules")  # on the call
+
+
+class KeywordCalls(nn.Module):
+    """Activations called by keyword (``act(input=h)``, ``clip(x=h)``), or positionally."""
+
+    def __init__(self, keyword: bool, inplace: bool = False) -> None:
+        super().__init__()
+        self.keyword = keyword
+        self.fc, self.act = nn.Linear(64, 48), nn.ReLU(inplace=inplace)
+        self.mid, self.clip, self.out = nn.Linear(48, 32), Clip(1.0), nn.Linear(32, 10)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.keyword:
+            return self.out(self.clip(x=self.mid(self.act(input=self.fc(x)))))
+        return self.out(self.clip(self.mid(self.act(self.fc(x)))))
+
+
+@pytest.mark.parametrize("trace", ["fx", "modules"])
+@pytest.mark.parametrize("inplace", [False, True])
+def test_an_activation_called_by_keyword_converts_as_one_called_positionally(
+    digits, trace, inplace
+):
+    torch.manual_seed(0)
+    by_keyword = KeywordCalls(keyword=True, inplace=inplace).eval()
+    positional = copy.deepcopy(by_keyword)
+    positional.keyword = False
+    x = digits[:64]
+    snn, report = convert(by_keyword, x, trace=trace, rules={Clip: IF_RULE})
+    reference, _ = convert(positional, x, trace=trace, rules={Clip: IF_RULE})
+    assert [e.source for e in report.converted] == ["nn.ReLU", "Clip"]
+    seq = constant_input(x, 32)
+    assert torch.equal(snn(seq), reference(seq))
+    reset_net(snn)
+    assert torch.equal(snn(seq), reference(seq))  # the neurons run again
+
+
+def test_an_activation_called_by_a_keyword_it_does_not_take_is_named(digits):
+    class WrongKeyword(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc, self.act, self.out = nn.Linear(64, 8), nn.ReLU(), nn.Linear(8, 2)
+
+        def forward(self, x: Tensor) -> Tensor:
+            return self.out(self.act(x=self.fc(x)))
+
+    with pytest.raises(ConversionError, match=r"called with 0 positional, x= .* or as input="):
+        convert(WrongKeyword(), digits[:32], trace="modules")

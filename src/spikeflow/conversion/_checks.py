@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 
@@ -17,6 +18,8 @@ __all__ = [
     "check_positive_int",
     "check_threshold",
     "current_sequence",
+    "input_name_of",
+    "single_input",
     "store_threshold",
     "threshold_problem",
     "threshold_repr",
@@ -115,3 +118,26 @@ def check_bias_step(steps: int, owner: str) -> None:
     """A differentially coded sequence has its bias step and at least one more."""
     if steps < 2:
         raise ShapeError(f"{owner} needs the bias step and at least one step, got {steps} step(s)")
+
+
+def input_name_of(module: nn.Module) -> str:
+    """The keyword of ``module``'s input: the name of its forward's first parameter
+    (``input`` for torch's activations, which a caller may pass as ``act(input=h)``)."""
+    try:
+        parameters = inspect.signature(module.forward).parameters.values()
+    except (TypeError, ValueError):  # a forward without a signature (a builtin)
+        return "input"
+    positional = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return next((p.name for p in parameters if p.kind in positional), "input")
+
+
+def single_input(
+    inputs: tuple[object, ...], keywords: dict[str, object], input_name: str
+) -> object | None:
+    """The one input of a call ``(*inputs, **keywords)``: positional, or given as
+    ``input_name=``; None when the call has anything else (none, or more)."""
+    if len(inputs) == 1 and not keywords:
+        return inputs[0]
+    if not inputs and list(keywords) == [input_name]:
+        return keywords[input_name]
+    return None

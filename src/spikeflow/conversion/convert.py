@@ -400,7 +400,7 @@ class _Converter(GraphRewriter, CalibrationPass):
             return result.module
         if not builtin:
             mark_unstreamable(result.module)
-        return TimeFolded(result.module, write_back=site.write_back)
+        return TimeFolded(result.module, site.write_back, site.input_name)
 
     def settle(self, site: Site, action: Action, detail: str) -> None:
         """Fill in the report entry reserved for ``site``."""

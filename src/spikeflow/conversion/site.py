@@ -13,6 +13,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from spikeflow.conversion._checks import input_name_of, single_input
 from spikeflow.conversion.calibrate import ActivationObserver
 from spikeflow.conversion.report import ConversionError
 from spikeflow.conversion.rules import ConversionRule
@@ -61,16 +62,22 @@ class Site(nn.Module):
         self.write_back = write_back
         #: False while a run only checks the graph (no counting, no recording).
         self.observing = True
+        #: The keyword the ANN module takes its input by (``act(input=h)``).
+        self.input_name = input_name_of(ann)
 
-    def forward(self, x: Tensor, *more: object, **keywords: object) -> Tensor:
+    def forward(self, *inputs: object, **keywords: object) -> Tensor:
         """The ANN part's output (recorded by the observer), counted in :attr:`calls`.
+        The input is given positionally or by the ANN module's keyword
+        (:attr:`input_name`, ``input`` for torch's activations).
 
         Raises:
-            ConversionError: the module is called with more than its input (a rule is
-                for a one-input activation; its spiking part gets one signal).
+            ConversionError: the module is called with other than its one input (a rule
+                is for a one-input activation; its spiking part gets one signal).
         """
-        if more or keywords:
-            self.refuse_inputs(1 + len(more), list(keywords))
+        x = single_input(inputs, keywords, self.input_name)
+        if not isinstance(x, Tensor):
+            self.refuse_inputs(len(inputs), list(keywords))
+        assert isinstance(x, Tensor)
         relu = type(self.ann).forward is nn.ReLU.forward
         y = torch.clamp_min(x, 0.0) if relu else self.ann(x)
         if self.observing:
@@ -83,15 +90,16 @@ class Site(nn.Module):
         return x.copy_(y) if self.write_back else y
 
     def refuse_inputs(self, positional: int, keywords: list[str]) -> None:
-        """Raise: the module is called with ``positional`` inputs and ``keywords``, more
-        than the one input a site (and its spiking part) takes."""
+        """Raise: the module is called with ``positional`` inputs and ``keywords``, not
+        the one tensor input a site (and its spiking part) takes."""
         rule = f"rule {self.rule.name!r} at " if self.rule is not None else ""
         given = [f"{positional} positional"] + [f"{k}=" for k in keywords]
         raise ConversionError(
             f"{rule}'{self.site_name}' ({self.source}): the module is called with "
             f"{', '.join(given)} argument(s); a conversion rule is for an activation "
-            "of one input (its spiking part gets one signal): compute the other "
-            "inputs' part in modules of their own, or give that module no rule"
+            f"of one tensor input, given positionally or as {self.input_name}= (its "
+            "spiking part gets one signal): compute the other inputs' part in modules "
+            "of their own, or give that module no rule"
         )
 
     def _observed(

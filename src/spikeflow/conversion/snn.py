@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from spikeflow.base import check_time_major
-from spikeflow.conversion._checks import check_positive_int
+from spikeflow.conversion._checks import check_positive_int, single_input
 from spikeflow.conversion.differential import differential_decode, differential_encode
 from spikeflow.conversion.report import ConversionReport
 from spikeflow.errors import ConfigurationError, ShapeError, StateError
@@ -34,13 +34,18 @@ class TimeFolded(nn.Module):
     :class:`ConvertedSNN` sets :attr:`steps` for the duration of each call.
     ``write_back=True`` writes the output into the input and returns it: the spiking
     form of an in-place relu called by an untraced forward, which may read its input
-    afterwards (as the ANN's relu, it changes its input).
+    afterwards (as the ANN's relu, it changes its input). The input is given
+    positionally or by the keyword ``input_name`` (the replaced ANN module's, as
+    ``act(input=h)`` for a torch activation).
     """
 
-    def __init__(self, module: nn.Module, write_back: bool = False) -> None:
+    def __init__(
+        self, module: nn.Module, write_back: bool = False, input_name: str = "input"
+    ) -> None:
         super().__init__()
         self.module = module
         self.write_back = bool(write_back)
+        self.input_name = input_name
         self.steps: int | None = None
         self.batch: int | None = None
 
@@ -62,8 +67,21 @@ class TimeFolded(nn.Module):
                 "batch_first=False) cannot be converted"
             )
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``module`` over time, input and output folded ``[T*B, ...]``."""
+    def forward(self, *inputs: object, **keywords: object) -> Tensor:
+        """``module`` over time, input and output folded ``[T*B, ...]``.
+
+        Raises:
+            ConfigurationError: called with other than one tensor input (positional,
+                or as ``input_name=``).
+        """
+        x = single_input(inputs, keywords, self.input_name)
+        if not isinstance(x, Tensor):
+            given = [f"{len(inputs)} positional"] + [f"{k}=" for k in keywords]
+            raise ConfigurationError(
+                f"{type(self.module).__name__} (a converted activation) is called with "
+                f"{', '.join(given)} argument(s); it takes one tensor, positionally or "
+                f"as {self.input_name}="
+            )
         if self.steps is None:
             raise StateError(
                 "a TimeFolded module runs inside a ConvertedSNN call, which tells it the "
