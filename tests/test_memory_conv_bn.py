@@ -199,3 +199,30 @@ def test_every_dimension_and_batch_norm_setting_in_train_and_eval(dims, bn_kwarg
                 assert torch.equal(left, right)
         plain.zero_grad()
         packed.zero_grad()
+
+
+def test_an_error_other_than_a_dtype_mismatch_is_raised_without_rerunning_the_pair(monkeypatch):
+    calls = []
+    original = layers.Conv2d.forward
+
+    def counted(self, x, *args, **kwargs):
+        calls.append(type(self).__name__)
+        return original(self, x, *args, **kwargs)
+
+    def out_of_memory(self, x):
+        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(layers.Conv2d, "forward", counted)
+    net = _net()
+    pack_conv_bn(net)
+    with monkeypatch.context() as patch:
+        patch.setattr(nn.modules.batchnorm._BatchNorm, "forward", out_of_memory)
+        with pytest.raises(torch.OutOfMemoryError, match="simulated"):
+            net(_input())
+    assert calls == []  # the pair was not run again through its modules
+    with pytest.raises(RuntimeError, match="to have 2 channels"):  # torch's own message
+        net(_input()[:, :, :1])
+    assert calls == []
+    with pytest.raises(DTypeError, match="float64"):  # the dtype fallback still names it
+        net(_input().float())
+    assert calls == ["Conv2d"]

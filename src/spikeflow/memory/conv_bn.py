@@ -27,6 +27,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -81,8 +82,17 @@ def _run_pair(conv: nn.Module, bn: nn.Module, x: Tensor) -> Tensor:
 
     try:
         return both(x) if conv.step_mode == "s" else fold_time(both, x)
-    except RuntimeError:  # (a dtype mismatch): the modules' own calls say what is wrong
-        return bn(conv(x))
+    except RuntimeError as error:
+        if isinstance(error, torch.OutOfMemoryError) or not _dtypes_differ(conv, bn, x):
+            raise  # out of memory, a device or channel mismatch: as the modules raise it
+        return bn(conv(x))  # a dtype mismatch: the modules' own calls name the dtypes
+
+
+def _dtypes_differ(conv: nn.Module, bn: nn.Module, x: Tensor) -> bool:
+    """Whether ``x`` and the pair's floating-point parameters and buffers are not all of
+    one dtype (what torch refuses and the modules' own calls explain by name)."""
+    tensors = itertools.chain(conv.parameters(), bn.parameters(), bn.buffers())
+    return any(t.is_floating_point() and t.dtype != x.dtype for t in tensors)
 
 
 class _PackedSequential(nn.Sequential):
