@@ -19,7 +19,7 @@ from spikeflow.conversion import (
     to_sigma_delta,
 )
 from spikeflow.conversion.report import ConversionError
-from spikeflow.errors import DTypeError
+from spikeflow.errors import ConfigurationError, DTypeError
 from spikeflow.layers import SigmaDelta
 
 f64 = torch.float64
@@ -77,6 +77,33 @@ def test_the_modules_are_the_functions_and_refuse_integer_input():
     for fn in (piecewise_linear_silu, relu1):
         with pytest.raises(DTypeError, match=r"expects a floating-point tensor, got torch\.int64"):
             fn(torch.ones(3, dtype=torch.long))
+
+
+def _conv_norm_activation(activation_layer: type[nn.Module]) -> nn.Sequential:
+    """A block built as torchvision's Conv2dNormActivation builds it (its default
+    ``inplace=True`` passed to the activation's constructor)."""
+    torch.manual_seed(0)
+    conv, bn = nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8)
+    return nn.Sequential(conv, bn, activation_layer(inplace=True)).eval()
+
+
+@pytest.mark.parametrize(
+    ("module", "function"), [(PiecewiseLinearSiLU, piecewise_linear_silu), (ReLU1, relu1)]
+)
+def test_inplace_is_taken_as_lava_dls_take_it_and_other_arguments_are_refused(module, function):
+    block = _conv_norm_activation(module)
+    assert "inplace=True" in repr(block[2]) and module(True).inplace
+    x = 4 * torch.randn(2, 3, 16, 16)
+    pre = block[1](block[0](x))
+    kept = pre.clone()
+    out = block[2](pre)
+    assert torch.equal(out, function(kept)) and out.data_ptr() != pre.data_ptr()
+    assert torch.equal(pre, kept)  # as Lava-DL's: the input is left alone
+    assert torch.equal(block(x), nn.Sequential(block[0], block[1], module())(x))
+    with pytest.raises(ConfigurationError, match=rf"{module.__name__}: inplace must be a bool"):
+        module(inplace="yes")
+    with pytest.raises(TypeError, match="unexpected keyword argument 'slope'"):
+        module(slope=0.2)
 
 
 def test_in_a_sigma_delta_network_they_equal_the_ann_at_theta_zero():

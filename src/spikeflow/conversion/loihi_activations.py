@@ -15,6 +15,10 @@ puts both modules inside such units, like ReLU.
   Gradient: 1, -0.1 and 0 on the three pieces.
 * ``relu1(x)``: ``clamp(x, 0, 1)``, a bounded ReLU for the squeeze-and-excitation
   gates where the network had a sigmoid.
+
+The modules take ``inplace`` as Lava-DL's take it through their ``*args, **kwargs``
+(torchvision's EfficientNet builds its activations as ``activation_layer(inplace=True)``)
+and, as theirs, always return a new tensor; any other argument is refused by name.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from spikeflow.errors import DTypeError
+from spikeflow.errors import ConfigurationError, DTypeError
 
 __all__ = ["PiecewiseLinearSiLU", "ReLU1", "piecewise_linear_silu", "relu1"]
 
@@ -59,17 +63,57 @@ def relu1(x: Tensor) -> Tensor:
     return x.clamp(0.0, 1.0)
 
 
+def _check_inplace(inplace: object, owner: str) -> bool:
+    if not isinstance(inplace, bool):
+        raise ConfigurationError(
+            f"{owner}: inplace must be a bool (accepted as Lava-DL's and torchvision's "
+            f"activations take it; the output is always a new tensor), got {inplace!r}"
+        )
+    return inplace
+
+
 class PiecewiseLinearSiLU(nn.Module):
-    """:func:`piecewise_linear_silu` as a module (Lava-DL's ``PiecewiseLinearSiLU``)."""
+    """:func:`piecewise_linear_silu` as a module (Lava-DL's ``PiecewiseLinearSiLU``).
+
+    Args:
+        inplace: accepted for ``activation_layer(inplace=True)`` callers, as Lava-DL's
+            accepts it; as there, the input is left alone and a new tensor returned.
+
+    Raises:
+        ConfigurationError: ``inplace`` is not a bool.
+    """
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.inplace = _check_inplace(inplace, "PiecewiseLinearSiLU")
 
     def forward(self, x: Tensor) -> Tensor:
         """The activation of ``x``, any shape."""
         return piecewise_linear_silu(x)
 
+    def extra_repr(self) -> str:
+        return "inplace=True" if self.inplace else ""
+
 
 class ReLU1(nn.Module):
-    """:func:`relu1` as a module (Lava-DL's ``ReLU1``)."""
+    """:func:`relu1` as a module (Lava-DL's ``ReLU1``).
+
+    Args:
+        inplace: accepted for ``activation_layer(inplace=True)`` callers, as
+            :class:`PiecewiseLinearSiLU`; the input is left alone and a new tensor
+            returned.
+
+    Raises:
+        ConfigurationError: ``inplace`` is not a bool.
+    """
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.inplace = _check_inplace(inplace, "ReLU1")
 
     def forward(self, x: Tensor) -> Tensor:
         """The activation of ``x``, any shape."""
         return relu1(x)
+
+    def extra_repr(self) -> str:
+        return "inplace=True" if self.inplace else ""
