@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from spikeflow.conversion import LLMCalibration, calibrate_causal_lm, convert_causal_lm
-from spikeflow.conversion.llm import SpikingKVCache
+from spikeflow.conversion.llm import SpikingCausalLM, SpikingKVCache
 from spikeflow.errors import ConfigurationError, ShapeError
 
 transformers = pytest.importorskip("transformers")
@@ -73,6 +73,7 @@ VARIANTS = {
     "one key/value head": ("qwen2", dict(num_key_value_heads=1)),
     "rms_norm_eps 0.5": ("qwen2", dict(rms_norm_eps=0.5)),
     "eager attention": ("llama", dict(attn_implementation="eager")),
+    "hidden_act swish (silu's alias)": ("qwen2", dict(hidden_act="swish")),
 }
 
 
@@ -233,6 +234,22 @@ def test_encoders_follow_the_model_device():
     devices = {encoder.scale.device.type for encoder in snn.encoders.values()}
     assert devices == {"meta"}
     assert cal.input_scale.device.type == "cpu"  # the calibration itself stays
+
+
+def test_calibration_batches_are_moved_to_the_model_device(monkeypatch):
+    class Seen(Exception):
+        pass
+
+    def record(self, input_ids, attention_mask=None, **kwargs):
+        raise Seen(input_ids.device.type, attention_mask.device.type)
+
+    monkeypatch.setattr(SpikingCausalLM, "forward", record)
+    model = _model("qwen2").to("meta")  # stands for an accelerator: a device of its own
+    ids = _ids((2, 12), 5)  # on the CPU, as a tokenizer gives them
+    for batch in (ids, {"input_ids": ids, "attention_mask": torch.ones_like(ids)}):
+        with pytest.raises(Seen) as seen:  # meta tensors hold no data: stop at the call
+            calibrate_causal_lm(model, batch, levels=4)
+        assert seen.value.args == ("meta", "meta")
 
 
 def test_arguments_that_would_be_ignored_are_refused():

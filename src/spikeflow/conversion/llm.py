@@ -53,6 +53,8 @@ __all__ = [
 ]
 
 SUPPORTED_MODEL_TYPES = ("qwen2", "llama")
+#: The ``hidden_act`` names of SiLU in Hugging Face's ``ACT2FN`` (``swish`` is its alias).
+SILU_NAMES = ("silu", "swish")
 MODES = ("spikes", "quantized", "exact")
 _LINEARS = {
     "self_attn": ("q_proj", "k_proj", "v_proj", "o_proj"),
@@ -79,8 +81,11 @@ def _check_source(model: object, feature: str) -> nn.Module:
             f"{feature}: model_type {kind!r} is not supported; supported: "
             f"{', '.join(SUPPORTED_MODEL_TYPES)} (RMSNorm, SiLU-gated MLP, rotary, causal GQA)"
         )
-    if getattr(config, "hidden_act", "silu") != "silu":
-        raise ConfigurationError(f"{feature}: hidden_act must be 'silu', got {config.hidden_act!r}")
+    if getattr(config, "hidden_act", "silu") not in SILU_NAMES:
+        raise ConfigurationError(
+            f"{feature}: hidden_act must be 'silu' (or its alias 'swish'), got "
+            f"{config.hidden_act!r}"
+        )
     layer_types = getattr(config, "layer_types", None) or ()
     if getattr(config, "use_sliding_window", False) or "sliding_attention" in layer_types:
         raise ConfigurationError(f"{feature}: sliding-window attention is not supported")
@@ -518,7 +523,8 @@ def calibrate_causal_lm(
             :data:`SUPPORTED_MODEL_TYPES`).
         batches: an iterable of token ids ``[B, S]`` or of mappings with
             ``'input_ids'`` and ``'attention_mask'`` (a tokenizer's output); one
-            ``[B, S]`` tensor or one mapping is one batch.
+            ``[B, S]`` tensor or one mapping is one batch. Each is moved to the
+            model's device (that of its token embedding).
         levels: the spike counts the observed range is divided into (``<= steps`` of
             the conversion).
         quantile: in ``(0, 1]``; below 1, every token's ``|x|`` is kept until the end
@@ -536,10 +542,11 @@ def calibrate_causal_lm(
     names = ["input"] + [f"{i}_{s}" for i in range(len(probe.layers)) for s in SITES]
     probe._observers = {name: ChannelObserver(float(quantile)) for name in names}
     seen = 0
+    device = probe.embed_tokens.weight.device  # the model's: batches are moved there
     for i, ids, mask in _batches(batches):
         seen += 1
         try:
-            probe(ids, mask, mode="exact")
+            probe(ids.to(device), mask.to(device), mode="exact")
         except (ShapeError, DTypeError) as error:
             raise type(error)(f"calibration batch {i}: {error}") from error
     if not seen:
