@@ -90,6 +90,18 @@ def test_bad_arguments_are_named() -> None:
         EventPropLSNN(3, 2, recurrent=True)(torch.rand(5, 1, 4))
     with pytest.raises(DTypeError, match="input_weights"):
         EventPropCobaLIF(3, 2)(torch.rand(5, 1, 3, dtype=F64))
+    nan_input = torch.rand(5, 1, 3)
+    nan_input[4, 0, 1] = float("nan")
+    for layer in (EventPropRefracLIF(3, 2), EventPropLSNN(3, 2), EventPropCobaLIF(3, 2)):
+        with pytest.raises(
+            ConfigurationError, match=r"x must be finite .*nan at index \[4, 0, 1\]"
+        ):
+            layer(nan_input)
+    diverged = EventPropLSNN(3, 2, recurrent=True)
+    with torch.no_grad():
+        diverged.recurrent_weights[1, 0] = float("inf")
+    with pytest.raises(ConfigurationError, match=r"recurrent_weights must be finite .*inf"):
+        diverged(torch.rand(5, 1, 3))
     text = repr(EventPropRefracLIF(3, 2, recurrent=True, p=REFRAC))
     assert "recurrent=True" in text and "rho_reset=2.0" in text and "v_leak=0.2" in text
 

@@ -399,6 +399,28 @@ def test_bad_input_is_named() -> None:
         lsnn_adjoint(torch.rand(5, 3))
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_nan_or_inf_input_or_weights_are_named(bad: float) -> None:
+    x = torch.rand(5, 2, 3)
+    x[3, 1, 2] = bad
+    found = rf"must be finite \(found NaN or inf: {bad} at index \[3, 1, 2\]\)"
+    with pytest.raises(ConfigurationError, match=rf"lif_refrac_adjoint: x {found}"):
+        lif_refrac_adjoint(x, REFRAC)
+    with pytest.raises(ConfigurationError, match=rf"lsnn_adjoint: x {found}"):
+        lsnn_adjoint(x, LSNN)
+    with pytest.raises(ConfigurationError, match=rf"coba_lif_adjoint: drive {found}"):
+        coba_lif_adjoint(x, COBA)
+    w = torch.rand(4, 3)
+    w[2, 0] = bad
+    weight = rf"must be finite \(found NaN or inf: {bad} at index \[2, 0\]\)"
+    with pytest.raises(ConfigurationError, match=rf"lsnn_adjoint: input_weights {weight}"):
+        lsnn_adjoint(torch.rand(5, 2, 3), LSNN, w)
+    recurrent = torch.rand(3, 3)
+    recurrent[2, 0] = bad
+    with pytest.raises(ConfigurationError, match=rf"recurrent_weights {weight}"):
+        lif_refrac_adjoint(torch.rand(5, 2, 3), REFRAC, None, recurrent)
+
+
 _TRAIN = {
     "refrac": lambda x, w: lif_refrac_adjoint(x, LIFRefracAdjointParameters(), w)[0],
     "lsnn": lambda x, w: lsnn_adjoint(x, LSNNAdjointParameters(), w)[0],

@@ -197,6 +197,14 @@ def test_bad_input_is_named() -> None:
         lif_recurrent_adjoint(torch.zeros(2, 1, 4), w, torch.zeros(3, 4))
     with pytest.raises(ConfigurationError, match="jumps"):
         lif_adjoint(torch.zeros(2, 1, 4), jumps="exact")
+    current = torch.zeros(2, 1, 4)
+    current[1, 0, 2] = float("nan")
+    with pytest.raises(
+        ConfigurationError, match=r"current must be finite .*nan at index \[1, 0, 2"
+    ):
+        lif_adjoint(current)
+    with pytest.raises(ConfigurationError, match=r"input_weights must be finite .*inf"):
+        lif_recurrent_adjoint(torch.zeros(2, 1, 4), torch.full((3, 4), torch.inf), None)
     with pytest.raises(ConfigurationError, match="v_reset"):
         lif_adjoint(torch.zeros(2, 1, 4), LIFAdjointParameters(v_reset=2.0))
     with pytest.raises(ConfigurationError, match="tau_syn_inv \\* dt"):

@@ -188,7 +188,7 @@ def coba_lif_adjoint(
         made it, by autograd).
 
     Raises:
-        ConfigurationError: bad parameters.
+        ConfigurationError: bad parameters; a NaN or infinite ``drive`` (the entry named).
         ShapeError: ``drive`` is not ``[T, B, N]`` with ``T >= 1``.
         DTypeError: ``drive`` is not floating-point.
     """

@@ -309,7 +309,8 @@ def lif_refrac_adjoint(
         and ``recurrent_weights``.
 
     Raises:
-        ConfigurationError: bad parameters or ``jumps``.
+        ConfigurationError: bad parameters or ``jumps``; a NaN or infinite ``x`` or
+            weight (the entry named).
         ShapeError: shapes that do not fit (named).
         DTypeError: a non-floating ``x``, weights of another dtype or device.
     """

@@ -444,7 +444,23 @@ def _check_sequence(owner: str, name: str, x: object, width: int | None = None) 
         )
     if x.shape[0] == 0:
         raise ShapeError(f"{owner}: {name} has no time steps (shape {tuple(x.shape)})")
+    _check_finite(owner, name, x)
     return x
+
+
+def _check_finite(owner: str, name: str, x: Tensor) -> None:
+    """Raise a :class:`ConfigurationError` naming ``name`` and the first NaN or infinite
+    entry of ``x`` (it would spread through the membrane and every gradient); a meta
+    tensor, which holds no values, passes."""
+    if x.is_meta:
+        return
+    bad = ~torch.isfinite(x.detach())
+    if bool(bad.any()):
+        at = [int(i) for i in bad.nonzero()[0]]
+        value = x.detach()[tuple(at)].item()
+        raise ConfigurationError(
+            f"{owner}: {name} must be finite (found NaN or inf: {value} at index {at})"
+        )
 
 
 def _check_weight(owner: str, name: str, w: object, shape: tuple[int, int], x: Tensor) -> Tensor:
@@ -456,6 +472,7 @@ def _check_weight(owner: str, name: str, w: object, shape: tuple[int, int], x: T
         raise DTypeError(
             f"{owner}: {name} ({w.dtype}, {w.device}) must match the input ({x.dtype}, {x.device})"
         )
+    _check_finite(owner, name, w)
     return w
 
 
@@ -480,8 +497,9 @@ def lif_adjoint(
         the reset ``v[t]``; a loss may use either.
 
     Raises:
-        ConfigurationError: bad parameters, ``jumps`` or ``backend``; ``backend="c"`` on
-            a tensor that is not a CPU float32/float64 one.
+        ConfigurationError: bad parameters, ``jumps`` or ``backend``; a NaN or infinite
+            ``current`` (the entry named); ``backend="c"`` on a tensor that is not a CPU
+            float32/float64 one.
         CompilerNotFoundError, BuildError: ``backend="c"`` without a C compiler, or its
             build failed.
         ShapeError: ``current`` is not ``[T, B, N]`` with ``T >= 1``.
@@ -529,7 +547,8 @@ def lif_recurrent_adjoint(
 
     Raises:
         ConfigurationError: bad parameters, ``jumps`` or ``backend``, a weight that is not
-            a tensor; ``backend="c"`` on a tensor that is not a CPU float32/float64 one.
+            a tensor; a NaN or infinite ``x`` or weight (the entry named); ``backend="c"``
+            on a tensor that is not a CPU float32/float64 one.
         CompilerNotFoundError, BuildError: ``backend="c"`` without a C compiler, or its
             build failed.
         ShapeError: a shape that does not fit.
