@@ -45,6 +45,7 @@ from spikeflow.data.datasets import (
 )
 from spikeflow.data.datasets.bullying10k import Bullying10K, read_bullying10k
 from spikeflow.data.datasets.nomniglot import NOmniglot
+from spikeflow.data.decay_frames import ToDecayFrames, decay_frame_count, to_decay_frames
 from spikeflow.data.download import DownloadError, UnsafeArchiveError, download_url, extract_archive
 from spikeflow.data.events import EVENT_DTYPE, EventRecording, format_error, make_events
 from spikeflow.data.frame_transforms import RandomTemporalDelete, random_temporal_delete
@@ -79,6 +80,7 @@ from spikeflow.data.representations_extra import (
     to_sparse_frames,
 )
 from spikeflow.data.scripts import exit_on_missing_data
+from spikeflow.data.segment_sampling import SegmentSample, segment_indices
 from spikeflow.data.sliced_dataset import SlicedDataset
 from spikeflow.data.slicing import (
     SliceAtIndices,
@@ -132,6 +134,7 @@ __all__ = [
     "NeuromorphicDataset",
     "RandomTemporalDelete",
     "Representation",
+    "SegmentSample",
     "SliceAtIndices",
     "SliceAtTimePoints",
     "SliceByEventBins",
@@ -146,6 +149,7 @@ __all__ = [
     "SpikingSpeechCommands",
     "ToAveragedTimeSurface",
     "ToBinaRep",
+    "ToDecayFrames",
     "ToFrame",
     "ToFrameByDuration",
     "ToFrameBySlices",
@@ -155,6 +159,7 @@ __all__ = [
     "ToVoxelGrid",
     "UnsafeArchiveError",
     "bina_rep",
+    "decay_frame_count",
     "default_cache_dir",
     "download_url",
     "exit_on_missing_data",
@@ -170,9 +175,11 @@ __all__ = [
     "random_temporal_delete",
     "read_bullying10k",
     "segment_index",
+    "segment_indices",
     "sparse_collate",
     "to_averaged_time_surfaces",
     "to_bina_rep",
+    "to_decay_frames",
     "to_frames",
     "to_frames_by_duration",
     "to_frames_by_slices",
