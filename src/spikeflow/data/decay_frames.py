@@ -153,7 +153,7 @@ def to_decay_frames(
         state = np.zeros(plane, dtype=np.float64)
         done = 0  # windows already in `state`
         lo = 0
-        computed = np.empty((len(targets), plane), dtype=np.float64)
+        computed = np.empty((len(targets), plane), dtype=dtype)  # (the sums stay float64)
         for i, k in enumerate(targets.tolist()):
             hi = int(np.searchsorted(window, k, side="left"))  # entries of windows < k
             if k > done:
@@ -162,8 +162,9 @@ def to_decay_frames(
                 state += np.bincount(pixel[lo:hi], weights, minlength=plane)
             computed[i] = state
             done, lo = k, hi
-        out = computed[np.searchsorted(targets, wanted)]
-    return out.astype(dtype).reshape(len(wanted), channels, height, width)
+        # All frames: `computed` is the output already (no second copy of a long stack).
+        out = computed if frame_indices is None else computed[np.searchsorted(targets, wanted)]
+    return out.astype(dtype, copy=False).reshape(len(wanted), channels, height, width)
 
 
 def _window_counts(
