@@ -18,11 +18,11 @@ import pytest
 import torch
 
 from conftest import require_shared_data
-from spikeflow.data import EventRecording, make_events
+from spikeflow.data import DatasetNotFoundError, EventRecording, SpikingNTU, make_events
 from spikeflow.data.decay_frames import ToDecayFrames, decay_frame_count, to_decay_frames
 from spikeflow.data.io import read_dat
 from spikeflow.data.segment_sampling import SegmentSample, segment_indices
-from spikeflow.errors import ConfigurationError
+from spikeflow.errors import ConfigurationError, DataFormatError
 
 DT = 10**6 / 150  # Lava-DL's frame period (float), tau = 5 dt
 NCARS = ("event-files", "prophesee-dat", "NCARS_obj_004397_td.dat")
@@ -206,3 +206,62 @@ def test_segment_sample_transform():
         SegmentSample(0)
     with pytest.raises(ConfigurationError, match="test_mode"):
         segment_indices(10, 2, test_mode="yes")
+
+
+def _ntu_layout(tmp_path, lines):
+    """Lava-DL's layout built around the real recordings: '<path> <label>' lines."""
+    folder = require_shared_data(*NCARS).parent
+    (tmp_path / "rec").mkdir()
+    for name in ("NCARS_obj_004397_td.dat", "sample_ncars.dat"):
+        (tmp_path / "rec" / name).write_bytes((folder / name).read_bytes())
+    annotation = tmp_path / "train.txt"
+    annotation.write_text("".join(f"{a} {b}\n" for a, b in lines))
+    return annotation
+
+
+def test_spiking_ntu_frames_and_labels_match_lava(tmp_path):
+    annotation = _ntu_layout(tmp_path, [("rec/NCARS_obj_004397_td.dat", 5),
+                                        (tmp_path / "rec" / "sample_ncars.dat", 120)])  # fmt: skip
+    ds = SpikingNTU(annotation, num_segments=6, test_mode=True)
+    assert len(ds) == 2 and ds.num_classes == 120
+    frames, label = ds[0]
+    assert label == 4 and frames.dtype == torch.float32 and frames.shape == (6, 1, 61, 54)
+    ref_events = np.load(require_shared_data(*NCARS).parent / "dat_sample.npy")
+    ref = lava_decay_frames(ref_events, 61, 54)
+    np.testing.assert_allclose(frames[:, 0].numpy(), ref[lava_indices(len(ref), 6, 1, True)],
+                               rtol=1e-6, atol=1e-5)  # fmt: skip
+    assert ds[1][1] == 119 and ds[1][0].shape == (6, 1, 42, 78)
+    subset = SpikingNTU(annotation, num_segments=30, classify_labels=[120])
+    assert [subset[i][1] for i in range(2)] == [0, 1] and subset.num_classes == 2
+    assert subset[0][0].shape == (30, 1, 61, 54)  # 16 frames: the first one repeated
+    # Lava-DL's windows start at t = 0, not at the first event: a copy of the recording
+    # 20 ms later (its timestamps moved in the file) gets 3 more frames, leading zeros.
+    raw = (tmp_path / "rec" / "NCARS_obj_004397_td.dat").read_bytes()
+    body = 0
+    while raw[body : body + 1] == b"%":
+        body = raw.index(b"\n", body) + 1
+    words = np.frombuffer(raw[body + 2 :], dtype="<u4").copy()
+    words[0::2] += 20_000
+    (tmp_path / "rec" / "late.dat").write_bytes(raw[: body + 2] + words.tobytes())
+    annotation.write_text("rec/late.dat 1\n")
+    late = SpikingNTU(annotation, num_segments=9, test_mode=True)[0][0]
+    moved = ref_events.copy()
+    moved["t"] += 20_000
+    ref = lava_decay_frames(moved, 61, 54)
+    assert len(ref) == 19
+    np.testing.assert_allclose(late[:, 0].numpy(), ref[lava_indices(19, 9, 1, True)],
+                               rtol=1e-6, atol=1e-5)  # fmt: skip
+    annotation.write_text("rec/NCARS_obj_004397_td.dat 5\n")
+    a = SpikingNTU(annotation, num_segments=4, generator=5)[0][0]
+    assert torch.equal(a, SpikingNTU(annotation, num_segments=4, generator=5)[0][0])
+
+
+def test_spiking_ntu_bad_annotation(tmp_path):
+    bad = _ntu_layout(tmp_path, [("rec/sample_ncars.dat", "x")])
+    with pytest.raises(DataFormatError, match="line 1"):
+        SpikingNTU(bad)
+    bad.write_text("rec/sample_ncars.dat 121\n")
+    with pytest.raises(DataFormatError, match="121"):
+        SpikingNTU(bad)
+    with pytest.raises(DatasetNotFoundError, match="annotation file"):
+        SpikingNTU(tmp_path / "missing.txt")

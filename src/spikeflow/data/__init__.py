@@ -45,6 +45,7 @@ from spikeflow.data.datasets import (
 )
 from spikeflow.data.datasets.bullying10k import Bullying10K, read_bullying10k
 from spikeflow.data.datasets.nomniglot import NOmniglot
+from spikeflow.data.datasets.spiking_ntu import SpikingNTU
 from spikeflow.data.decay_frames import ToDecayFrames, decay_frame_count, to_decay_frames
 from spikeflow.data.download import DownloadError, UnsafeArchiveError, download_url, extract_archive
 from spikeflow.data.events import EVENT_DTYPE, EventRecording, format_error, make_events
@@ -146,6 +147,7 @@ __all__ = [
     "SpeechCommands",
     "SpeechCommandsWaveforms",
     "SpikingHeidelbergDigits",
+    "SpikingNTU",
     "SpikingSpeechCommands",
     "ToAveragedTimeSurface",
     "ToBinaRep",
