@@ -144,7 +144,7 @@ def to_decay_frames(
             )
     channels = 1 if signed else polarities
     plane = channels * height * width
-    out = np.zeros((len(wanted), plane), dtype=np.float64)
+    out = np.zeros((len(wanted), plane), dtype=dtype)
     if len(arr) and len(wanted):
         window, pixel, value = _window_counts(arr, duration, t_start, max_count, signed, source,
                                               (width, height, polarities))  # fmt: skip
