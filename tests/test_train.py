@@ -854,6 +854,7 @@ def test_bool_config_keys_must_be_true_or_false(tmp_path, capsys):
         "sync_bn",
         "fsdp",
         "ra_sampler",
+        "teacher_ema",
     }
     for name in sorted(bools):
         for value in ("false", "no", 0, 1, None):
