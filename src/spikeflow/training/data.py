@@ -30,6 +30,7 @@ __all__ = [
     "dataset_num_classes",
     "dataset_shape",
     "even_subset",
+    "file_dataset_options",
     "list_datasets",
     "static_layout",
     "to_time_major",
@@ -189,10 +190,12 @@ def even_subset(dataset: Dataset, count: int | None) -> Dataset:
     return Subset(dataset, indices.tolist())
 
 
-def _digits(config: TrainConfig, with_train: bool = True) -> tuple[Dataset, Dataset, DataInfo]:
-    # Options of event datasets would be ignored: an error, as they suggest another
-    # dataset. ``with_train=False`` (spikeflow eval, which has no --dataset): the run's.
-    given = [
+def file_dataset_options(config: TrainConfig) -> list[str]:
+    """The options of ``config`` (each as given, e.g. ``--data-dir /x``) that only a
+    dataset read from files takes: ``--data-dir``, ``--cache-dir``, ``--split-by`` other
+    than ``number``, ``--download`` and ``--dataset-kwargs``. A dataset that ships with
+    scikit-learn (digits, diabetes) refuses each of them."""
+    return [
         option
         for option, used in (
             (f"--data-dir {config.data_dir}", config.data_dir is not None),
@@ -203,6 +206,12 @@ def _digits(config: TrainConfig, with_train: bool = True) -> tuple[Dataset, Data
         )
         if used
     ]
+
+
+def _digits(config: TrainConfig, with_train: bool = True) -> tuple[Dataset, Dataset, DataInfo]:
+    # Options of event datasets would be ignored: an error, as they suggest another
+    # dataset. ``with_train=False`` (spikeflow eval, which has no --dataset): the run's.
+    given = file_dataset_options(config)
     if given:
         them = "it" if len(given) == 1 else "them"
         advice = (

@@ -41,6 +41,7 @@ from spikeflow.training.data import DataInfo, StaticLayout, even_subset, to_time
 from spikeflow.training.distributed import DistContext
 from spikeflow.training.loop import EpochSums, autocast_context, reduce_monitor
 from spikeflow.training.monitors import LayerStats, SpikeMonitor
+from spikeflow.training.task_options import class_label_checks, fill_defaults, refuse_given
 
 __all__ = [
     "COCO_KEYS",
@@ -107,7 +108,6 @@ def _given(config: TrainConfig) -> list[tuple[str, str]]:
     supported) option ``config`` sets."""
     d = TrainConfig()
     label = "a classification readout (how a class is read from output spikes)"
-    smoothing = "label_smoothing" in config.loss_kwargs
     checks = [
         ("--readout", config.readout != d.readout, label),
         (
@@ -115,12 +115,7 @@ def _given(config: TrainConfig) -> list[tuple[str, str]]:
             config.regression_readout is not None,
             "decodes a regression output",
         ),
-        ("--mixup", config.mixup != d.mixup, "mixes class labels"),
-        ("--cutmix", config.cutmix != d.cutmix, "mixes class labels"),
-        ("--loss-kwargs label_smoothing", smoothing, "smooths class labels"),
-        ("--decolle", config.decolle, "DECOLLE's local classification losses"),
-        ("--eventprop", config.eventprop is not None, "EventProp's classifier"),
-        ("--eprop", config.eprop is not None, "e-prop's recurrent classifier"),
+        *class_label_checks(config),
         ("--online", config.online, "per-step classification losses"),
         ("--tbptt", config.tbptt is not None, "per-window classification losses"),
         ("--prune", config.prune != d.prune, "not supported for detection yet"),
@@ -171,13 +166,7 @@ def refuse_classification_options(config: TrainConfig) -> None:
             f"--loss {config.loss}: dataset {name!r} is a detection task, and --model {model} "
             f"is trained with --loss {loss} ({losses[loss]})"
         )
-    given = _given(config)
-    if given:
-        listed = "; ".join(f"{option} ({why})" for option, why in given)
-        raise ConfigurationError(
-            f"dataset {name!r} is a detection task, which does not take {listed}: leave "
-            f"{'it' if len(given) == 1 else 'them'} out"
-        )
+    refuse_given(_given(config), name, "detection")
 
 
 @dataclass
@@ -197,11 +186,6 @@ class DetectionSums(EpochSums):
         self.obj += float(parts["obj"]) * count
         self.cls += float(parts["cls"]) * count
         self.positives += float(parts["positives"])
-
-    def reduced(self, ctx: DistContext) -> DetectionSums:
-        """The sums over all processes."""
-        values = [getattr(self, f.name) for f in dataclasses.fields(self)]
-        return DetectionSums(*ctx.all_reduce_sum(values))
 
     @property
     def accuracy(self) -> float:
@@ -261,9 +245,7 @@ class DetectionTask:
             "lr": self.spec.lr,
             "split_by": "number",
         }
-        for key, value in defaults.items():
-            if getattr(values, key) is None:
-                setattr(values, key, value)
+        fill_defaults(values, defaults)
         return values.validate()
 
     # -- data -------------------------------------------------------------------------

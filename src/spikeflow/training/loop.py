@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Self
 
 import torch
 from torch import Tensor, nn
@@ -51,10 +51,11 @@ class EpochSums:
         self.count += count
         self.spike_reg += spike_reg
 
-    def reduced(self, ctx: DistContext) -> EpochSums:
-        """The sums over all processes."""
-        values = [self.loss, self.correct, self.count, self.spike_reg]
-        return EpochSums(*ctx.all_reduce_sum(values))
+    def reduced(self, ctx: DistContext) -> Self:
+        """The sums over all processes: every field (a subclass's too), summed, as an
+        instance of the same class."""
+        values = [getattr(self, f.name) for f in fields(self)]
+        return type(self)(*ctx.all_reduce_sum(values))
 
     @property
     def mean_spike_reg(self) -> float:

@@ -39,7 +39,13 @@ from tqdm import tqdm
 
 from spikeflow.errors import ConfigurationError, DTypeError, MissingExtraError, ShapeError
 from spikeflow.training.config import TrainConfig
-from spikeflow.training.data import DataInfo, StaticLayout, even_subset, to_time_major
+from spikeflow.training.data import (
+    DataInfo,
+    StaticLayout,
+    even_subset,
+    file_dataset_options,
+    to_time_major,
+)
 from spikeflow.training.distributed import DistContext
 from spikeflow.training.loop import (
     EpochSums,
@@ -49,6 +55,7 @@ from spikeflow.training.loop import (
     reduce_monitor,
 )
 from spikeflow.training.monitors import LayerStats, SpikeMonitor
+from spikeflow.training.task_options import class_label_checks, fill_defaults, refuse_given
 from spikeflow.training.train_config import REGRESSION_READOUTS
 
 __all__ = [
@@ -233,11 +240,6 @@ class RegressionSums(EpochSums):
         self.y2 += float((y * y).sum())
         self.values += float(y.numel())
 
-    def reduced(self, ctx: DistContext) -> RegressionSums:
-        """The sums over all processes."""
-        values = [getattr(self, f.name) for f in dataclasses.fields(self)]
-        return RegressionSums(*ctx.all_reduce_sum(values))
-
     @property
     def accuracy(self) -> float:
         return math.nan  # no class accuracy in regression
@@ -261,13 +263,7 @@ def _given(config: TrainConfig) -> list[tuple[str, str]]:
     checks = [
         ("--readout", config.readout != d.readout,
          "reads a class; a regression run decodes with --regression-readout"),
-        ("--mixup", config.mixup != d.mixup, "mixes class labels"),
-        ("--cutmix", config.cutmix != d.cutmix, "mixes class labels"),
-        ("--loss-kwargs label_smoothing", "label_smoothing" in config.loss_kwargs,
-         "smooths class labels"),
-        ("--decolle", config.decolle, "DECOLLE's local classification losses"),
-        ("--eventprop", config.eventprop is not None, "EventProp's classifier"),
-        ("--eprop", config.eprop is not None, "e-prop's recurrent classifier"),
+        *class_label_checks(config),
         ("--teacher", config.teacher is not None, "distils class scores"),
         ("--online", config.online, yet),
         ("--tbptt", config.tbptt is not None, yet),
@@ -303,13 +299,7 @@ class RegressionTask:
             ConfigurationError: such an option, a loss other than mse/l1/huber, or a
                 readout the targets do not fit.
         """
-        given = _given(config)
-        if given:
-            listed = "; ".join(f"{option} ({why})" for option, why in given)
-            raise ConfigurationError(
-                f"dataset {self.dataset!r} is a regression task, which does not take {listed}: "
-                f"leave {'it' if len(given) == 1 else 'them'} out"
-            )
+        refuse_given(_given(config), self.dataset, "regression")
         if config.loss is not None and config.loss not in REGRESSION_LOSSES:
             raise ConfigurationError(
                 f"--loss {config.loss}: dataset {self.dataset!r} is a regression task, trained "
@@ -320,9 +310,7 @@ class RegressionTask:
         spec = self.spec
         defaults = {"model": spec.model, "loss": "mse", "T": spec.T,
                     "batch_size": spec.batch_size, "lr": spec.lr, "split_by": "number"}  # fmt: skip
-        for key, value in defaults.items():
-            if getattr(values, key) is None:
-                setattr(values, key, value)
+        fill_defaults(values, defaults)
         if values.regression_readout is None:  # the only fitting one, else a rate
             values.regression_readout = "per_step" if spec.per_step_targets else "mean"
         if spec.per_step_targets and values.regression_readout != "per_step":
@@ -422,17 +410,7 @@ class RegressionTask:
 
 def _diabetes(config: TrainConfig) -> tuple[Dataset, Dataset, DataInfo]:
     """scikit-learn's diabetes data, split and standardised (module docstring)."""
-    given = [
-        option
-        for option, used in (
-            (f"--data-dir {config.data_dir}", config.data_dir is not None),
-            (f"--cache-dir {config.cache_dir}", config.cache_dir is not None),
-            (f"--split-by {config.split_by}", config.split_by not in (None, "number")),
-            ("--download", config.download),
-            ("--dataset-kwargs", bool(config.dataset_kwargs)),
-        )
-        if used
-    ]
+    given = file_dataset_options(config)
     if given:
         raise ConfigurationError(
             f"{', '.join(given)}: the 'diabetes' dataset ships with scikit-learn: it reads "
