@@ -120,6 +120,21 @@ def test_classification_options_refused_by_name(changes, named):
             resolve(config)
 
 
+@pytest.mark.parametrize("kind", ["regression", "detection"])
+def test_task_trainer_refuses_a_dataset_of_another_task_by_name(kind):
+    """RegressionTrainer / DetectionTrainer (their shared TaskTrainer) name themselves,
+    the dataset and the task it is not, before anything is built."""
+    from spikeflow.training.detection_trainer import DetectionTrainer
+    from spikeflow.training.regression_trainer import RegressionTrainer
+
+    trainer = RegressionTrainer if kind == "regression" else DetectionTrainer
+    with pytest.raises(
+        ConfigurationError,
+        match=f"{trainer.__name__}: dataset 'digits' is not a {kind} dataset",
+    ):
+        trainer(TrainConfig(dataset="digits"))
+
+
 def test_time_pooled_output_and_regression_loss_on_classification_named():
     """An output already averaged over time ([B, D]) is not read as [T, B]: the error
     says why; --loss l1 / huber on a classification dataset is refused as a regression

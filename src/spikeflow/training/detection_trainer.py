@@ -16,10 +16,9 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from spikeflow.training.config import TrainConfig
 from spikeflow.training.data import to_time_major
@@ -31,6 +30,7 @@ from spikeflow.training.detection_task import (
 )
 from spikeflow.training.loop import autocast_context
 from spikeflow.training.monitors import LayerStats
+from spikeflow.training.task_trainer import TaskTrainer
 from spikeflow.training.trainer import Trainer
 
 __all__ = ["DETECTION_COLUMNS", "DetectionTrainer", "trainer_for"]
@@ -70,7 +70,7 @@ def trainer_for(config: TrainConfig, **kwargs: Any) -> Trainer:
     return Trainer(config, **kwargs)
 
 
-class DetectionTrainer(Trainer):
+class DetectionTrainer(TaskTrainer):
     """Trains a spiking detector on a detection dataset; :meth:`fit` runs it. Arguments
     as :class:`~spikeflow.training.trainer.Trainer`'s. ``best_test_acc`` of the result
     (and the checkpoints' ``best``) holds the best test **COCO mAP** here; the history's
@@ -85,22 +85,7 @@ class DetectionTrainer(Trainer):
     sums_class = DetectionSums
     collate_fn = staticmethod(DetectionTask.collate)
 
-    def __init__(self, config: TrainConfig, *args: Any, **kwargs: Any) -> None:
-        task = detection_task(config.dataset)
-        if task is None:
-            from spikeflow.errors import ConfigurationError
-
-            raise ConfigurationError(
-                f"DetectionTrainer: dataset {config.dataset!r} is not a detection dataset"
-            )
-        self.task = task
-        super().__init__(config, *args, **kwargs)
-
-    def _build_datasets(self) -> tuple[Any, Any, Any]:
-        return self.task.build_datasets(self.config)
-
-    def _build_model(self) -> nn.Module:
-        return self.task.build_model(self.config, self.info)
+    task_of = staticmethod(detection_task)
 
     def _run_loss(self) -> Any:
         return self.task.make_loss(self.config, self.raw_model)
@@ -110,9 +95,6 @@ class DetectionTrainer(Trainer):
 
     def _metric_columns(self) -> tuple[str, ...]:
         return DETECTION_COLUMNS
-
-    def _plots(self) -> list[Path]:
-        return []  # (--plots on is refused for detection runs)
 
     def _train_step(self, x: Tensor, y: Sequence[Tensor], step: int, steps: int) -> float:
         cfg, ctx = self.config, self.ctx

@@ -20,7 +20,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from spikeflow.prune import sparsity
 from spikeflow.training.config import TrainConfig
@@ -35,7 +35,7 @@ from spikeflow.training.regression_task import (
     RegressionTask,
     regression_task,
 )
-from spikeflow.training.trainer import Trainer
+from spikeflow.training.task_trainer import TaskTrainer
 
 __all__ = [
     "REGRESSION_COLUMNS",
@@ -57,7 +57,7 @@ REGRESSION_EMA_COLUMNS = (
 )  # fmt: skip
 
 
-class RegressionTrainer(Trainer):
+class RegressionTrainer(TaskTrainer):
     """Trains a model on a regression dataset; :meth:`fit` runs it. Arguments as
     :class:`~spikeflow.training.trainer.Trainer`'s. ``best_test_acc`` of the result (and
     the checkpoints' ``best``) holds the **lowest test loss** here, ``best_epoch`` its
@@ -71,22 +71,7 @@ class RegressionTrainer(Trainer):
     task_kind = "regression"
     sums_class = RegressionSums
 
-    def __init__(self, config: TrainConfig, *args: Any, **kwargs: Any) -> None:
-        task = regression_task(config.dataset)
-        if task is None:
-            from spikeflow.errors import ConfigurationError
-
-            raise ConfigurationError(
-                f"RegressionTrainer: dataset {config.dataset!r} is not a regression dataset"
-            )
-        self.task = task
-        super().__init__(config, *args, **kwargs)
-
-    def _build_datasets(self) -> tuple[Any, Any, Any]:
-        return self.task.build_datasets(self.config)
-
-    def _build_model(self) -> nn.Module:
-        return self.task.build_model(self.config, self.info)
+    task_of = staticmethod(regression_task)
 
     def _run_loss(self) -> Any:
         return self.task.make_loss(self.config)
@@ -99,9 +84,6 @@ class RegressionTrainer(Trainer):
         return (REGRESSION_COLUMNS + (PRUNE_COLUMNS if tracks_sparsity(cfg) else ())
                 + (SPIKE_REG_COLUMNS if cfg.spike_reg != "none" else ())
                 + (REGRESSION_EMA_COLUMNS if cfg.model_ema else ()))  # fmt: skip
-
-    def _plots(self) -> list[Path]:
-        return []  # (--plots on is refused for regression runs)
 
     def _train_step(self, x: Tensor, y: Tensor, step: int, steps: int) -> float:
         cfg, ctx = self.config, self.ctx
