@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -53,6 +54,53 @@ def load_layer(ctx: Any) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
     w_in = tensors.pop(0) if ctx.has[0] else None
     w_rec = tensors.pop(0) if ctx.has[1] else None
     return x, w_in, w_rec
+
+
+def start_layer(
+    ctx: Any, x: Tensor, w_in: Tensor | None, w_rec: Tensor | None, p: Any, jumps: str
+) -> Tensor:
+    """A layer's forward set-up: keeps ``p``, ``jumps``, ``x`` and the weights on
+    ``ctx`` (:func:`save_layer`; no zero gradients materialised) and returns the input
+    current ``W_in x[t]`` (``x`` itself without ``W_in``)."""
+    ctx.p, ctx.jumps = p, jumps
+    ctx.set_materialize_grads(False)
+    save_layer(ctx, x, w_in, w_rec)
+    return x if w_in is None else torch.matmul(x, w_in.t())
+
+
+def layer_backward(
+    ctx: Any,
+    grad_spikes: Tensor | None,
+    grad_voltage: Tensor | None,
+    eventprop: Callable[..., tuple[Tensor, Tensor, Tensor | None]],
+    norse: Callable[..., tuple[Tensor, Tensor, Tensor | None]],
+) -> tuple[Tensor | None, ...]:
+    """A layer's autograd ``backward``: the missing output gradients as zeros, the
+    adjoint loop of ``ctx.jumps`` (``eventprop`` or ``norse``, each called as
+    ``(p, saved, grad_spikes, grad_voltage, W_in, W_rec)`` and returning ``(∂L/∂c, the λ
+    paired with x for W_in, ∂L/∂W_rec)``), then the gradients of ``(x, W_in, W_rec, p,
+    jumps)``. ``ctx.saved`` holds the forward's ``spikes`` and ``slope_minus``."""
+    saved = ctx.saved
+    x, w_in, w_rec = load_layer(ctx)
+    ref, shape = saved.slope_minus, saved.spikes.shape
+    grad_spikes = ref.new_zeros(shape) if grad_spikes is None else grad_spikes
+    grad_voltage = ref.new_zeros(shape) if grad_voltage is None else grad_voltage
+    backward = norse if ctx.jumps == "norse" else eventprop
+    d_current, paired, d_rec = backward(ctx.p, saved, grad_spikes, grad_voltage, w_in, w_rec)
+    d_x, d_in = input_gradients(ctx, x, w_in, d_current, paired)
+    return d_x, d_in, d_rec, None, None
+
+
+def adjoint_buffers(
+    grad_voltage: Tensor, spikes: Tensor, w_rec: Tensor | None
+) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
+    """What each backward loop starts from: a zero state ``[B, N]``, ``∂L/∂c`` to fill
+    ``[T, B, N]``, ``∂L/∂W_rec`` (zeros; None without ``W_rec``) and the (bool)
+    ``spikes`` as ``grad_voltage``'s dtype."""
+    zero = grad_voltage.new_zeros(grad_voltage.shape[1:])
+    d_current = torch.empty_like(grad_voltage)
+    d_rec = None if w_rec is None else torch.zeros_like(w_rec)
+    return zero, d_current, d_rec, spikes.to(grad_voltage.dtype)
 
 
 def input_gradients(

@@ -44,11 +44,11 @@ from torch.autograd.function import once_differentiable
 from spikeflow._checks import check_real
 from spikeflow.errors import ConfigurationError
 from spikeflow.learn._adjoint_common import (
+    adjoint_buffers,
     check_layer,
-    input_gradients,
-    load_layer,
-    save_layer,
+    layer_backward,
     shifted,
+    start_layer,
     take,
 )
 from spikeflow.learn.eventprop import _check_jumps
@@ -119,10 +119,7 @@ class _LSNNAdjoint(torch.autograd.Function):
         jumps: str,
     ) -> tuple[Tensor, Tensor]:
         a, b, rho, dt = p.tau_mem_inv, p.tau_syn_inv, p.tau_adapt_inv, p.dt
-        current = x if w_in is None else torch.matmul(x, w_in.t())
-        ctx.p, ctx.jumps = p, jumps
-        ctx.set_materialize_grads(False)
-        save_layer(ctx, x, w_in, w_rec)
+        current = start_layer(ctx, x, w_in, w_rec, p, jumps)
         steps, batch, n = current.shape
         v = current.new_full((batch, n), p.v_leak)
         i = current.new_zeros(batch, n)
@@ -170,16 +167,7 @@ class _LSNNAdjoint(torch.autograd.Function):
     def backward(  # type: ignore[override]
         ctx: Any, grad_spikes: Tensor | None, grad_voltage: Tensor | None
     ) -> tuple[Tensor | None, ...]:
-        s: _Saved = ctx.saved
-        x, w_in, w_rec = load_layer(ctx)
-        ref = s.slope_minus
-        shape = s.spikes.shape
-        grad_spikes = ref.new_zeros(shape) if grad_spikes is None else grad_spikes
-        grad_voltage = ref.new_zeros(shape) if grad_voltage is None else grad_voltage
-        backward = _backward_norse if ctx.jumps == "norse" else _backward_eventprop
-        d_current, paired, d_rec = backward(ctx.p, s, grad_spikes, grad_voltage, w_in, w_rec)
-        d_x, d_in = input_gradients(ctx, x, w_in, d_current, paired)
-        return d_x, d_in, d_rec, None, None
+        return layer_backward(ctx, grad_spikes, grad_voltage, _backward_eventprop, _backward_norse)
 
 
 def _backward_eventprop(
@@ -191,11 +179,8 @@ def _backward_eventprop(
     w_rec: Tensor | None,
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     a, b, rho, dt = p.tau_mem_inv, p.tau_syn_inv, p.tau_adapt_inv, p.dt
-    zero = grad_voltage.new_zeros(grad_voltage.shape[1:])
+    zero, d_current, d_rec, spikes_float = adjoint_buffers(grad_voltage, s.spikes, w_rec)
     lam_v, lam_i, lam_th, lam_h_next, g_rec = zero, zero, zero, zero, zero
-    d_current = torch.empty_like(grad_voltage)
-    d_rec = None if w_rec is None else torch.zeros_like(w_rec)
-    spikes_float = s.spikes.to(grad_voltage.dtype)
     end = s.slope_minus.numel()
     for t in range(grad_voltage.shape[0] - 1, -1, -1):
         lam_v = lam_v + grad_voltage[t]
@@ -231,11 +216,8 @@ def _backward_norse(
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     a, b, rho, dt = p.tau_mem_inv, p.tau_syn_inv, p.tau_adapt_inv, p.dt
     cell = w_in is not None or w_rec is not None
-    zero = grad_voltage.new_zeros(grad_voltage.shape[1:])
+    zero, d_current, d_rec, spikes_float = adjoint_buffers(grad_voltage, s.spikes, w_rec)
     lam_v, lam_i, lam_th, d_z = zero, zero, zero, zero
-    d_current = torch.empty_like(grad_voltage)
-    d_rec = None if w_rec is None else torch.zeros_like(w_rec)
-    spikes_float = s.spikes.to(grad_voltage.dtype)
     end = s.slope_minus.numel()
     for t in range(grad_voltage.shape[0] - 1, -1, -1):
         lam_v = lam_v + grad_voltage[t]

@@ -50,12 +50,12 @@ from torch.autograd.function import once_differentiable
 from spikeflow._checks import check_real
 from spikeflow.errors import ConfigurationError
 from spikeflow.learn._adjoint_common import (
+    adjoint_buffers,
     check_layer,
     fixed_time,
-    input_gradients,
-    load_layer,
-    save_layer,
+    layer_backward,
     shifted,
+    start_layer,
     take,
 )
 from spikeflow.learn.eventprop import (
@@ -114,10 +114,7 @@ class _LIFRefracAdjoint(torch.autograd.Function):
     ) -> tuple[Tensor, Tensor]:
         q = p.lif
         a, b, dt = q.tau_mem_inv, q.tau_syn_inv, q.dt
-        current = x if w_in is None else torch.matmul(x, w_in.t())
-        ctx.p, ctx.jumps = p, jumps
-        ctx.set_materialize_grads(False)
-        save_layer(ctx, x, w_in, w_rec)
+        current = start_layer(ctx, x, w_in, w_rec, p, jumps)
         steps, batch, n = current.shape
         norse = jumps == "norse"
         v = current.new_full((batch, n), q.v_leak)
@@ -173,18 +170,7 @@ class _LIFRefracAdjoint(torch.autograd.Function):
     def backward(  # type: ignore[override]
         ctx: Any, grad_spikes: Tensor | None, grad_voltage: Tensor | None
     ) -> tuple[Tensor | None, ...]:
-        s: _Saved = ctx.saved
-        x, w_in, w_rec = load_layer(ctx)
-        ref = s.slope_minus
-        steps, batch, n = s.spikes.shape
-        if grad_spikes is None:
-            grad_spikes = ref.new_zeros(steps, batch, n)
-        if grad_voltage is None:
-            grad_voltage = ref.new_zeros(steps, batch, n)
-        backward = _backward_norse if ctx.jumps == "norse" else _backward_eventprop
-        d_current, paired, d_rec = backward(ctx.p, s, grad_spikes, grad_voltage, w_in, w_rec)
-        d_x, d_in = input_gradients(ctx, x, w_in, d_current, paired)
-        return d_x, d_in, d_rec, None, None
+        return layer_backward(ctx, grad_spikes, grad_voltage, _backward_eventprop, _backward_norse)
 
 
 def _backward_eventprop(
@@ -198,12 +184,9 @@ def _backward_eventprop(
     """``(λJ, λJ, ∂L/∂W_rec)``: the module docstring's adjoint."""
     q = p.lif
     a, b, dt = q.tau_mem_inv, q.tau_syn_inv, q.dt
-    zero = grad_voltage.new_zeros(grad_voltage.shape[1:])
+    zero, d_current, d_rec, spikes_float = adjoint_buffers(grad_voltage, s.spikes, w_rec)
     lam_v, lam_i, g_rec = zero, zero, zero
     lam_release, slope_release = zero, zero
-    d_current = torch.empty_like(grad_voltage)
-    d_rec = None if w_rec is None else torch.zeros_like(w_rec)
-    spikes_float = s.spikes.to(grad_voltage.dtype)
     end_spike, end_event = s.slope_minus.numel(), s.slope_event.numel()
     for t in range(grad_voltage.shape[0] - 1, -1, -1):
         lam_v = lam_v + grad_voltage[t]
@@ -246,11 +229,8 @@ def _backward_norse(
     cell = (
         w_in is not None or w_rec is not None
     )  # LIFAdjointRefracFunction, else the feed-forward one
-    zero = grad_voltage.new_zeros(grad_voltage.shape[1:])
+    zero, d_current, d_rec, spikes_float = adjoint_buffers(grad_voltage, s.spikes, w_rec)
     lam_v, lam_i, lam_rho, d_z = zero, zero, zero, zero
-    d_current = torch.empty_like(grad_voltage)
-    d_rec = None if w_rec is None else torch.zeros_like(w_rec)
-    spikes_float = s.spikes.to(grad_voltage.dtype)
     end_spike, end_event = s.slope_minus.numel(), s.slope_event.numel()
     for t in range(grad_voltage.shape[0] - 1, -1, -1):
         lam_v = lam_v + grad_voltage[t]
