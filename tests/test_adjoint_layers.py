@@ -11,6 +11,7 @@ from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 from spikeflow.learn import (
     CobaLIFAdjointParameters,
     EventPropCobaLIF,
+    EventPropLIF,
     EventPropLSNN,
     EventPropRefracLIF,
     LIFAdjointParameters,
@@ -82,6 +83,8 @@ def test_bad_arguments_are_named() -> None:
         EventPropLSNN(3, 2, p=LSNNAdjointParameters(tau_adapt_inv=-1.0))
     with pytest.raises(ConfigurationError, match="weight_scale"):
         EventPropCobaLIF(3, 2, weight_scale=0.0)
+    with pytest.raises(ConfigurationError, match="beta"):  # a threshold that drops
+        EventPropLSNN(3, 2, p=LSNNAdjointParameters(beta=-0.1))
     with pytest.raises(ConfigurationError, match="CobaLIFAdjointParameters"):
         EventPropCobaLIF(3, 2, True)  # type: ignore[arg-type]  # no recurrent flag
     with pytest.raises(ShapeError, match="x has 4 features per step, the weights take 3"):
@@ -104,6 +107,20 @@ def test_bad_arguments_are_named() -> None:
         diverged(torch.rand(5, 1, 3))
     text = repr(EventPropRefracLIF(3, 2, recurrent=True, p=REFRAC))
     assert "recurrent=True" in text and "rho_reset=2.0" in text and "v_leak=0.2" in text
+
+
+@pytest.mark.parametrize("layer", [EventPropLIF, EventPropRefracLIF, EventPropLSNN])
+def test_weights_are_drawn_with_the_documented_spread(layer: type) -> None:
+    """W_in ~ N(0, scale² 2/in), W_rec ~ N(0, scale² 2/out): each sample's standard
+    deviation within 3% (about 10 standard errors at these sizes)."""
+    torch.manual_seed(0)
+    model = layer(300, 400, recurrent=True, weight_scale=0.5)
+    for weights, fan_in in ((model.input_weights, 300), (model.recurrent_weights, 400)):
+        weights = weights.detach()
+        expected = 0.5 * (2.0 / fan_in) ** 0.5
+        assert abs(float(weights.std()) / expected - 1) < 0.03
+        assert abs(float(weights.mean())) < 0.03 * expected
+    assert EventPropLSNN(3, 2).recurrent_weights is None
 
 
 def test_a_model_of_the_layers_trains_on_digits() -> None:

@@ -11,12 +11,10 @@ not built for these neurons)."""
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
 
-from spikeflow._checks import check_flag, check_int, check_real
+from spikeflow._checks import check_flag, check_int
 from spikeflow.learn.adjoint_coba import (
     COBA_DEFAULTS,
     CobaLIFAdjointParameters,
@@ -35,7 +33,12 @@ from spikeflow.learn.adjoint_refrac import (
     _check_refrac,
     lif_refrac_adjoint,
 )
-from spikeflow.learn.eventprop import _check_jumps, _check_sequence, _check_weight
+from spikeflow.learn.eventprop import (
+    _check_jumps,
+    _check_sequence,
+    _check_weight,
+    _layer_weights,
+)
 
 __all__ = ["EventPropCobaLIF", "EventPropLSNN", "EventPropRefracLIF"]
 
@@ -54,16 +57,8 @@ class _AdjointLayer(nn.Module):
         self.in_features = check_int(f"{owner}: in_features", in_features, 1)
         self.out_features = check_int(f"{owner}: out_features", out_features, 1)
         self.recurrent = check_flag(owner, "recurrent", recurrent)
-        scale = check_real(f"{owner}: weight_scale", weight_scale, 0.0, low_open=True)
-        self.input_weights = nn.Parameter(
-            torch.randn(out_features, in_features) * scale * math.sqrt(2.0 / in_features)
-        )
-        self.recurrent_weights = (
-            nn.Parameter(
-                torch.randn(out_features, out_features) * scale * math.sqrt(2.0 / out_features)
-            )
-            if self.recurrent
-            else None
+        self.input_weights, self.recurrent_weights = _layer_weights(
+            owner, in_features, out_features, self.recurrent, weight_scale
         )
 
     def _run(self, x: Tensor) -> tuple[Tensor, Tensor]:

@@ -41,7 +41,6 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from spikeflow._checks import check_real
 from spikeflow.errors import ConfigurationError
 from spikeflow.learn._adjoint_common import (
     adjoint_buffers,
@@ -51,7 +50,7 @@ from spikeflow.learn._adjoint_common import (
     start_layer,
     take,
 )
-from spikeflow.learn.eventprop import _check_jumps
+from spikeflow.learn.eventprop import _check_euler_fields, _check_jumps
 
 __all__ = ["LSNN_DEFAULTS", "LSNNAdjointParameters", "lsnn_adjoint"]
 
@@ -83,19 +82,8 @@ def _check_lsnn(owner: str, p: object) -> LSNNAdjointParameters:
         raise ConfigurationError(
             f"{owner}: p must be a LSNNAdjointParameters, got {type(p).__name__}"
         )
-    dt = check_real(f"{owner}: dt", p.dt, 0.0, low_open=True)
-    for name in ("tau_syn_inv", "tau_mem_inv", "tau_adapt_inv"):
-        value = check_real(f"{owner}: {name}", getattr(p, name), 0.0, low_open=True)
-        if value * dt > 1.0:
-            raise ConfigurationError(
-                f"{owner}: {name} * dt must be <= 1 (a forward-Euler step may not "
-                f"overshoot), got {name}={value} and dt={dt}"
-            )
-    for name in ("v_leak", "v_th", "v_reset"):
-        check_real(f"{owner}: {name}", getattr(p, name))
-    check_real(f"{owner}: beta", p.beta, 0.0)
-    if not p.v_reset < p.v_th:
-        raise ConfigurationError(f"{owner}: v_reset ({p.v_reset}) must be below v_th ({p.v_th})")
+    rates = ("tau_syn_inv", "tau_mem_inv", "tau_adapt_inv")
+    _check_euler_fields(owner, p, rates, nonnegative=("beta",))
     return LSNNAdjointParameters(*(float(value) for value in p))
 
 

@@ -111,13 +111,14 @@ class LIFAdjointParameters(NamedTuple):
 NORSE_DEFAULTS = LIFAdjointParameters()
 
 
-def _check_parameters(owner: str, p: object) -> LIFAdjointParameters:
-    if not isinstance(p, LIFAdjointParameters):
-        raise ConfigurationError(
-            f"{owner}: p must be a LIFAdjointParameters, got {type(p).__name__}"
-        )
+def _check_euler_fields(
+    owner: str, p: Any, rates: tuple[str, ...], nonnegative: tuple[str, ...] = ()
+) -> None:
+    """The checks a LIF-like neuron's parameters ``p`` share: ``dt > 0``; each of
+    ``rates`` (inverse time constants) ``> 0`` with ``rate * dt <= 1``; ``v_leak``,
+    ``v_th``, ``v_reset`` real; each of ``nonnegative`` ``>= 0``; ``v_reset < v_th``."""
     dt = check_real(f"{owner}: dt", p.dt, 0.0, low_open=True)
-    for name in ("tau_syn_inv", "tau_mem_inv"):
+    for name in rates:
         value = check_real(f"{owner}: {name}", getattr(p, name), 0.0, low_open=True)
         if value * dt > 1.0:
             raise ConfigurationError(
@@ -126,8 +127,38 @@ def _check_parameters(owner: str, p: object) -> LIFAdjointParameters:
             )
     for name in ("v_leak", "v_th", "v_reset"):
         check_real(f"{owner}: {name}", getattr(p, name))
+    for name in nonnegative:
+        check_real(f"{owner}: {name}", getattr(p, name), 0.0)
     if not p.v_reset < p.v_th:
         raise ConfigurationError(f"{owner}: v_reset ({p.v_reset}) must be below v_th ({p.v_th})")
+
+
+def _layer_weights(
+    owner: str, in_features: int, out_features: int, recurrent: bool, weight_scale: float
+) -> tuple[nn.Parameter, nn.Parameter | None]:
+    """An EventProp layer's ``W_in`` ``[out, in]`` from ``N(0, weight_scale² · 2/in)``
+    and, when ``recurrent``, ``W_rec`` ``[out, out]`` from ``N(0, weight_scale² ·
+    2/out)`` (drawn in that order); ``weight_scale`` must be > 0 (ConfigurationError)."""
+    scale = check_real(f"{owner}: weight_scale", weight_scale, 0.0, low_open=True)
+    input_weights = nn.Parameter(
+        torch.randn(out_features, in_features) * scale * math.sqrt(2.0 / in_features)
+    )
+    recurrent_weights = (
+        nn.Parameter(
+            torch.randn(out_features, out_features) * scale * math.sqrt(2.0 / out_features)
+        )
+        if recurrent
+        else None
+    )
+    return input_weights, recurrent_weights
+
+
+def _check_parameters(owner: str, p: object) -> LIFAdjointParameters:
+    if not isinstance(p, LIFAdjointParameters):
+        raise ConfigurationError(
+            f"{owner}: p must be a LIFAdjointParameters, got {type(p).__name__}"
+        )
+    _check_euler_fields(owner, p, ("tau_syn_inv", "tau_mem_inv"))
     return LIFAdjointParameters(*(float(value) for value in p))
 
 
@@ -638,16 +669,8 @@ class EventPropLIF(nn.Module):
         self.backend = _check_backend(owner, backend)
         if self.spike_input and self.jumps != "eventprop":
             raise ConfigurationError(f"{owner}: spike_input=True needs jumps='eventprop'")
-        scale = check_real(f"{owner}: weight_scale", weight_scale, 0.0, low_open=True)
-        self.input_weights = nn.Parameter(
-            torch.randn(out_features, in_features) * scale * math.sqrt(2.0 / in_features)
-        )
-        self.recurrent_weights = (
-            nn.Parameter(
-                torch.randn(out_features, out_features) * scale * math.sqrt(2.0 / out_features)
-            )
-            if self.recurrent
-            else None
+        self.input_weights, self.recurrent_weights = _layer_weights(
+            owner, in_features, out_features, self.recurrent, weight_scale
         )
 
     def forward(self, x: Tensor, return_voltage: bool = False) -> Tensor | tuple[Tensor, Tensor]:
