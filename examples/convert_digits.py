@@ -143,6 +143,20 @@ def train(
 ) -> None:
     """SGD with momentum 0.9, weight decay 5e-4 (λ included), cosine schedule (methods.md 7.2)."""
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+    fit(model, x, y, opt, epochs, batch_size)
+
+
+def fit(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    opt: torch.optim.Optimizer,
+    epochs: int,
+    batch_size: int = 64,
+) -> None:
+    """``epochs`` of shuffled mini-batches of cross-entropy with ``opt``, its learning
+    rate on a cosine schedule over the epochs; ``model`` left in eval mode. The training
+    loop of the digits examples (each picks its optimiser)."""
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     for _ in range(epochs):
         model.train()
@@ -169,6 +183,23 @@ def snn_accuracies(
     """Accuracy at each T of ``steps``, from one run of max(steps) steps."""
     rate = snn.running_rate(x, max(steps))  # [T, B, classes]: mean output after t steps
     return [float((rate[t - 1].argmax(1) == y).float().mean()) for t in steps]
+
+
+@torch.no_grad()
+def accumulated_accuracies(
+    snn: nn.Module, x: Tensor, y: Tensor, reference: Tensor, steps: tuple[int, ...], chunk: int
+) -> tuple[list[float], list[float]]:
+    """For each T of ``steps``: the accuracy of ``snn.accumulate``'s output summed over T
+    steps, and the share of images whose sum equals ``reference`` (the ANN's output) to
+    1e-9; ``x`` run in chunks of ``chunk`` images, each once for max(steps) steps."""
+    sums = torch.cat(
+        [snn.accumulate(x[i : i + chunk], max(steps)) for i in range(0, len(x), chunk)], 1
+    )
+    accs = [float((sums[t - 1].argmax(1) == y).double().mean()) for t in steps]
+    exact = [
+        float(((sums[t - 1] - reference).abs().amax(1) <= 1e-9).double().mean()) for t in steps
+    ]
+    return accs, exact
 
 
 def parse_steps(text: str) -> tuple[int, ...]:

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from spikeflow.conversion import convert_spikezip_qann, floor_ste, impulse_input
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from convert_digits import load_digits_split
+from convert_digits import accumulated_accuracies, fit, load_digits_split
 
 STEPS = (1, 2, 4, 8, 16, 32, 64)
 
@@ -129,18 +129,7 @@ def init_steps(model: nn.Module, x: Tensor) -> None:
 def train(model: nn.Module, x: Tensor, y: Tensor, epochs: int) -> None:
     """AdamW (lr 2e-3, weight decay 0.01), cosine schedule, batches of 64."""
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
-    for _ in range(epochs):
-        model.train()
-        order = torch.randperm(len(x))
-        for i in range(0, len(x), 64):
-            idx = order[i : i + 64]
-            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        sched.step()
-    model.eval()
+    fit(model, x, y, opt, epochs, 64)
 
 
 def spikingjelly_difference(qann: nn.Module, snn: nn.Module, x: Tensor, steps: int) -> float:
@@ -186,11 +175,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         qann_out = qann(x_te)
     qann_acc = float((qann_out.argmax(1) == y_te).double().mean())
     snn, report = convert_spikezip_qann(qann, family="vit")
-    sums = torch.cat(
-        [snn.accumulate(x_te[i : i + 60], max(STEPS)) for i in range(0, len(x_te), 60)], 1
-    )
-    accs = [float((sums[t - 1].argmax(1) == y_te).double().mean()) for t in STEPS]
-    exact = [float(((sums[t - 1] - qann_out).abs().amax(1) <= 1e-9).double().mean()) for t in STEPS]
+    accs, exact = accumulated_accuracies(snn, x_te, y_te, qann_out, STEPS, 60)
     versus = spikingjelly_difference(qann, snn, x_te[:40], 32)
     print(f"digits: {len(x_tr)} train / {len(x_te)} test, {len(report.converted)} neurons")
     print("| | QANN | " + " | ".join(f"T={t}" for t in STEPS) + " |")

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from spikeflow.conversion import SymmetricQuant, convert_transformer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from convert_digits import load_digits_split, load_nmnist_counts
+from convert_digits import accumulated_accuracies, fit, load_digits_split, load_nmnist_counts
 
 STEPS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
@@ -130,18 +130,7 @@ def init_scales(model: nn.Module, x: Tensor) -> None:
 def train(model: nn.Module, x: Tensor, y: Tensor, epochs: int, lr: float) -> None:
     """AdamW, cosine schedule, batches of 64."""
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
-    for _ in range(epochs):
-        model.train()
-        order = torch.randperm(len(x))
-        for i in range(0, len(x), 64):
-            idx = order[i : i + 64]
-            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        sched.step()
-    model.eval()
+    fit(model, x, y, opt, epochs, 64)
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
@@ -173,11 +162,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         ann_out = ann(x_te)
     ann_acc = float((ann_out.argmax(1) == y_te).double().mean())
     snn, report = convert_transformer(ann)
-    sums = torch.cat(
-        [snn.accumulate(x_te[i : i + 20], max(STEPS)) for i in range(0, len(x_te), 20)], 1
-    )
-    accs = [float((sums[t - 1].argmax(1) == y_te).double().mean()) for t in STEPS]
-    exact = [float(((sums[t - 1] - ann_out).abs().amax(1) <= 1e-9).double().mean()) for t in STEPS]
+    accs, exact = accumulated_accuracies(snn, x_te, y_te, ann_out, STEPS, 20)
     print(f"{args.dataset}: {len(x_tr)} train / {len(x_te)} test, {len(report.converted)} neurons")
     print("| | ANN | " + " | ".join(f"T={t}" for t in STEPS) + " |")
     print(

@@ -28,6 +28,8 @@ the ANN's (0 up to float rounding at θ = 0).
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 from typing import NamedTuple
 
@@ -37,6 +39,9 @@ from torch import Tensor, nn
 from spikeflow.conversion import to_sigma_delta
 from spikeflow.energy import count_operations
 from spikeflow.layers import delta_activity
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from convert_digits import fit  # the examples' shared training loop
 
 THETAS = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1)
 
@@ -84,18 +89,7 @@ def make_cnn(in_channels: int, size: int, channels: int = 16) -> nn.Sequential:
 def train(model: nn.Module, x: Tensor, y: Tensor, epochs: int, lr: float, batch: int) -> None:
     """SGD with momentum 0.9, weight decay 5e-4, cosine schedule."""
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
-    for _ in range(epochs):
-        model.train()
-        order = torch.randperm(len(x))
-        for i in range(0, len(x), batch):
-            idx = order[i : i + batch]
-            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        sched.step()
-    model.eval()
+    fit(model, x, y, opt, epochs, batch)
 
 
 def digits_data(seed: int, steps: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
