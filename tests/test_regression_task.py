@@ -135,6 +135,32 @@ def test_task_trainer_refuses_a_dataset_of_another_task_by_name(kind):
         trainer(TrainConfig(dataset="digits"))
 
 
+@pytest.mark.parametrize(
+    ("kind", "scores", "bests", "kept"),
+    [  # regression: the lowest test loss; detection: the highest mAP; NaN the worst
+        ("regression", [2.0, float("nan"), 3.0, 1.0], [True, False, False, True], 1.0),
+        ("detection", [float("nan"), 0.1, float("nan"), 0.05], [True, True, False, False], 0.1),
+    ],
+)
+def test_task_trainers_keep_the_best_epoch(kind, scores, bests, kept):
+    """TaskTrainer._close_task_epoch: the first epoch is the best so far, a non-finite
+    score never beats a finite one, and the direction is the task's."""
+    from spikeflow.training.detection_trainer import DetectionTrainer
+    from spikeflow.training.regression_trainer import RegressionTrainer
+
+    cls = RegressionTrainer if kind == "regression" else DetectionTrainer
+    trainer = cls.__new__(cls)  # the rule alone: no data, model or output folder
+    trainer.history, trainer.best_test_acc, trainer.best_epoch = [], -float("inf"), 0
+    closed = []
+    trainer._close_epoch = lambda row, layers, best, message, sparsity=None: closed.append(best)
+    for epoch, score in enumerate(scores):
+        trainer.epoch = epoch
+        trainer._close_task_epoch({"epoch": epoch + 1}, score, kind == "regression", {}, "")
+    assert closed == bests
+    assert trainer.best_test_acc == kept and len(trainer.history) == len(scores)
+    assert trainer.best_epoch == max(i + 1 for i, best in enumerate(bests) if best)
+
+
 def test_time_pooled_output_and_regression_loss_on_classification_named():
     """An output already averaged over time ([B, D]) is not read as [T, B]: the error
     says why; --loss l1 / huber on a classification dataset is refused as a regression

@@ -13,7 +13,6 @@ test split, ``test_map``, ``test_map_50``, firing rates) and ``layers.csv``.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -29,7 +28,6 @@ from spikeflow.training.detection_task import (
     detection_task,
 )
 from spikeflow.training.loop import autocast_context
-from spikeflow.training.monitors import LayerStats
 from spikeflow.training.task_trainer import TaskTrainer
 from spikeflow.training.trainer import Trainer
 
@@ -150,16 +148,11 @@ class DetectionTrainer(TaskTrainer):
             "test_rate": test_rate,
             "epoch_time_s": round(time.perf_counter() - self._epoch_start, 3),
         }
-        self.history.append(row)
-        score = row["test_map"] if math.isfinite(row["test_map"]) else -math.inf
-        best = score > self.best_test_acc or self.best_epoch == 0
-        if best:
-            self.best_test_acc, self.best_epoch = score, self.epoch + 1
-        layers: dict[str, list[LayerStats]] = {"train": train_layers, "test": test_layers}
-        self._close_epoch(
+        self._close_task_epoch(
             row,
-            layers,
-            best,
+            row["test_map"],
+            False,
+            {"train": train_layers, "test": test_layers},
             f"epoch {self.epoch + 1:3d}/{cfg.epochs}  loss {tr['loss']:.4f} (box {tr['box']:.3f} "
             f"obj {tr['obj']:.3f} cls {tr['cls']:.3f})  rate {train_rate:.3f} | test loss "
             f"{te['loss']:.4f}  mAP {row['test_map']:.4f}  mAP@0.5 {row['test_map_50']:.4f}  "

@@ -14,7 +14,6 @@ to the regression loss), ``--model-ema`` (evaluated with the regression metrics:
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -27,7 +26,6 @@ from spikeflow.training.config import TrainConfig
 from spikeflow.training.data import to_time_major
 from spikeflow.training.loop import autocast_context
 from spikeflow.training.metric_logs import PRUNE_COLUMNS, SPIKE_REG_COLUMNS
-from spikeflow.training.monitors import LayerStats
 from spikeflow.training.pruning import tracks_sparsity
 from spikeflow.training.regression_task import (
     REGRESSION_LOSSES,
@@ -156,16 +154,11 @@ class RegressionTrainer(TaskTrainer):
         if ema:
             row.update(ema)
             averaged = f" | EMA loss {ema['test_loss_ema']:.4f}  R2 {ema['test_r2_ema']:.4f}"
-        self.history.append(row)
-        score = row["test_loss"] if math.isfinite(row["test_loss"]) else math.inf
-        best = self.best_epoch == 0 or score < self.best_test_acc
-        if best:
-            self.best_test_acc, self.best_epoch = score, self.epoch + 1
-        layers: dict[str, list[LayerStats]] = {"train": train_layers, "test": test_layers}
-        self._close_epoch(
+        self._close_task_epoch(
             row,
-            layers,
-            best,
+            row["test_loss"],
+            True,
+            {"train": train_layers, "test": test_layers},
             f"epoch {self.epoch + 1:3d}/{cfg.epochs}  loss {row['train_loss']:.4f}  "
             f"R2 {tr['r2']:.4f}  rate {train_rate:.3f}{regularised} | test loss "
             f"{row['test_loss']:.4f}  MSE {te['mse']:.4f}  MAE {te['mae']:.4f}  R2 "

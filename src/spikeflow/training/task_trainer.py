@@ -6,6 +6,7 @@ model the run trains, and no plots."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from torch import nn
 
 from spikeflow.errors import ConfigurationError
 from spikeflow.training.config import TrainConfig
+from spikeflow.training.monitors import LayerStats
 from spikeflow.training.trainer import Trainer
 
 __all__ = ["TaskTrainer"]
@@ -46,6 +48,27 @@ class TaskTrainer(Trainer):
 
     def _build_model(self) -> nn.Module:
         return self.task.build_model(self.config, self.info)
+
+    def _close_task_epoch(
+        self,
+        row: dict[str, Any],
+        score: float,
+        lower_is_better: bool,
+        layers: dict[str, list[LayerStats]],
+        message: str,
+        layer_sparsity: dict[str, float] | None = None,
+    ) -> None:
+        """Append ``row`` to the history, keep ``score`` as ``best_test_acc`` when it is
+        the best so far (the first epoch always; a non-finite score counts as the worst)
+        and close the epoch (:meth:`~spikeflow.training.trainer.Trainer._close_epoch`)."""
+        self.history.append(row)
+        if not math.isfinite(score):
+            score = math.inf if lower_is_better else -math.inf
+        better = score < self.best_test_acc if lower_is_better else score > self.best_test_acc
+        best = self.best_epoch == 0 or better
+        if best:
+            self.best_test_acc, self.best_epoch = score, self.epoch + 1
+        self._close_epoch(row, layers, best, message, layer_sparsity)
 
     def _plots(self) -> list[Path]:
         return []  # (--plots on is refused by these tasks)
