@@ -31,6 +31,7 @@ __all__ = [
     "lockstep_forwards",
     "make_lr_scheduler",
     "missing_forwards",
+    "monitor_results",
     "reduce_monitor",
 ]
 
@@ -172,12 +173,8 @@ def evaluate(
             bar.update(1)
             bar.set_postfix(loss=f"{sums.mean_loss:.4f}", acc=f"{sums.accuracy:.3f}",
                             refresh=False)  # fmt: skip
-        if missing:
-            lockstep_forwards(model, dataset, first, missing, monitor,
-                               lambda x: to_time_major(x.to(ctx.device), T, static),
-                               lambda: autocast_context(ctx.device, amp))  # fmt: skip
-        reduce_monitor(monitor, ctx)
-        layer_stats, rate = monitor.summary(), monitor.mean_firing_rate()
+        layer_stats, rate = monitor_results(model, dataset, first, missing, monitor, ctx,
+                                            T, static, amp)  # fmt: skip
     finally:
         bar.close()
         monitor.remove()
@@ -219,6 +216,29 @@ def lockstep_forwards(
                 model(x)
     finally:
         monitor.enabled = True
+
+
+def monitor_results(
+    model: nn.Module,
+    dataset: Dataset,
+    first: Tensor | None,
+    missing: int,
+    monitor: SpikeMonitor,
+    ctx: DistContext,
+    T: int,
+    static: StaticLayout,
+    amp: str,
+) -> tuple[list[LayerStats], float]:
+    """The end of an evaluation's pass: the ``missing`` uncounted forwards an
+    FSDP-sharded ``model`` still owes (:func:`lockstep_forwards`, on ``first``, as the
+    pass prepared its batches), ``monitor`` summed over the processes
+    (:func:`reduce_monitor`), then its per-layer statistics and mean firing rate."""
+    if missing:
+        lockstep_forwards(model, dataset, first, missing, monitor,
+                          lambda x: to_time_major(x.to(ctx.device), T, static),
+                          lambda: autocast_context(ctx.device, amp))  # fmt: skip
+    reduce_monitor(monitor, ctx)
+    return monitor.summary(), monitor.mean_firing_rate()
 
 
 def reduce_monitor(monitor: SpikeMonitor, ctx: DistContext) -> None:

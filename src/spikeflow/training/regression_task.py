@@ -50,9 +50,8 @@ from spikeflow.training.distributed import DistContext
 from spikeflow.training.loop import (
     EpochSums,
     autocast_context,
-    lockstep_forwards,
     missing_forwards,
-    reduce_monitor,
+    monitor_results,
 )
 from spikeflow.training.monitors import LayerStats, SpikeMonitor
 from spikeflow.training.task_options import class_label_checks, fill_defaults, refuse_given
@@ -395,12 +394,8 @@ class RegressionTask:
                 loss = REGRESSION_LOSSES[loss_fn.loss](pred, target, **loss_fn.kwargs)
                 sums.add_pairs(float(loss), pred, target, len(y))
                 bar.update(1)
-            if missing:
-                lockstep_forwards(model, dataset, first, missing, monitor,
-                                  lambda x: to_time_major(x.to(ctx.device), T, static),
-                                  lambda: autocast_context(ctx.device, amp))  # fmt: skip
-            reduce_monitor(monitor, ctx)
-            layer_stats, rate = monitor.summary(), monitor.mean_firing_rate()
+            layer_stats, rate = monitor_results(model, dataset, first, missing, monitor, ctx,
+                                                T, static, amp)  # fmt: skip
         finally:
             bar.close()
             monitor.remove()
