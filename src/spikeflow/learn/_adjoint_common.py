@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from spikeflow.errors import ShapeError
-from spikeflow.learn.eventprop import _check_sequence, _check_weight
+from spikeflow.learn.eventprop import _check_sequence, _check_weight, _load_layer, _save_layer
 
 
 def check_layer(
@@ -40,31 +40,16 @@ def check_layer(
     return x, input_weights, recurrent_weights  # type: ignore[return-value]
 
 
-def save_layer(ctx: Any, x: Tensor, w_in: Tensor | None, w_rec: Tensor | None) -> None:
-    """Keeps ``x`` (for ``W_in``'s gradient) and the weights for the backward pass."""
-    ctx.has = (w_in is not None, w_rec is not None)
-    kept = (x if w_in is not None else None, w_in, w_rec)
-    ctx.save_for_backward(*[t for t in kept if t is not None])
-
-
-def load_layer(ctx: Any) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
-    """``(x, W_in, W_rec)`` as :func:`save_layer` kept them (None where absent)."""
-    tensors = list(ctx.saved_tensors)
-    x = tensors.pop(0) if ctx.has[0] else None
-    w_in = tensors.pop(0) if ctx.has[0] else None
-    w_rec = tensors.pop(0) if ctx.has[1] else None
-    return x, w_in, w_rec
-
-
 def start_layer(
     ctx: Any, x: Tensor, w_in: Tensor | None, w_rec: Tensor | None, p: Any, jumps: str
 ) -> Tensor:
     """A layer's forward set-up: keeps ``p``, ``jumps``, ``x`` and the weights on
-    ``ctx`` (:func:`save_layer`; no zero gradients materialised) and returns the input
-    current ``W_in x[t]`` (``x`` itself without ``W_in``)."""
+    ``ctx`` (as :class:`~spikeflow.learn.EventPropLIF`'s function does; no zero
+    gradients materialised) and returns the input current ``W_in x[t]`` (``x`` itself
+    without ``W_in``)."""
     ctx.p, ctx.jumps = p, jumps
     ctx.set_materialize_grads(False)
-    save_layer(ctx, x, w_in, w_rec)
+    _save_layer(ctx, x, w_in, w_rec)
     return x if w_in is None else torch.matmul(x, w_in.t())
 
 
@@ -81,7 +66,7 @@ def layer_backward(
     paired with x for W_in, ∂L/∂W_rec)``), then the gradients of ``(x, W_in, W_rec, p,
     jumps)``. ``ctx.saved`` holds the forward's ``spikes`` and ``slope_minus``."""
     saved = ctx.saved
-    x, w_in, w_rec = load_layer(ctx)
+    x, w_in, w_rec = _load_layer(ctx)
     ref, shape = saved.slope_minus, saved.spikes.shape
     grad_spikes = ref.new_zeros(shape) if grad_spikes is None else grad_spikes
     grad_voltage = ref.new_zeros(shape) if grad_voltage is None else grad_voltage

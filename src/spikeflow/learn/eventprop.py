@@ -276,10 +276,7 @@ class _LIFAdjoint(torch.autograd.Function):
         current = x if w_in is None else torch.matmul(x, w_in.t())
         ctx.p, ctx.jumps, ctx.spike_input, ctx.use_c = p, jumps, spike_input, use_c
         ctx.set_materialize_grads(False)  # an unused output's gradient stays None
-        # the input is kept for the input weights' gradient only (a current needs none)
-        to_save = [t for t in (x if w_in is not None else None, w_in, w_rec) if t is not None]
-        ctx.has = (w_in is not None, w_rec is not None)
-        ctx.save_for_backward(*to_save)
+        _save_layer(ctx, x, w_in, w_rec)
         if use_c:
             return _c_forward(ctx, current, w_rec, p, jumps)
         steps, batch, n = current.shape
@@ -326,10 +323,7 @@ class _LIFAdjoint(torch.autograd.Function):
         saved: _Saved = ctx.saved
         p: LIFAdjointParameters = ctx.p
         a, b, dt = p.tau_mem_inv, p.tau_syn_inv, p.dt
-        tensors = list(ctx.saved_tensors)
-        x = tensors.pop(0) if ctx.has[0] else None
-        w_in = tensors.pop(0) if ctx.has[0] else None
-        w_rec = tensors.pop(0) if ctx.has[1] else None
+        x, w_in, w_rec = _load_layer(ctx)
         if ctx.use_c:
             d_current, d_time, d_rec = _c_backward(ctx, grad_spikes, grad_voltage, w_rec)
             return (*_input_gradients(ctx, x, w_in, d_current, d_time), d_rec, None, None,
@@ -435,6 +429,22 @@ def _c_backward(
         norse,
         ctx.spike_input,
     )
+
+
+def _save_layer(ctx: Any, x: Tensor, w_in: Tensor | None, w_rec: Tensor | None) -> None:
+    """Keeps ``x`` (for ``W_in``'s gradient) and the weights for the backward pass."""
+    ctx.has = (w_in is not None, w_rec is not None)
+    kept = (x if w_in is not None else None, w_in, w_rec)
+    ctx.save_for_backward(*[t for t in kept if t is not None])
+
+
+def _load_layer(ctx: Any) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    """``(x, W_in, W_rec)`` as :func:`_save_layer` kept them (None where absent)."""
+    tensors = list(ctx.saved_tensors)
+    x = tensors.pop(0) if ctx.has[0] else None
+    w_in = tensors.pop(0) if ctx.has[0] else None
+    w_rec = tensors.pop(0) if ctx.has[1] else None
+    return x, w_in, w_rec
 
 
 def _input_gradients(
