@@ -140,6 +140,14 @@ def test_task_trainer_refuses_a_dataset_of_another_task_by_name(kind):
     [  # regression: the lowest test loss; detection: the highest mAP; NaN the worst
         ("regression", [2.0, float("nan"), 3.0, 1.0], [True, False, False, True], 1.0),
         ("detection", [float("nan"), 0.1, float("nan"), 0.05], [True, True, False, False], 0.1),
+        # a tie keeps the earlier epoch (as before the TaskTrainer refactor)
+        ("regression", [1.0, 1.0, 2.0], [True, False, False], 1.0),
+        ("detection", [0.2, 0.1, 0.2], [True, False, False], 0.2),
+        # an infinite loss is no better than NaN; the first finite one replaces both
+        ("regression", [float("inf"), float("nan"), 4.0], [True, False, True], 4.0),
+        ("detection", [float("-inf"), float("nan"), 0.0], [True, False, True], 0.0),
+        ("regression", [1.0, float("-inf")], [True, False], 1.0),  # any non-finite: worst
+        ("detection", [0.0, float("inf")], [True, False], 0.0),
     ],
 )
 def test_task_trainers_keep_the_best_epoch(kind, scores, bests, kept):
