@@ -18,7 +18,13 @@ import pytest
 import torch
 
 from conftest import require_shared_data
-from spikeflow.data import DatasetNotFoundError, EventRecording, SpikingNTU, make_events
+from spikeflow.data import (
+    EVENT_DTYPE,
+    DatasetNotFoundError,
+    EventRecording,
+    SpikingNTU,
+    make_events,
+)
 from spikeflow.data.decay_frames import ToDecayFrames, decay_frame_count, to_decay_frames
 from spikeflow.data.io import read_dat
 from spikeflow.data.segment_sampling import SegmentSample, segment_indices
@@ -265,3 +271,15 @@ def test_spiking_ntu_bad_annotation(tmp_path):
         SpikingNTU(bad)
     with pytest.raises(DatasetNotFoundError, match="annotation file"):
         SpikingNTU(tmp_path / "missing.txt")
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int32, "U3", "not-a-dtype"])
+def test_decay_frames_refuse_non_float_dtype(dtype):
+    # Signed frames are negative and decayed ones fractional: an integer dtype would wrap
+    # -15 to 241 (uint8) or cut 0.8 to 0, a string dtype would give text.
+    events = np.zeros(3, dtype=EVENT_DTYPE)
+    events["t"], events["p"] = [0, 5, 12], 1
+    with pytest.raises(ConfigurationError, match="dtype"):
+        to_decay_frames(events, 10, 50.0, sensor_size=(2, 2, 2), dtype=dtype)
+    got = to_decay_frames(events, 10, 50.0, sensor_size=(2, 2, 2), dtype=np.float16)
+    assert got.dtype == np.float16 and got[1, 0, 0, 0] == -2

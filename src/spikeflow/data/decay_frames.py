@@ -112,15 +112,25 @@ def to_decay_frames(
         frame_indices: which frames to return, in that order (repeats allowed), each
             in ``[0, decay_frame_count(...))``; None: all of them.
         sensor_size: ``(W, H, P)``; taken from the recording when omitted.
-        dtype: output dtype (float32 by default; the sums are float64).
+        dtype: a floating output dtype (float32 by default; the sums are float64).
 
     Raises:
         ConfigurationError: a bad parameter, events before ``t_start``, ``signed`` with
-            a sensor that has not 2 polarities, a frame index out of range.
+            a sensor that has not 2 polarities, a frame index out of range, a dtype that
+            is not floating (decayed and signed values would be cut or wrapped).
         DataFormatError: unsorted events or coordinates outside the sensor.
     """
     _check_params(duration, tau, max_count, t_start)
     signed = check_flag("to_decay_frames", "signed", signed)
+    try:
+        kind = np.dtype(dtype).kind
+    except TypeError as exc:
+        raise ConfigurationError(f"to_decay_frames: dtype {dtype!r} is not a dtype") from exc
+    if kind != "f":
+        raise ConfigurationError(
+            f"to_decay_frames: dtype must be floating (float16/32/64); got {np.dtype(dtype)} "
+            "(decayed values are fractions and signed frames are negative)"
+        )
     arr, (width, height, polarities), source = unpack_events(events, sensor_size)
     if signed and polarities != 2:
         raise ConfigurationError(
