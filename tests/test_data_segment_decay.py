@@ -283,3 +283,17 @@ def test_decay_frames_refuse_non_float_dtype(dtype):
         to_decay_frames(events, 10, 50.0, sensor_size=(2, 2, 2), dtype=dtype)
     got = to_decay_frames(events, 10, 50.0, sensor_size=(2, 2, 2), dtype=np.float16)
     assert got.dtype == np.float16 and got[1, 0, 0, 0] == -2
+
+
+def test_spiking_ntu_refuses_missing_recordings_and_bad_label_lists(tmp_path):
+    annotation = _ntu_layout(tmp_path, [("rec/sample_ncars.dat", 3), ("rec/gone.dat", 4)])
+    with pytest.raises(DatasetNotFoundError, match=r"train\.txt: line 2: recording .*gone\.dat"):
+        SpikingNTU(annotation)
+    annotation.write_text("\n  \n")
+    with pytest.raises(DataFormatError, match="no recordings"):
+        SpikingNTU(annotation)
+    annotation.write_text("rec/sample_ncars.dat 3\n")
+    for bad in (["3"], [], [3, 3], [True]):
+        with pytest.raises(ConfigurationError, match="classify_labels"):
+            SpikingNTU(annotation, classify_labels=bad)
+    assert SpikingNTU(annotation, classify_labels=[np.int64(3)]).labels == [1]

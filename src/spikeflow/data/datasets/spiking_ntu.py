@@ -9,6 +9,7 @@ build such a file around real Prophesee ``.dat`` recordings.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
@@ -46,9 +47,13 @@ class SpikingNTU(torch.utils.data.Dataset):
         generator: a ``torch.Generator`` or an int seed (see :class:`SegmentSample`).
 
     Raises:
-        DatasetNotFoundError: no annotation file.
+        DatasetNotFoundError: no annotation file, or a listed recording that is not
+            there (naming the annotation file, line and path).
         DataFormatError: a line that is not ``<path> <integer label>`` (naming the file
-            and line), a label ``"all"`` cannot map (outside 1..120).
+            and line), a label ``"all"`` cannot map (outside 1..120), a file with no
+            recordings.
+        ConfigurationError: ``classify_labels`` neither ``"all"`` nor a non-empty list
+            of distinct int labels.
     """
 
     def __init__(
@@ -78,7 +83,19 @@ class SpikingNTU(torch.utils.data.Dataset):
                 f"got {classify_labels!r}"
             )
         else:
-            self.label_map = {int(v): i + 1 for i, v in enumerate(classify_labels)}
+            listed = list(classify_labels)
+            if not listed or not all(
+                isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in listed
+            ):
+                raise ConfigurationError(
+                    "SpikingNTU: classify_labels must be 'all' or a non-empty list of int "
+                    f"labels; got {classify_labels!r}"
+                )
+            if len(set(listed)) != len(listed):
+                raise ConfigurationError(
+                    f"SpikingNTU: classify_labels lists a label twice: {classify_labels!r}"
+                )
+            self.label_map = {int(v): i + 1 for i, v in enumerate(listed)}
         self.classify_labels = classify_labels
         ToDecayFrames(duration, tau, t_start=0)  # raises on a bad duration or tau
         self.duration, self.tau = int(duration), float(tau)
@@ -96,8 +113,16 @@ class SpikingNTU(torch.utils.data.Dataset):
             if classify_labels == "all" and label not in self.label_map:
                 raise DataFormatError(f"{path}: line {number}: label {label} is not in 1..120")
             file = Path(parts[0])
-            self.files.append(file if file.is_absolute() else path.parent / file)
+            file = file if file.is_absolute() else path.parent / file
+            if not file.is_file():
+                raise DatasetNotFoundError(
+                    f"{path}: line {number}: recording {file} not found (a relative path is "
+                    "taken from the annotation file's folder)"
+                )
+            self.files.append(file)
             self.labels.append(self.label_map.get(label, 0))
+        if not self.files:
+            raise DataFormatError(f"{path}: lists no recordings ('<path> <label>' lines)")
 
     @property
     def num_classes(self) -> int:
