@@ -193,11 +193,13 @@ def _policy_loss(
     actor: SpikingHead, obs: Tensor, actions: Tensor, old_log_prob: Tensor,
     advantages: Tensor, args: argparse.Namespace,
 ) -> Tensor:  # fmt: skip
-    """The actor's loss on a batch: −L^CLIP (ppo) or −E[log π Â] (a2c), − c_2 H."""
+    """The actor's loss on a batch: −L^CLIP (ppo, advantages normalised within the
+    minibatch when it holds more than one) or −E[log π Â] (a2c), − c_2 H."""
     dist = torch.distributions.Categorical(logits=actor(obs))
     log_prob = dist.log_prob(actions)
     if args.algo == "ppo":
-        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        if advantages.numel() > 1:  # one sample has no std (NaN): a last minibatch of 1
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
         objective = clipped_surrogate(log_prob, old_log_prob, advantages, args.clip)
     else:
         objective = (log_prob * advantages).mean()

@@ -53,6 +53,18 @@ def test_gae_with_lambda_one_is_the_discounted_return_minus_the_value():
         torch.testing.assert_close(adv[t], ret - values[t])
 
 
+def test_gae_rollout_ending_exactly_at_an_episode_end():
+    """Two steps of one cart, γ = 0.9, λ = 0.5, the rollout's last step ends the episode.
+    Truncated (time limit): δ_1 = 1 + 0.9·3 − 1 = 2.7 bootstraps from V(s'_1) = 3;
+    terminated: δ_1 = 1 − 1 = 0. Both: δ_0 = 1 + 0.9·1 − 0.5 = 1.4, Â_0 = δ_0 + 0.45·Â_1."""
+    rewards, values = torch.tensor([[1.0], [1.0]]), torch.tensor([[0.5], [1.0]])
+    next_values, done = torch.tensor([[1.0], [3.0]]), torch.tensor([[0], [1]])
+    cut, _ = ac.gae(rewards, values, next_values, torch.zeros(2, 1), done, 0.9, 0.5)
+    torch.testing.assert_close(cut, torch.tensor([[1.4 + 0.45 * 2.7], [2.7]]))
+    end, _ = ac.gae(rewards, values, next_values, done, done, 0.9, 0.5)
+    torch.testing.assert_close(end, torch.tensor([[1.4], [0.0]]))
+
+
 def test_gae_refuses_mismatched_shapes():
     r = torch.zeros(4, 2)
     with pytest.raises(ValueError, match="next_values must be"):
@@ -119,6 +131,16 @@ def test_a_short_run_moves_the_policy_and_evaluates(algo):
     assert not torch.equal(actor.net[0].weight, initial.net[0].weight)
     _, again = ac.train(ac.parse_args(argv))
     assert again == returns
+
+
+def test_ppo_survives_a_last_minibatch_of_one_sample():
+    """3 carts × 43 steps = 129 samples in minibatches of 128: the last holds one, whose
+    advantage std is NaN; normalising it poisoned every weight with NaN."""
+    argv = ["--steps", "129", "--envs", "3", "--rollout", "43", "--eval-every", "129",
+            "--epochs", "1", "--T", "4", "--hidden", "16"]  # fmt: skip
+    actor, returns = ac.train(ac.parse_args(argv))
+    assert all(torch.isfinite(p).all() for p in actor.parameters())
+    assert len(returns) == 1 and 8 <= returns[0] <= 500
 
 
 def test_bad_arguments_are_named(capsys):
