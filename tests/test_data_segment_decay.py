@@ -297,3 +297,20 @@ def test_spiking_ntu_refuses_missing_recordings_and_bad_label_lists(tmp_path):
         with pytest.raises(ConfigurationError, match="classify_labels"):
             SpikingNTU(annotation, classify_labels=bad)
     assert SpikingNTU(annotation, classify_labels=[np.int64(3)]).labels == [1]
+
+
+def test_decay_frames_on_an_epoch_microsecond_clock():
+    # t_start=0 with Unix-epoch µs timestamps: window numbers ~1.7e13; window * (2·H·W)
+    # overflowed int64 and the frame came out all zeros.
+    events = np.zeros(3, dtype=EVENT_DTYPE)
+    events["t"] = [1_700_000_000_000_000, 1_700_000_000_000_050, 1_700_000_000_000_130]
+    events["x"], events["y"], events["p"] = [5, 6, 5], [3, 3, 3], [0, 1, 0]
+    size = (1280, 720, 2)
+    count = decay_frame_count(events, 100, 0, sensor_size=size)
+    assert count == 17_000_000_000_003
+    got = to_decay_frames(events, 100, 500.0, t_start=0, sensor_size=size,
+                          frame_indices=[count - 2, count - 1], dtype=np.float64)  # fmt: skip
+    decay = math.exp(-100 / 500)
+    assert got[0, 0, 3, 5] == 1 and got[0, 0, 3, 6] == -1
+    assert got[1, 0, 3, 5] == pytest.approx(decay + 1) and got[1, 0, 3, 6] == -decay
+    assert np.count_nonzero(got) == 4

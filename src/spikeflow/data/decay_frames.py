@@ -199,9 +199,16 @@ def _window_counts(
         channel = event_channels(arr["p"], polarities, source)
         key_plane = polarities * area
     flat = channel * area + arr["y"].astype(np.int64) * width + arr["x"].astype(np.int64)
+    # Windows by rank among the occupied ones (events are sorted, so window is too):
+    # window numbers themselves can be ~1e13 (epoch-µs clocks from t_start=0) and
+    # window * key_plane would overflow int64 into wrong keys.
+    starts = np.empty(len(window), dtype=bool)
+    starts[:1], starts[1:] = True, window[1:] != window[:-1]
+    occupied, rank = window[starts], np.cumsum(starts) - 1
     # One key per (window, channel, pixel); unique sorts them by window first.
-    uniq, counts = np.unique(window * key_plane + flat, return_counts=True)
+    uniq, counts = np.unique(rank.astype(np.int64) * key_plane + flat, return_counts=True)
     win, flat = np.divmod(uniq, key_plane)
+    win = occupied[win]
     pixel = flat % area if signed else flat
     value = counts.astype(np.float64)
     if max_count is not None:
