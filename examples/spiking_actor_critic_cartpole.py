@@ -41,6 +41,7 @@ fixed starts and the mean return printed; a random policy scores 21.2 from them.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -186,6 +187,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("envs", "rollout", "T", "hidden", "epochs", "minibatch", "eval_every"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    for name in ("gamma", "lam"):  # discount and GAE λ: fractions
+        if not 0.0 <= getattr(args, name) <= 1.0:
+            p.error(f"--{name} must be in [0, 1], got {getattr(args, name)}")
+    for name in ("clip", "lr", "max_grad_norm"):
+        value = getattr(args, name)
+        if not (value > 0 and math.isfinite(value)):
+            p.error(f"--{name.replace('_', '-')} must be > 0 and finite, got {value}")
     return args
 
 

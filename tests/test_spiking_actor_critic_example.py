@@ -147,6 +147,15 @@ def test_bad_arguments_are_named(capsys):
     with pytest.raises(SystemExit):
         ac.parse_args(["--envs", "0"])
     assert "--envs must be >= 1, got 0" in capsys.readouterr().err
+    # A bad ε or γ used to surface only after a whole rollout (or never: γ = 1.5).
+    for argv, message in ((["--clip", "0"], "--clip must be > 0"),
+                          (["--gamma", "1.5"], "--gamma must be in [0, 1]"),
+                          (["--lam", "-0.1"], "--lam must be in [0, 1]"),
+                          (["--lr", "nan"], "--lr must be > 0"),
+                          (["--max-grad-norm", "-1"], "--max-grad-norm must be > 0")):  # fmt: skip
+        with pytest.raises(SystemExit):
+            ac.parse_args(argv)
+        assert message in capsys.readouterr().err
     args = ac.parse_args(["--algo", "a2c"])
     assert (args.rollout, args.lr) == (8, 1e-2)
 
