@@ -50,37 +50,21 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from spikeflow.neurons import LIFNode, NonSpikingLIFNode
-from spikeflow.surrogate import ATan
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from spiking_dqn_cartpole import OBS_SCALE, CartPole, evaluate
+from spiking_dqn_cartpole import CartPole, SpikingQNetwork, evaluate
 
 #: The DQN example's evaluation starts (``np.random.default_rng(1234)``), shared so the
 #: returns of the two examples are measured from the same 10 episodes.
 EVAL_STARTS = np.random.default_rng(1234).uniform(-0.05, 0.05, (10, 4))
 
 
-class SpikingHead(nn.Module):
-    """``outputs`` real values of an observation from ``T`` steps of two LIF layers and
-    a non-spiking LIF read-out (its membrane at the last step)."""
+class SpikingHead(SpikingQNetwork):
+    """``outputs`` real values of an observation ``[B, obs_dim]``: the DQN example's
+    network (``T`` steps of two LIF layers and a non-spiking LIF read-out, its membrane
+    at the last step) with ``outputs`` read-outs."""
 
     def __init__(self, T: int, hidden: int, outputs: int, obs_dim: int = 4) -> None:
-        super().__init__()
-        self.T = T
-        self.register_buffer("obs_scale", torch.tensor(OBS_SCALE), persistent=False)
-        self.net = nn.Sequential(
-            nn.Linear(obs_dim, hidden),
-            LIFNode(tau=2.0, surrogate_function=ATan()),
-            nn.Linear(hidden, hidden),
-            LIFNode(tau=2.0, surrogate_function=ATan()),
-            nn.Linear(hidden, outputs),
-            NonSpikingLIFNode(tau=2.0, decode="last-mem"),
-        )
-
-    def forward(self, obs: Tensor) -> Tensor:
-        """``[B, outputs]`` of observations ``[B, obs_dim]``."""
-        return self.net((obs / self.obs_scale).expand(self.T, *obs.shape))
+        super().__init__(T, hidden, obs_dim=obs_dim, actions=outputs)
 
 
 def gae(
