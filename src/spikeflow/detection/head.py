@@ -397,11 +397,29 @@ def _decode_cells(
 ) -> list[Detections]:
     """:func:`decode` from the cells' boxes ``[B, N, 4]`` and outputs ``[B, N, 5 + C]``
     (the cells of every level of a multi-scale head concatenated: one NMS over all)."""
-    b = flat.shape[0]
     cls_prob, classes = torch.sigmoid(flat[..., 5:]).max(-1)
     scores = torch.sigmoid(flat[..., 4]) * cls_prob
+    return select_detections(
+        boxes, scores, classes, score_threshold, iou_threshold, top_k, keep_n, image_size
+    )
+
+
+def select_detections(
+    boxes: Tensor,
+    scores: Tensor,
+    classes: Tensor,
+    score_threshold: float,
+    iou_threshold: float,
+    top_k: int,
+    keep_n: int,
+    image_size: Sequence[int] | None,
+) -> list[Detections]:
+    """Per image of candidate ``boxes`` ``[B, N, 4]`` (xyxy) with their ``scores`` and
+    ``classes`` ``[B, N]``: those scoring above ``score_threshold``, at most ``top_k`` of
+    the best, clipped to ``image_size`` (``(H, W)``, None: not clipped), then class-wise
+    NMS at ``iou_threshold``, at most ``keep_n`` kept."""
     out = []
-    for i in range(b):
+    for i in range(boxes.shape[0]):
         keep = (scores[i] > score_threshold).nonzero()[:, 0]
         if keep.numel() > top_k:
             keep = keep[scores[i, keep].topk(top_k).indices]

@@ -48,7 +48,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from spikeflow._checks import check_real
-from spikeflow.detection.boxes import batched_nms, check_boxes, clip_boxes_to_image
+from spikeflow.detection.boxes import check_boxes
+from spikeflow.detection.head import select_detections
 from spikeflow.detection.metrics import Detections
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 from spikeflow.models.common import check_positive_int
@@ -284,15 +285,5 @@ def decode_yolo(
         all_scores.append((torch.sigmoid(p[..., 4]) * prob).flatten(1))
         all_classes.append(cls.flatten(1))
     boxes, scores = torch.cat(all_boxes, 1), torch.cat(all_scores, 1)
-    classes = torch.cat(all_classes, 1)
-    found = []
-    for b in range(boxes.shape[0]):
-        keep = (scores[b] > score_threshold).nonzero()[:, 0]
-        if keep.numel() > top_k:
-            keep = keep[scores[b, keep].topk(top_k).indices]
-        bx, sc, cl = boxes[b, keep], scores[b, keep], classes[b, keep]
-        if image_size is not None:
-            bx = clip_boxes_to_image(bx, image_size)
-        kept = batched_nms(bx, sc, cl, iou_threshold)[:keep_n]
-        found.append(Detections(bx[kept], sc[kept], cl[kept]))
-    return found
+    return select_detections(boxes, scores, torch.cat(all_classes, 1), score_threshold,
+                             iou_threshold, top_k, keep_n, image_size)  # fmt: skip
