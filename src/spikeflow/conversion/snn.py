@@ -98,9 +98,10 @@ def constant_input(x: Tensor, steps: int) -> Tensor:
     return x.unsqueeze(0).expand(steps, *x.shape)
 
 
-def run_time_folded(body: nn.Module, x_seq: Tensor) -> Tensor:
-    """Run a converted ``body`` on ``x_seq`` ``[T, B, ...]`` with time folded into the
-    batch (its :class:`TimeFolded` neurons told ``T`` for the call), ``[T, B, ...]`` out.
+def run_time_folded(body: nn.Module, x_seq: Tensor, *more_seqs: Tensor) -> Tensor:
+    """Run a converted ``body`` on ``x_seq`` ``[T, B, ...]`` (and ``more_seqs`` of the
+    same ``T`` and ``B``: further inputs, a mask say) with time folded into the batch
+    (its :class:`TimeFolded` neurons told ``T`` for the call), ``[T, B, ...]`` out.
 
     Raises:
         ShapeError: the body returned something other than a tensor.
@@ -110,7 +111,7 @@ def run_time_folded(body: nn.Module, x_seq: Tensor) -> Tensor:
     for module in folded:
         module.steps, module.batch = steps, batch
     try:
-        out = body(x_seq.flatten(0, 1))
+        out = body(*(seq.flatten(0, 1) for seq in (x_seq, *more_seqs)))
     finally:
         for module in folded:
             module.steps, module.batch = None, None

@@ -56,7 +56,7 @@ from spikeflow.conversion._spikezip_checks import check_call, trace_named
 from spikeflow.conversion.fold import set_submodule
 from spikeflow.conversion.report import ConversionError, ConversionReport, ReportEntry
 from spikeflow.conversion.signed import SymmetricQuant
-from spikeflow.conversion.snn import TimeFolded
+from spikeflow.conversion.snn import run_time_folded
 from spikeflow.conversion.temporal import StepBias, impulse_input
 from spikeflow.conversion.transformer import DifferenceSNN, convert_transformer
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
@@ -262,18 +262,7 @@ class SpikeZIPSNN(DifferenceSNN):
                     f"input's steps and batch {tuple(x_seq.shape[:2])} (or a batch of 1)"
                 )
             seqs.append(mask_seq.to(self._dtype()))  # the network's, as the scores'
-        steps, batch = x_seq.shape[0], x_seq.shape[1]
-        folded = [m for m in self.body.modules() if isinstance(m, TimeFolded)]
-        for module in folded:
-            module.steps, module.batch = steps, batch
-        try:
-            out = self.body(*(s.flatten(0, 1) for s in seqs))
-        finally:
-            for module in folded:
-                module.steps, module.batch = None, None
-        if not isinstance(out, Tensor):
-            raise ShapeError(f"the converted network returned {type(out).__name__}, not a tensor")
-        return out.unflatten(0, (steps, batch))
+        return run_time_folded(self.body, *seqs)
 
     @torch.no_grad()
     def accumulate(self, x: Tensor, steps: int, mask: Tensor | None = None) -> Tensor:  # type: ignore[override]

@@ -31,7 +31,7 @@ import numpy as np
 from spikeflow._checks import check_flag, is_count
 from spikeflow.data.events import EventRecording
 from spikeflow.data.frames import event_channels, unpack_events
-from spikeflow.data.representations import Representation
+from spikeflow.data.representations import Representation, _check_tau
 from spikeflow.errors import ConfigurationError
 
 __all__ = ["ToDecayFrames", "decay_frame_count", "to_decay_frames"]
@@ -40,13 +40,7 @@ __all__ = ["ToDecayFrames", "decay_frame_count", "to_decay_frames"]
 def _check_params(duration: Any, tau: Any, max_count: Any, t_start: Any) -> None:
     if not is_count(duration):
         raise ConfigurationError(f"duration must be an int >= 1 (microseconds); got {duration!r}")
-    if (
-        isinstance(tau, bool)
-        or not isinstance(tau, numbers.Real)
-        or not math.isfinite(tau)
-        or not tau > 0
-    ):
-        raise ConfigurationError(f"tau must be a finite number > 0 (microseconds); got {tau!r}")
+    _check_tau(tau)
     if max_count is not None and not is_count(max_count):
         raise ConfigurationError(f"max_count must be an int >= 1 or None; got {max_count!r}")
     if t_start is not None and (
