@@ -30,8 +30,7 @@ from torch.autograd.function import once_differentiable
 
 from spikeflow._checks import check_real
 from spikeflow.errors import ConfigurationError
-from spikeflow.learn._adjoint_common import fixed_time
-from spikeflow.learn.eventprop import _check_sequence
+from spikeflow.learn._adjoint_common import check_sequence, fixed_time
 
 __all__ = ["COBA_DEFAULTS", "CobaLIFAdjointParameters", "coba_lif_adjoint"]
 
@@ -194,6 +193,6 @@ def coba_lif_adjoint(
     """
     owner = "coba_lif_adjoint"
     p = _check_coba(owner, p)
-    drive = _check_sequence(owner, "drive", drive)
+    drive = check_sequence(owner, "drive", drive)
     spikes, v = _CobaLIFAdjoint.apply(drive, p)
     return spikes, v

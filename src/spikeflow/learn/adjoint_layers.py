@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from spikeflow._checks import check_flag, check_int
+from spikeflow.learn._adjoint_common import check_sequence, check_weight, layer_weights
 from spikeflow.learn.adjoint_coba import (
     COBA_DEFAULTS,
     CobaLIFAdjointParameters,
@@ -33,12 +34,7 @@ from spikeflow.learn.adjoint_refrac import (
     _check_refrac,
     lif_refrac_adjoint,
 )
-from spikeflow.learn.eventprop import (
-    _check_jumps,
-    _check_sequence,
-    _check_weight,
-    _layer_weights,
-)
+from spikeflow.learn.eventprop import _check_jumps
 
 __all__ = ["EventPropCobaLIF", "EventPropLSNN", "EventPropRefracLIF"]
 
@@ -57,7 +53,7 @@ class _AdjointLayer(nn.Module):
         self.in_features = check_int(f"{owner}: in_features", in_features, 1)
         self.out_features = check_int(f"{owner}: out_features", out_features, 1)
         self.recurrent = check_flag(owner, "recurrent", recurrent)
-        self.input_weights, self.recurrent_weights = _layer_weights(
+        self.input_weights, self.recurrent_weights = layer_weights(
             owner, in_features, out_features, self.recurrent, weight_scale
         )
 
@@ -193,9 +189,9 @@ class EventPropCobaLIF(_AdjointLayer):
 
     def _run(self, x: Tensor) -> tuple[Tensor, Tensor]:
         owner = type(self).__name__
-        x = _check_sequence(owner, "x", x, self.in_features)
+        x = check_sequence(owner, "x", x, self.in_features)
         shape = (self.out_features, self.in_features)
-        _check_weight(owner, "input_weights", self.input_weights, shape, x)
+        check_weight(owner, "input_weights", self.input_weights, shape, x)
         return coba_lif_adjoint(torch.matmul(x, self.input_weights.t()), self.p)
 
     def _parameters_repr(self) -> list[tuple[str, object]]:

@@ -44,13 +44,14 @@ from torch.autograd.function import once_differentiable
 from spikeflow.errors import ConfigurationError
 from spikeflow.learn._adjoint_common import (
     adjoint_buffers,
+    check_euler_fields,
     check_layer,
     layer_backward,
     shifted,
     start_layer,
     take,
 )
-from spikeflow.learn.eventprop import _check_euler_fields, _check_jumps
+from spikeflow.learn.eventprop import _check_jumps
 
 __all__ = ["LSNN_DEFAULTS", "LSNNAdjointParameters", "lsnn_adjoint"]
 
@@ -83,7 +84,7 @@ def _check_lsnn(owner: str, p: object) -> LSNNAdjointParameters:
             f"{owner}: p must be a LSNNAdjointParameters, got {type(p).__name__}"
         )
     rates = ("tau_syn_inv", "tau_mem_inv", "tau_adapt_inv")
-    _check_euler_fields(owner, p, rates, nonnegative=("beta",))
+    check_euler_fields(owner, p, rates, nonnegative=("beta",))
     return LSNNAdjointParameters(*(float(value) for value in p))
 
 

@@ -58,15 +58,22 @@ See ``docs/learning.md`` (EventProp) for what was checked against what.
 
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from spikeflow._checks import check_flag, check_int, check_real
-from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
+from spikeflow._checks import check_flag, check_int
+from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.learn._adjoint_common import (
+    check_euler_fields,
+    check_sequence,
+    check_weight,
+    layer_weights,
+    load_layer,
+    save_layer,
+)
 from spikeflow.memory.packing import PackedSpikes, is_binary, pack_spikes, unpack_spikes
 
 __all__ = [
@@ -111,54 +118,12 @@ class LIFAdjointParameters(NamedTuple):
 NORSE_DEFAULTS = LIFAdjointParameters()
 
 
-def _check_euler_fields(
-    owner: str, p: Any, rates: tuple[str, ...], nonnegative: tuple[str, ...] = ()
-) -> None:
-    """The checks a LIF-like neuron's parameters ``p`` share: ``dt > 0``; each of
-    ``rates`` (inverse time constants) ``> 0`` with ``rate * dt <= 1``; ``v_leak``,
-    ``v_th``, ``v_reset`` real; each of ``nonnegative`` ``>= 0``; ``v_reset < v_th``."""
-    dt = check_real(f"{owner}: dt", p.dt, 0.0, low_open=True)
-    for name in rates:
-        value = check_real(f"{owner}: {name}", getattr(p, name), 0.0, low_open=True)
-        if value * dt > 1.0:
-            raise ConfigurationError(
-                f"{owner}: {name} * dt must be <= 1 (a forward-Euler step may not "
-                f"overshoot), got {name}={value} and dt={dt}"
-            )
-    for name in ("v_leak", "v_th", "v_reset"):
-        check_real(f"{owner}: {name}", getattr(p, name))
-    for name in nonnegative:
-        check_real(f"{owner}: {name}", getattr(p, name), 0.0)
-    if not p.v_reset < p.v_th:
-        raise ConfigurationError(f"{owner}: v_reset ({p.v_reset}) must be below v_th ({p.v_th})")
-
-
-def _layer_weights(
-    owner: str, in_features: int, out_features: int, recurrent: bool, weight_scale: float
-) -> tuple[nn.Parameter, nn.Parameter | None]:
-    """An EventProp layer's ``W_in`` ``[out, in]`` from ``N(0, weight_scale² · 2/in)``
-    and, when ``recurrent``, ``W_rec`` ``[out, out]`` from ``N(0, weight_scale² ·
-    2/out)`` (drawn in that order); ``weight_scale`` must be > 0 (ConfigurationError)."""
-    scale = check_real(f"{owner}: weight_scale", weight_scale, 0.0, low_open=True)
-    input_weights = nn.Parameter(
-        torch.randn(out_features, in_features) * scale * math.sqrt(2.0 / in_features)
-    )
-    recurrent_weights = (
-        nn.Parameter(
-            torch.randn(out_features, out_features) * scale * math.sqrt(2.0 / out_features)
-        )
-        if recurrent
-        else None
-    )
-    return input_weights, recurrent_weights
-
-
 def _check_parameters(owner: str, p: object) -> LIFAdjointParameters:
     if not isinstance(p, LIFAdjointParameters):
         raise ConfigurationError(
             f"{owner}: p must be a LIFAdjointParameters, got {type(p).__name__}"
         )
-    _check_euler_fields(owner, p, ("tau_syn_inv", "tau_mem_inv"))
+    check_euler_fields(owner, p, ("tau_syn_inv", "tau_mem_inv"))
     return LIFAdjointParameters(*(float(value) for value in p))
 
 
@@ -276,7 +241,7 @@ class _LIFAdjoint(torch.autograd.Function):
         current = x if w_in is None else torch.matmul(x, w_in.t())
         ctx.p, ctx.jumps, ctx.spike_input, ctx.use_c = p, jumps, spike_input, use_c
         ctx.set_materialize_grads(False)  # an unused output's gradient stays None
-        _save_layer(ctx, x, w_in, w_rec)
+        save_layer(ctx, x, w_in, w_rec)
         if use_c:
             return _c_forward(ctx, current, w_rec, p, jumps)
         steps, batch, n = current.shape
@@ -323,7 +288,7 @@ class _LIFAdjoint(torch.autograd.Function):
         saved: _Saved = ctx.saved
         p: LIFAdjointParameters = ctx.p
         a, b, dt = p.tau_mem_inv, p.tau_syn_inv, p.dt
-        x, w_in, w_rec = _load_layer(ctx)
+        x, w_in, w_rec = load_layer(ctx)
         if ctx.use_c:
             d_current, d_time, d_rec = _c_backward(ctx, grad_spikes, grad_voltage, w_rec)
             return (*_input_gradients(ctx, x, w_in, d_current, d_time), d_rec, None, None,
@@ -431,22 +396,6 @@ def _c_backward(
     )
 
 
-def _save_layer(ctx: Any, x: Tensor, w_in: Tensor | None, w_rec: Tensor | None) -> None:
-    """Keeps ``x`` (for ``W_in``'s gradient) and the weights for the backward pass."""
-    ctx.has = (w_in is not None, w_rec is not None)
-    kept = (x if w_in is not None else None, w_in, w_rec)
-    ctx.save_for_backward(*[t for t in kept if t is not None])
-
-
-def _load_layer(ctx: Any) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
-    """``(x, W_in, W_rec)`` as :func:`_save_layer` kept them (None where absent)."""
-    tensors = list(ctx.saved_tensors)
-    x = tensors.pop(0) if ctx.has[0] else None
-    w_in = tensors.pop(0) if ctx.has[0] else None
-    w_rec = tensors.pop(0) if ctx.has[1] else None
-    return x, w_in, w_rec
-
-
 def _input_gradients(
     ctx: Any, x: Tensor | None, w_in: Tensor | None, d_current: Tensor, d_time: Tensor | None
 ) -> tuple[Tensor | None, Tensor | None]:
@@ -468,53 +417,6 @@ def _input_gradients(
         rows = x.shape[0] * x.shape[1]  # not -1: a layer of 0 neurons or 0 inputs
         d_in = torch.mm(paired.reshape(rows, paired.shape[-1]).t(), x.reshape(rows, x.shape[-1]))
     return d_x, d_in
-
-
-def _check_sequence(owner: str, name: str, x: object, width: int | None = None) -> Tensor:
-    if not isinstance(x, Tensor):
-        raise ConfigurationError(f"{owner}: {name} must be a tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise DTypeError(f"{owner}: {name} must be floating-point, got dtype {x.dtype}")
-    if x.dim() != 3:
-        raise ShapeError(
-            f"{owner}: {name} must be time-major [T, B, features], got shape {tuple(x.shape)}"
-        )
-    if width is not None and x.shape[2] != width:
-        raise ShapeError(
-            f"{owner}: {name} has {x.shape[2]} features per step, the weights take {width}"
-        )
-    if x.shape[0] == 0:
-        raise ShapeError(f"{owner}: {name} has no time steps (shape {tuple(x.shape)})")
-    _check_finite(owner, name, x)
-    return x
-
-
-def _check_finite(owner: str, name: str, x: Tensor) -> None:
-    """Raise a :class:`ConfigurationError` naming ``name`` and the first NaN or infinite
-    entry of ``x`` (it would spread through the membrane and every gradient); a meta
-    tensor, which holds no values, passes."""
-    if x.is_meta:
-        return
-    bad = ~torch.isfinite(x.detach())
-    if bool(bad.any()):
-        at = [int(i) for i in bad.nonzero()[0]]
-        value = x.detach()[tuple(at)].item()
-        raise ConfigurationError(
-            f"{owner}: {name} must be finite (found NaN or inf: {value} at index {at})"
-        )
-
-
-def _check_weight(owner: str, name: str, w: object, shape: tuple[int, int], x: Tensor) -> Tensor:
-    if not isinstance(w, Tensor):
-        raise ConfigurationError(f"{owner}: {name} must be a tensor, got {type(w).__name__}")
-    if tuple(w.shape) != shape:
-        raise ShapeError(f"{owner}: {name} must have shape {shape}, got {tuple(w.shape)}")
-    if w.dtype != x.dtype or w.device != x.device:
-        raise DTypeError(
-            f"{owner}: {name} ({w.dtype}, {w.device}) must match the input ({x.dtype}, {x.device})"
-        )
-    _check_finite(owner, name, w)
-    return w
 
 
 def lif_adjoint(
@@ -550,7 +452,7 @@ def lif_adjoint(
     p = _check_parameters(owner, p)
     jumps = _check_jumps(owner, jumps)
     backend = _check_backend(owner, backend)
-    current = _check_sequence(owner, "current", current)
+    current = check_sequence(owner, "current", current)
     use_c = _use_c(owner, current, backend)
     spikes, v = _LIFAdjoint.apply(current, None, None, p, jumps, False, use_c)
     return spikes, v
@@ -615,10 +517,10 @@ def lif_recurrent_adjoint(
             )
         )
     n, width = input_weights.shape
-    x = _check_sequence(owner, "x", x, width)
-    _check_weight(owner, "input_weights", input_weights, (n, width), x)
+    x = check_sequence(owner, "x", x, width)
+    check_weight(owner, "input_weights", input_weights, (n, width), x)
     if recurrent_weights is not None:
-        _check_weight(owner, "recurrent_weights", recurrent_weights, (n, n), x)
+        check_weight(owner, "recurrent_weights", recurrent_weights, (n, n), x)
     if spike_input and not is_binary(x):
         raise ConfigurationError(f"{owner}: spike_input=True but x holds values other than 0 and 1")
     use_c = _use_c(owner, x, backend)
@@ -679,7 +581,7 @@ class EventPropLIF(nn.Module):
         self.backend = _check_backend(owner, backend)
         if self.spike_input and self.jumps != "eventprop":
             raise ConfigurationError(f"{owner}: spike_input=True needs jumps='eventprop'")
-        self.input_weights, self.recurrent_weights = _layer_weights(
+        self.input_weights, self.recurrent_weights = layer_weights(
             owner, in_features, out_features, self.recurrent, weight_scale
         )
 
