@@ -508,7 +508,8 @@ def test_import_errors_name_the_file_and_dataset(tmp_path):
         return edit
 
     cases = [
-        (retype(b"pool"), "layer/1/type.*'pool' is not supported"),
+        (retype(b"concat"), "layer/1/type.*'concat' is not supported"),
+        (retype(b"pool"), "layer/1.*pool layer on an input of shape"),
         (lambda f: f["layer/1/weight"].__setitem__((0, 0), 0.5), "layer/1/weight.*integers"),
         (lambda f: f.__delitem__("layer/1/neuron/iDecay"), "neuron/iDecay'.*missing"),
         (lambda f: f["layer/1/neuron/vThMant"].write_direct(np.array(-1)), "vth must be"),

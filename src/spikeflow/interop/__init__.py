@@ -30,6 +30,18 @@ from spikeflow.interop.netx_layers import (
     NetxNetwork,
     StateOverflowError,
 )
+from spikeflow.interop.netx_neurons import (
+    LoihiAdaptiveResonatorNode,
+    LoihiALIFNode,
+    LoihiResonatorNode,
+)
+from spikeflow.interop.netx_pool import (
+    LoihiAverage,
+    LoihiComplexSynapse,
+    LoihiConvTranspose2d,
+    LoihiSumPool,
+    LoihiUnpool,
+)
 from spikeflow.interop.nir_export import export_to_nir, write_nir
 from spikeflow.interop.nir_graph import NIRGraphNetwork, inline_subgraphs
 from spikeflow.interop.nir_import import import_from_nir, read_nir
@@ -43,10 +55,18 @@ from_nir = import_from_nir
 
 __all__ = [
     "CONVENTIONS",
+    "LoihiALIFNode",
+    "LoihiAdaptiveResonatorNode",
+    "LoihiAverage",
+    "LoihiComplexSynapse",
     "LoihiConv2d",
+    "LoihiConvTranspose2d",
     "LoihiDense",
+    "LoihiResonatorNode",
     "LoihiSigmaDelta",
     "LoihiSigmaDeltaInput",
+    "LoihiSumPool",
+    "LoihiUnpool",
     "NIRGraphNetwork",
     "NetxNetwork",
     "OffDiagonalLinear",

@@ -21,12 +21,26 @@ import torch
 from torch import Tensor, nn
 
 from spikeflow.errors import ConfigurationError, DataFormatError, MissingExtraError, ShapeError
+from spikeflow.interop.netx_blocks import (
+    COMPLEX_NEURONS,
+    NEURON_TYPES,
+    kernel_synapse,
+    netx_neuron,
+    read_weight,
+)
 from spikeflow.interop.netx_layers import (
     LoihiConv2d,
     LoihiDense,
     LoihiSigmaDelta,
     LoihiSigmaDeltaInput,
     NetxNetwork,
+)
+from spikeflow.interop.netx_pool import (
+    LoihiAverage,
+    LoihiComplexSynapse,
+    LoihiConvTranspose2d,
+    LoihiSumPool,
+    LoihiUnpool,
 )
 from spikeflow.interop.netx_sdnn import sdnn_input_neuron, sdnn_neuron
 from spikeflow.layers import AxonalDelay, Flatten
@@ -39,7 +53,16 @@ NETX_MAX_DELAY = 62
 #: The neuron ``netx`` gives a dense layer that has none: a non-leaky integrator
 #: (``create_dense``; ``1 << 18 - 1`` is ``1 << 17`` by Python's precedence).
 _NETX_DEFAULT_NEURON = {"i_decay": 0, "v_decay": 4096, "v_th_mant": 1 << 17}
-_SUPPORTED = ("input", "dense", "conv", "flatten")
+_SUPPORTED = ("input", "dense", "conv", "flatten", "pool", "unpool", "convT", "average")
+#: The integer synapses a layer of the file may have.
+_SYNAPSES = (
+    LoihiDense,
+    LoihiConv2d,
+    LoihiSumPool,
+    LoihiUnpool,
+    LoihiConvTranspose2d,
+    LoihiComplexSynapse,
+)
 
 
 def require_h5py(feature: str) -> ModuleType:
@@ -96,19 +119,34 @@ class _Reader:
         return int(value[0]), int(value[1])
 
 
-def _neuron(reader: _Reader, group: Any, kind: str, bias: Tensor | None) -> nn.Module:
+def _neuron(
+    reader: _Reader, group: Any, kind: str, bias: Tensor | None, channels: int, complex_: bool
+) -> nn.Module:
     if "neuron" not in group:  # netx's default for a dense layer without one
-        if kind == "dense":
+        if kind == "dense" and not complex_:
             return LoihiCubaLIFNode.from_netx(**_NETX_DEFAULT_NEURON, bias=_bias(bias))
         raise reader.fail(f"{group.name}/neuron", "missing")
     neuron = group["neuron"]
     kind = reader.string(neuron, "type")
+    if complex_ != (kind in COMPLEX_NEURONS):
+        raise reader.fail(
+            f"{group.name}/weight",
+            f"a {'complex' if complex_ else 'real'} weight for {kind!r} neurons (the "
+            f"resonators {COMPLEX_NEURONS} take weight/real and weight/imag, others one weight)",
+        )
+    if kind in NEURON_TYPES:
+        if bias is not None:
+            raise reader.fail(
+                f"{group.name}/bias", f"a bias (a norm's) before {kind} neurons is not supported"
+            )
+        return netx_neuron(reader, neuron, kind, channels)
     if kind == "SDNN":
         return sdnn_neuron(reader, neuron, bias)
     if kind not in ("CUBA", "LOIHI"):
         raise reader.fail(
             f"{neuron.name}/type",
-            f"neuron type {kind!r} is not supported (only CUBA / LOIHI / SDNN)",
+            f"neuron type {kind!r} is not supported (only CUBA / LOIHI / SDNN / "
+            f"{' / '.join(NEURON_TYPES)})",
         )
     if "messageBits" in neuron and reader.integer(neuron, "messageBits") != 0:
         raise reader.fail(f"{neuron.name}/messageBits", "graded spikes are not supported")
@@ -127,26 +165,21 @@ def _bias(bias: Tensor | None) -> Tensor | int:
     return 0 if bias is None else bias
 
 
-def _layer(
-    reader: _Reader, group: Any, kind: str, shape: tuple[int, ...] | None
-) -> tuple[list[nn.Module], tuple[int, ...]]:
-    """The modules of one netx layer and its output shape (``(C, H, W)`` or ``(K,)``)."""
+def _synapse(
+    reader: _Reader, group: Any, kind: str, weight: Tensor, shape: tuple[int, ...], out: tuple
+) -> nn.Module:
+    """One (real) synapse of a dense, conv, convT, pool or unpool layer, checked."""
     where = group.name
-    out = tuple(int(n) for n in reader.integers(group, "shape").reshape(-1))
-    weight = torch.from_numpy(reader.integers(group, "weight"))
-    if shape is None and kind == "dense":  # Lava-DL's exports start with the first block
-        shape = (int(np.prod(weight.shape)) // int(np.prod(out)),)
-    if shape is None:
-        raise reader.fail(where, f"a {kind} layer before the input shape is known")
     if kind == "dense":
         if len(shape) != 1:
             raise reader.fail(where, f"a dense layer on an unflattened input of shape {shape}")
-        size = int(np.prod(out))
-        synapse: nn.Module = LoihiDense(weight.reshape(size, -1))
+        synapse: nn.Module = LoihiDense(weight.reshape(int(np.prod(out)), -1))
         if synapse.weight.shape[1] != shape[0]:
             raise reader.fail(f"{where}/weight", f"{synapse.weight.shape[1]} inputs for {shape}")
-        out = (size,)
-    else:
+        return synapse
+    if len(shape) != 3:
+        raise reader.fail(where, f"a {kind} layer on an input of shape {shape} (not C, H, W)")
+    if kind == "conv":
         if weight.dim() == 5:  # Lava-DL's own [out, in, kH, kW, 1]
             weight = weight[..., 0]
         try:
@@ -159,10 +192,44 @@ def _layer(
             )
         except (ConfigurationError, ShapeError) as error:
             raise reader.fail(where, str(error)) from error
-        if len(shape) != 3 or tuple(synapse.output_shape(shape)) != out:
-            raise reader.fail(
-                f"{where}/shape", f"{list(out)} is not the convolution's output for {shape}"
-            )
+    else:
+        synapse = kernel_synapse(reader, group, kind, weight)
+    if kind == "convT" and synapse.weight.shape[0] != shape[0]:
+        raise reader.fail(
+            f"{where}/weight", f"{synapse.weight.shape[0]} input channels for {shape}"
+        )
+    try:
+        produced = tuple(synapse.output_shape(shape))
+    except ShapeError as error:
+        raise reader.fail(where, str(error)) from error
+    if produced != out:
+        raise reader.fail(
+            f"{where}/shape",
+            f"{list(out)} is not the {kind} layer's output {list(produced)} for {shape}",
+        )
+    return synapse
+
+
+def _layer(
+    reader: _Reader, group: Any, kind: str, shape: tuple[int, ...] | None
+) -> tuple[list[nn.Module], tuple[int, ...]]:
+    """The modules of one netx layer and its output shape (``(C, H, W)`` or ``(K,)``)."""
+    where = group.name
+    out = tuple(int(n) for n in reader.integers(group, "shape").reshape(-1))
+    weight = read_weight(reader, group)
+    first = weight[0] if isinstance(weight, tuple) else weight
+    if shape is None and kind == "dense":  # Lava-DL's exports start with the first block
+        shape = (int(np.prod(first.shape)) // int(np.prod(out)),)
+    if shape is None:
+        raise reader.fail(where, f"a {kind} layer before the input shape is known")
+    if kind == "dense":
+        out = (int(np.prod(out)),)
+    if isinstance(weight, tuple):
+        synapse: nn.Module = LoihiComplexSynapse(
+            *(_synapse(reader, group, kind, part, shape, out) for part in weight)
+        )
+    else:
+        synapse = _synapse(reader, group, kind, weight, shape, out)
     bias = None
     if "bias" in group:
         values = torch.from_numpy(reader.integers(group, "bias")).reshape(-1)
@@ -170,7 +237,8 @@ def _layer(
         if values.numel() not in (1, channels):
             raise reader.fail(f"{where}/bias", f"{values.numel()} values for {channels} channels")
         bias = values.reshape(channels, *([1] * (len(out) - 1))) if values.numel() > 1 else values
-    modules = [synapse, _neuron(reader, group, kind, bias)]
+    neuron = _neuron(reader, group, kind, bias, out[0], isinstance(weight, tuple))
+    modules = [synapse, neuron]
     if "delay" in group and isinstance(modules[1], LoihiSigmaDelta):
         raise reader.fail(f"{where}/delay", "delays of sigma-delta layers are not supported")
     if "delay" in group:
@@ -185,12 +253,32 @@ def _layer(
     return modules, out
 
 
+def _average(reader: _Reader, group: Any, shape: tuple[int, ...], after: bool) -> LoihiAverage:
+    """An ``average`` layer: ``shape`` ``[num_outputs, 1, 1]`` (or ``[num_outputs]``)."""
+    out = tuple(int(n) for n in reader.integers(group, "shape").reshape(-1))
+    if not after:
+        raise reader.fail(group.name, "an average layer before any synapse layer")
+    if not out or any(n != 1 for n in out[1:]) or out[0] < 1:
+        raise reader.fail(f"{group.name}/shape", f"expected [num_outputs, 1, 1], got {list(out)}")
+    average = LoihiAverage(out[0])
+    try:
+        average.output_shape(shape)
+    except ShapeError as error:
+        raise reader.fail(f"{group.name}/shape", str(error)) from error
+    return average
+
+
 def import_netx(path: str | os.PathLike) -> NetxNetwork:
     """Read a Lava-DL ``netx`` HDF5 network into a fixed-point :class:`NetxNetwork`.
 
     The layers are read as netx's ``hdf5.Network`` reads them: ``input`` (its ``shape``
     gives the input; an input layer with neurons is not supported), ``dense``,
-    ``conv``, ``flatten``; each CUBA neuron group becomes a
+    ``conv``, ``flatten``; and, as Lava-DL's blocks compute them (netx has no reader for
+    these), ``pool``, ``unpool``, ``convT``, complex (``weight/real``, ``weight/imag``)
+    synapses and a last ``average`` layer (:mod:`spikeflow.interop.netx_pool`,
+    :mod:`spikeflow.interop.netx_blocks`), ``ALIF``, ``RF_PHASE``, ``RF_IZHIKEVICH``
+    and ``ADRF_PHASE`` neurons in Lava-DL's fixed point
+    (:mod:`spikeflow.interop.netx_neurons`); each CUBA neuron group becomes a
     :class:`~spikeflow.quant.loihi.LoihiCubaLIFNode` (``du = iDecay − 1``, ``dv =
     vDecay``, ``vth = vThMant``, the layer's ``bias`` as ``bias_mant`` with
     ``bias_exp = 6``), a ``delay`` an ``AxonalDelay(interpolate=False)`` of whole steps.
@@ -202,9 +290,9 @@ def import_netx(path: str | os.PathLike) -> NetxNetwork:
 
     Raises:
         DataFormatError: a missing or malformed dataset, or a layer or neuron type
-            netx files may hold that is not supported here (``pool``, ``average``,
-            ``concat``, resonator neurons, graded CUBA spikes, sigma-delta activations
-            other than ReLU or delays), named with the file and the dataset.
+            netx files may hold that is not supported here (``concat``, graded spikes,
+            a bias before ALIF / resonator neurons, sigma-delta activations other than
+            ReLU or delays), named with the file and the dataset.
         MissingExtraError: ``h5py`` is not installed (the ``loihi`` extra).
     """
     h5py = require_h5py("netx import")
@@ -226,6 +314,17 @@ def import_netx(path: str | os.PathLike) -> NetxNetwork:
                 raise reader.fail(f"/layer/{index}", "missing (layers are numbered 0, 1, ...)")
             group = layers[str(index)]
             kind = reader.string(group, "type")
+            if kind == "concat":
+                raise reader.fail(
+                    f"{group.name}/type",
+                    "layer type 'concat' is not supported: a netx file is a chain of numbered "
+                    "layers and names no inputs for a concat (no Lava-DL block writes one, "
+                    "and netx's create_concat is a stub)",
+                )
+            if modules and isinstance(modules[-1], LoihiAverage):
+                raise reader.fail(
+                    group.name, "a layer after an average layer (a float readout: it must be last)"
+                )
             if kind not in _SUPPORTED:
                 raise reader.fail(
                     f"{group.name}/type", f"layer type {kind!r} is not supported ({_SUPPORTED})"
@@ -239,21 +338,22 @@ def import_netx(path: str | os.PathLike) -> NetxNetwork:
                 shape = input_shape
             elif kind == "flatten":
                 # netx flattens a block's output, its sigma-delta input block's too
-                flattenable = (LoihiDense, LoihiConv2d, LoihiSigmaDeltaInput)
+                flattenable = (*_SYNAPSES, LoihiSigmaDeltaInput)
                 if not any(isinstance(m, flattenable) for m in modules):
                     raise reader.fail(
                         group.name, "a flatten before any dense, conv or sigma-delta input layer"
                     )
                 modules.append(Flatten())
                 shape = (int(np.prod(shape)),)
+            elif kind == "average":
+                modules.append(_average(reader, group, shape, bool(modules)))
+                shape = (modules[-1].num_outputs,)
             else:
                 block, out = _layer(reader, group, kind, shape if input_shape else None)
                 if input_shape is None:
                     input_shape = (int(block[0].weight.shape[1]),)
                 modules.extend(block)
                 shape = out
-        if input_shape is None or not any(
-            isinstance(m, (LoihiDense, LoihiConv2d)) for m in modules
-        ):
-            raise reader.fail("/layer", "no input shape and dense/conv layer found")
+        if input_shape is None or not any(isinstance(m, _SYNAPSES) for m in modules):
+            raise reader.fail("/layer", "no input shape and synapse layer found")
         return NetxNetwork(input_shape, *modules)

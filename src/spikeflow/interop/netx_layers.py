@@ -332,13 +332,16 @@ def _layer_output_shape(layer: nn.Module, shape: tuple[int, ...]) -> tuple[int, 
     """The sample shape ``layer`` of a :class:`NetxNetwork` makes from ``shape``."""
     if isinstance(layer, LoihiDense):
         return (int(layer.weight.shape[0]),)
-    if isinstance(layer, LoihiConv2d):
-        return layer.output_shape(shape)
+    if isinstance(layer, LoihiConv2d) or callable(getattr(layer, "output_shape", None)):
+        # (also the pool / unpool / convT / average / complex synapses of netx_pool)
+        return tuple(layer.output_shape(shape))
     if isinstance(layer, Flatten):
         # nn.Flatten's dims count from the batch dim: flatten a meta sample batch.
         sample = torch.empty((1, *shape), device="meta")
         return tuple(sample.flatten(layer.start_dim, layer.end_dim).shape[1:])
     if isinstance(layer, (LoihiCubaLIFNode, AxonalDelay, LoihiSigmaDelta, LoihiSigmaDeltaInput)):
+        return shape
+    if type(layer).__module__ == "spikeflow.interop.netx_neurons":  # ALIF / resonators
         return shape
     raise ConfigurationError(
         f"NetxNetwork: cannot slice after a {type(layer).__name__} layer, whose output "
