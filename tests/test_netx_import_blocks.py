@@ -520,3 +520,25 @@ def test_bad_fields_raise_errors_naming_the_file_layer_and_field(tmp_path):
         with pytest.raises(DataFormatError, match=match) as info:
             import_netx(path)
         assert f"bad{index}.net" in str(info.value)
+
+
+def test_rf_izhikevich_resets_one_unit_below_threshold_as_lava_dl(tmp_path):
+    """No rotation or decay (``sinDecay = 0``, ``cosDecay = 4096``): after a spike the
+    imaginary state rests at θ − 1 (Lava-DL's reset) and does not fire again."""
+    params = {"type": "RF_IZHIKEVICH", "sinDecay": 0, "cosDecay": 4096, "vThMant": 3}
+    path = tmp_path / "rfiz.net"
+    with h5py.File(path, "w") as f:
+        g = f.create_group("layer/0")
+        _type(g, "dense")
+        g.create_dataset("shape", data=np.array([2]))
+        g.create_dataset("weight/real", data=np.array([[2], [0]]))
+        g.create_dataset("weight/imag", data=np.array([[4], [2]]))
+        _neuron(g, params)
+    net = import_netx(path)
+    x = torch.zeros(1, 1, 8, dtype=torch.float64)
+    x[..., 0] = 1
+    z = [torch.tensor(w, dtype=torch.float64)[None, :, None] / 64 * x for w in ([2, 0], [4, 2])]
+    want = rf_ref(*z, params, "RF_IZHIKEVICH")
+    got = net(x.movedim(-1, 0).to(torch.int64)).movedim(0, -1)
+    assert torch.equal(got.to(torch.float64), want)
+    assert want[0, 0].tolist() == [1, 0, 0, 0, 0, 0, 0, 0] and want[0, 1].sum() == 0

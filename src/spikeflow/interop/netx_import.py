@@ -351,7 +351,8 @@ def import_netx(path: str | os.PathLike) -> NetxNetwork:
             else:
                 block, out = _layer(reader, group, kind, shape if input_shape else None)
                 if input_shape is None:
-                    input_shape = (int(block[0].weight.shape[1]),)
+                    dense = getattr(block[0], "real", block[0])  # (a complex synapse's)
+                    input_shape = (int(dense.weight.shape[1]),)
                 modules.extend(block)
                 shape = out
         if input_shape is None or not any(isinstance(m, _SYNAPSES) for m in modules):
