@@ -22,12 +22,16 @@ import torch
 import torch.nn.functional as F
 
 from conftest import require_shared_data
-from spikeflow.errors import DataFormatError
+from spikeflow.errors import ConfigurationError, DataFormatError, ShapeError
 from spikeflow.interop import (
     LoihiAdaptiveResonatorNode,
     LoihiALIFNode,
     LoihiAverage,
+    LoihiComplexSynapse,
+    LoihiConv2d,
+    LoihiDense,
     LoihiResonatorNode,
+    LoihiSumPool,
     import_netx,
 )
 from spikeflow.quant import LoihiCubaLIFNode
@@ -407,6 +411,7 @@ def test_complex_conv_and_dense_resonators_on_real_nmnist_equal_lava_dl(tmp_path
     s2 = rf_ref(*z, second, kind)
     got1 = _run(net[:2], x)
     assert torch.equal(got1.to(torch.float64), s1)
+    assert net[2:].input_shape == (6, 15, 15)  # a slice after the complex layer
     got2 = net(x.movedim(-1, 0).to(torch.int64)).movedim(0, -1)
     assert torch.equal(got2.to(torch.float64), s2)
     assert float(s1.sum()) > 0 and float(s2.sum()) > 0
@@ -542,3 +547,26 @@ def test_rf_izhikevich_resets_one_unit_below_threshold_as_lava_dl(tmp_path):
     got = net(x.movedim(-1, 0).to(torch.int64)).movedim(0, -1)
     assert torch.equal(got.to(torch.float64), want)
     assert want[0, 0].tolist() == [1, 0, 0, 0, 0, 0, 0, 0] and want[0, 1].sum() == 0
+
+
+def test_the_modules_refuse_bad_arguments_by_name():
+    with pytest.raises(ConfigurationError, match="thDecay must be integers in"):
+        LoihiALIFNode(1024, 512, -1, 0, 60, 20)
+    with pytest.raises(ConfigurationError, match="vThStep must be an integer"):
+        LoihiALIFNode(1024, 512, 0, 0, 60, 2.5)
+    alif = LoihiALIFNode(torch.tensor([1, 2, 3]), 512, 0, 0, 60, 20)
+    with pytest.raises(ShapeError, match="3 per-channel decays"):
+        alif(torch.zeros(2, 1, 4, dtype=torch.int64))
+    with pytest.raises(ShapeError, match=r"takes the complex synaptic sums \(real, imag\)"):
+        LoihiResonatorNode(100, 4000, 10, izhikevich=True)(torch.zeros(2, 1, 3, dtype=torch.int64))
+    with pytest.raises(ConfigurationError, match="must be of one kind"):
+        LoihiComplexSynapse(
+            LoihiDense(torch.ones(2, 3, dtype=torch.int64)),
+            LoihiConv2d(torch.ones(1, 1, 1, 1, dtype=torch.int64)),
+        )
+    with pytest.raises(ShapeError, match="do not split into 3 equal groups"):
+        LoihiAverage(3)(torch.zeros(2, 1, 4))
+    with pytest.raises(ShapeError, match="do not split into 2 channels"):
+        LoihiSumPool(torch.ones(2, 1, dtype=torch.int64), stride=1)(
+            torch.zeros(1, 1, 2, 3, 2, dtype=torch.int64)
+        )

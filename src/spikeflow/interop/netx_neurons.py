@@ -36,7 +36,10 @@ rounds towards 0) each neuron steps from zero state as:
   the phase spike against the moving threshold, ``s = re >= ϑ + r`` and ``im`` crossing
   up through 0.
 
-Decays may be one value or one per channel (Lava-DL's ``shared_param=False``).
+Decays may be one value or one per channel (Lava-DL's ``shared_param=False``), laid on
+the channel dim (dim 1 of a step ``[B, C, ...]``) as its CUDA kernels and gradients
+take them (its CPU loops broadcast a ``[C]`` decay on the last dim: the same for a
+dense layer, not for a convolution's ``[C, H, W]``).
 Graded spikes (``gradedSpike`` true) are refused. ``adrf_iz`` (ADRF with Izhikevich
 firing) has no ``device_params`` in Lava-DL, so its blocks cannot write a netx file and
 there is no type name to read. Lava-DL compares its float32 copies of the states

@@ -65,16 +65,18 @@ class _KernelOp(nn.Module):
     def __init__(
         self,
         weight: Tensor,
-        stride: int | Sequence[int],
-        padding: int | Sequence[int],
-        dilation: int | Sequence[int],
+        stride: int | Sequence[int] | None = None,
+        padding: int | Sequence[int] = 0,
+        dilation: int | Sequence[int] = 1,
     ) -> None:
         super().__init__()
         owner = type(self).__name__
         if isinstance(weight, Tensor) and weight.dim() == 4 and weight.shape[:2] == (1, 1):
             weight = weight[0, 0]  # Lava-DL's [1, 1, kH, kW]
         self.register_buffer("weight", _integer_weight(owner, weight, 2))
-        self.stride = _pair(owner, "stride", stride, 1)
+        # Lava-DL's default stride is the kernel size
+        kernel = tuple(int(n) for n in self.weight.shape)
+        self.stride = _pair(owner, "stride", kernel if stride is None else stride, 1)
         self.padding = _pair(owner, "padding", padding, 0)
         self.dilation = _pair(owner, "dilation", dilation, 1)
 
@@ -90,7 +92,8 @@ class LoihiSumPool(_KernelOp):
 
     Args:
         weight: the integer kernel ``[kH, kW]`` (or Lava-DL's ``[1, 1, kH, kW]``).
-        stride, padding, dilation: ints or ``(H, W)`` pairs, as Lava-DL's ``Pool``.
+        stride, padding, dilation: ints or ``(H, W)`` pairs, as Lava-DL's ``Pool``
+            (stride by default the kernel size, padding 0, dilation 1).
 
     Raises:
         ConfigurationError, ShapeError, DTypeError: a bad kernel or setting (and, at
@@ -141,7 +144,8 @@ class LoihiUnpool(_KernelOp):
 
     Args:
         weight: the integer kernel ``[kH, kW]`` (or Lava-DL's ``[1, 1, kH, kW]``).
-        stride, padding, dilation: ints or ``(H, W)`` pairs, as Lava-DL's ``Unpool``.
+        stride, padding, dilation: ints or ``(H, W)`` pairs, as Lava-DL's ``Unpool``
+            (stride by default the kernel size, padding 0, dilation 1).
     """
 
     def _length(self, size: int, i: int) -> int:
