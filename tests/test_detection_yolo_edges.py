@@ -9,7 +9,7 @@ import torch
 
 from spikeflow.detection import YOLOLoss, assign_yolo_targets
 from spikeflow.detection.yolo import anchors_in_pixels, check_anchors
-from spikeflow.errors import ConfigurationError
+from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.models.tiny_yolov3 import tiny_yolov3
 
 torch.set_num_threads(1)
@@ -75,6 +75,27 @@ def test_boxes_are_clipped_to_the_grids_image_before_assignment():
     # wholly outside: nothing at all (no positive, no ignored slot in a corner cell)
     for outside in ([-30.0, -30.0, -5.0, -5.0], [100.0, 70.0, 130.0, 90.0]):
         assert all(not s.any() for s in assign([outside]))
+
+
+def test_boxes_are_clipped_to_the_unpadded_image_where_it_is_given():
+    # a 90x60 input padded to the grids' 96x64: a box over its right and bottom edges
+    box, clipped = [[70.0, 40.0, 95.0, 63.0]], [[70.0, 40.0, 90.0, 60.0]]
+    unpadded = assign_yolo_targets(
+        torch.tensor(box, dtype=torch.float64), torch.tensor([0]), GRIDS, STRIDES, PX,
+        image_size=(60, 90),
+    )  # fmt: skip
+    assert all(torch.equal(a, b) for a, b in zip(unpadded, assign(clipped, [0])))
+    assert not all(torch.equal(a, b) for a, b in zip(unpadded, assign(box, [0])))
+    for scale, s in zip(unpadded, STRIDES):
+        (slot,) = scale[scale[..., 4] == 1]
+        assert slot[2:4].tolist() == pytest.approx([20 / s, 20 / s])  # the visible part
+    # YOLOLoss passes the size on: the loss of the clipped targets
+    loss_fn, outs = YOLOLoss(3, STRIDES, ANCHORS), random_outputs(1, 3, 1)
+    given = loss_fn(outs, [torch.tensor([[0.0, *box[0]]])], image_size=(60, 90))[0]
+    assert given == loss_fn(outs, [torch.tensor([[0.0, *clipped[0]]])])[0]
+    with pytest.raises(ShapeError, match="image_size"):
+        assign_yolo_targets(torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), GRIDS,
+                            STRIDES, PX, image_size=(60,))  # fmt: skip
 
 
 def test_more_objects_in_one_cell_than_anchors():

@@ -10,6 +10,7 @@ import pytest
 
 from conftest import require_shared_data
 from spikeflow.cli import main
+from spikeflow.detection import YOLOLoss
 from spikeflow.training.metric_logs import read_csv
 
 
@@ -28,9 +29,21 @@ def yolo_args(root, out, *extra):
     ]  # fmt: skip
 
 
-def test_a_tiny_yolov3_run_trains_with_the_yolo_loss_and_is_evaluated(root, tmp_path, capsys):
+def test_a_tiny_yolov3_run_trains_with_the_yolo_loss_and_is_evaluated(
+    root, tmp_path, capsys, monkeypatch
+):
+    sizes = set()
+    forward = YOLOLoss.forward
+
+    def spy(self, outputs, targets, image_size=None):
+        sizes.add(image_size)
+        return forward(self, outputs, targets, image_size)
+
+    monkeypatch.setattr(YOLOLoss, "forward", spy)
     out = tmp_path / "run"
     assert main(yolo_args(root, out, "--loss-kwargs", "time_reduction=mean")) == 0
+    # training and evaluation clip the boxes to the 72x72 canvas, not the padded 96x96
+    assert sizes == {(72, 72)}
     config = (out / "config.toml").read_text()
     assert 'model = "tiny_yolov3"' in config and 'loss = "yolo"' in config
     assert "time_reduction" in config

@@ -47,7 +47,7 @@ from spikeflow.detection.boxes import (
     elementwise_box_iou,
 )
 from spikeflow.detection.metrics import Detections
-from spikeflow.detection.targets import pad_targets
+from spikeflow.detection.targets import global_count_share, pad_targets
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 from spikeflow.models.common import NeuronFactory, NeuronSpec, check_positive_int
 
@@ -325,7 +325,9 @@ class DetectionLoss(nn.Module):
         a multi-scale head concatenated), and the padded ground truth."""
         pos = owner >= 0
         n_pos = pos.sum().to(flat.dtype)
-        norm = n_pos.clamp(min=1.0)
+        # under DDP: this process's share of the global batch's positives (at least 1 in
+        # all), so the averaged gradient is one process's on the concatenated batch
+        norm = global_count_share(n_pos, minimum=1.0)
         index = owner.clamp(min=0)
         matched = torch.gather(gt_boxes, 1, index[..., None].expand(-1, -1, 4))[pos]
         iou = elementwise_box_iou(boxes_pred[pos], matched, self.box_loss == "giou")

@@ -14,12 +14,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import Tensor
 
 from spikeflow.detection.boxes import check_boxes
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 
-__all__ = ["check_target", "collate", "pad_targets", "split_target"]
+__all__ = ["check_target", "collate", "global_count_share", "pad_targets", "split_target"]
 
 
 def check_target(target: Tensor, name: str = "target") -> Tensor:
@@ -129,3 +130,33 @@ def collate(
         stacked = torch.stack(samples)
         return (stacked.transpose(0, 1).contiguous() if time_major else stacked), targets
     return samples, targets
+
+
+def global_count_share(counts: Tensor, minimum: float = 0.0) -> Tensor:
+    """What a loss divides its sums by under data-parallel training: ``counts`` (the
+    positives, or whatever a loss averages over, of this process's batch) summed over
+    every process, raised to at least ``minimum``, and divided by the world size.
+
+    DDP averages the processes' gradients, so ``Σ_local / (N_global / W)`` gives the
+    gradient of ``Σ_global / N_global``: one process's on the concatenated batch (YOLOX,
+    FCOS and DETR all-reduce their number of positives the same way). ``counts`` (raised
+    to ``minimum``) where no process group is initialised, or it has one process, or
+    gradients are off (an evaluation, whose shards may differ in their number of
+    batches, so the processes would not all meet here).
+
+    Raises:
+        DTypeError: ``counts`` not a floating-point tensor.
+    """
+    if not isinstance(counts, Tensor) or not counts.is_floating_point():
+        what = counts.dtype if isinstance(counts, Tensor) else type(counts).__name__
+        raise DTypeError(f"counts must be a floating-point tensor, got {what}")
+    if not (torch.is_grad_enabled() and dist.is_available() and dist.is_initialized()):
+        return counts.clamp(min=minimum)
+    world = dist.get_world_size()
+    if world == 1:
+        return counts.clamp(min=minimum)
+    # NCCL reduces tensors on the GPU; gloo (and others here) on the CPU
+    device = counts.device if dist.get_backend() == "nccl" else torch.device("cpu")
+    total = counts.detach().to(device, torch.float64, copy=True)
+    dist.all_reduce(total)
+    return (total.clamp(min=minimum) / world).to(counts.device, counts.dtype)

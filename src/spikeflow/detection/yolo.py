@@ -124,17 +124,21 @@ def assign_yolo_targets(
     strides: Sequence[float],
     anchors_px: Tensor,
     ignore_iou_threshold: float = 0.0,
+    image_size: Sequence[int] | None = None,
 ) -> list[Tensor]:
     """The YOLO targets of one image (the rule is in the module docs).
 
     Args:
-        boxes: ``[K, 4]`` xyxy pixels (clipped to the grids' image; a box without area
-            there gets no anchor).
+        boxes: ``[K, 4]`` xyxy pixels (clipped to the image: ``image_size`` where given,
+            within the grids' image; a box without area there gets no anchor).
         classes: ``[K]`` integer class ids.
         grids: ``(H_l, W_l)`` per scale.
         strides: pixels per cell per scale.
         anchors_px: ``[S, A, 2]`` anchors in pixels (:func:`anchors_in_pixels`).
         ignore_iou_threshold: in ``[0, 1]``.
+        image_size: ``(height, width)`` of the input before a detector padded it to the
+            grids' image (Gen1's 304x240 sensor padded to 320x256): the boxes are clipped
+            to it; None: to the grids' image.
 
     Raises:
         ShapeError: ``classes`` not one integer per box, or not one grid, stride and
@@ -157,6 +161,11 @@ def assign_yolo_targets(
             f"classes must be an integer tensor [{boxes.shape[0]}] (one per box), got {what}"
         )
     threshold = check_real("ignore_iou_threshold", ignore_iou_threshold, 0.0, 1.0)
+    if image_size is not None:
+        if len(image_size) != 2:
+            raise ShapeError(f"image_size must be (height, width), got {tuple(image_size)}")
+        for name, v in zip(("height", "width"), image_size):
+            check_real(f"image_size {name}", v, 0.0, None, low_open=True)
     if len(grids) != len(strides) or anchors_px.shape[0] != len(grids):
         raise ShapeError(
             f"{len(grids)} grids, {len(strides)} strides and {anchors_px.shape[0]} anchor "
@@ -168,9 +177,12 @@ def assign_yolo_targets(
     ]
     if boxes.shape[0] == 0:
         return out
-    # clip to the image all the grids cover; boxes left without area get no anchor
+    # clip to the image (at most the one all the grids cover); boxes left without area
+    # get no anchor
     height = min(h * s for (h, _), s in zip(grids, strides))
     width = min(w * s for (_, w), s in zip(grids, strides))
+    if image_size is not None:
+        height, width = min(height, image_size[0]), min(width, image_size[1])
     x, y = boxes[:, 0::2].clamp(0, width), boxes[:, 1::2].clamp(0, height)
     boxes = torch.stack((x[:, 0], y[:, 0], x[:, 1], y[:, 1]), -1)
     wh = boxes[:, 2:] - boxes[:, :2]

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from spikeflow._checks import check_real
 from spikeflow.detection.boxes import _complete_iou, box_convert
-from spikeflow.detection.targets import check_target
+from spikeflow.detection.targets import check_target, global_count_share
 from spikeflow.detection.yolo import (
     anchors_in_pixels,
     assign_yolo_targets,
@@ -118,9 +118,15 @@ class YOLOLoss(nn.Module):
         """Anchors per cell."""
         return int(self.anchors.shape[1])
 
-    def targets(self, outputs: Sequence[Tensor], targets: Sequence[Tensor]) -> list[Tensor]:
+    def targets(
+        self,
+        outputs: Sequence[Tensor],
+        targets: Sequence[Tensor],
+        image_size: Sequence[int] | None = None,
+    ) -> list[Tensor]:
         """The assigned targets of a batch: one ``[B, A, H_l, W_l, 6]`` tensor per scale
-        (:func:`~spikeflow.detection.yolo.assign_yolo_targets`, float64)."""
+        (:func:`~spikeflow.detection.yolo.assign_yolo_targets`, float64), the boxes
+        clipped to ``image_size`` (``(height, width)``) where given."""
         grids = [(int(o.shape[-2]), int(o.shape[-1])) for o in outputs]
         px = anchors_in_pixels(self.anchors.double(), grids, self.strides)
         per_image = []
@@ -134,16 +140,27 @@ class YOLOLoss(nn.Module):
             t = target.detach().double()
             per_image.append(
                 assign_yolo_targets(
-                    t[:, 1:], t[:, 0].long(), grids, self.strides, px, self.ignore_iou_threshold
+                    t[:, 1:],
+                    t[:, 0].long(),
+                    grids,
+                    self.strides,
+                    px,
+                    self.ignore_iou_threshold,
+                    image_size,
                 )
             )
         return [torch.stack([img[s] for img in per_image]) for s in range(len(grids))]
 
     def forward(
-        self, outputs: Sequence[Tensor], targets: Sequence[Tensor]
+        self,
+        outputs: Sequence[Tensor],
+        targets: Sequence[Tensor],
+        image_size: Sequence[int] | None = None,
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """``outputs``: one ``[T, B, A·(5 + C), H_l, W_l]`` (or ``[B, ...]``) per scale;
-        ``targets``: ``B`` ``[K_i, 5]`` contract targets.
+        ``targets``: ``B`` ``[K_i, 5]`` contract targets; ``image_size``: the input's
+        ``(height, width)`` before the detector padded it (the boxes are clipped to it;
+        None: to the padded image the grids cover).
 
         Raises:
             ShapeError: not one output per scale, or not one target per image, or an
@@ -170,18 +187,26 @@ class YOLOLoss(nn.Module):
         per_step = preds[0].dim() == 6
         if per_step and self.time_reduction == "mean":
             preds = [p.mean(0) for p in preds]
-        tgts = self.targets(outputs, targets)
+        tgts = [
+            t.to(p.device, p.dtype)
+            for p, t in zip(preds, self.targets(outputs, targets, image_size))
+        ]
         grids = [(int(o.shape[-2]), int(o.shape[-1])) for o in outputs]
         px = anchors_in_pixels(self.anchors, grids, self.strides)
         terms = dict.fromkeys(_TERMS, torch.zeros((), device=preds[0].device))
-        positives = torch.zeros(())
-        for p, t, a, s in zip(preds, tgts, px, self.strides):
-            t = t.to(p.device, p.dtype)
-            positives = positives + (t[..., 4] == 1).sum().cpu()
+        # each term's count of cells (positives, negatives per scale); under DDP this
+        # process's share of the global batch's, so the averaged gradient is one
+        # process's on the concatenated batch
+        local = torch.stack(
+            [torch.stack(((t[..., 4] == 1).sum(), (t[..., 4] == 0).sum())) for t in tgts]
+        )
+        shares = global_count_share(local.to(preds[0].dtype))
+        for p, t, a, s, share in zip(preds, tgts, px, self.strides, shares):
             steps = p.unbind(0) if p.dim() == 6 else (p,)
             for step in steps:
-                for name, value in self._scale(step, t, a.to(p) / s).items():
+                for name, value in self._scale(step, t, a.to(p) / s, share).items():
                     terms[name] = terms[name] + value / len(steps)
+        positives = local[:, 0].sum().cpu().to(torch.get_default_dtype())
         parts = {f"yolo_{name}": value.detach() for name, value in terms.items()}
         w = self.weights
         box = w["coord"] * terms["coord"] + w["iou"] * terms["iou"]
@@ -190,13 +215,19 @@ class YOLOLoss(nn.Module):
         parts.update(box=box.detach(), obj=obj.detach(), cls=cls.detach(), positives=positives)
         return box + obj + cls, parts
 
-    def _scale(self, p: Tensor, t: Tensor, anchors: Tensor) -> dict[str, Tensor]:
+    def _scale(self, p: Tensor, t: Tensor, anchors: Tensor, counts: Tensor) -> dict[str, Tensor]:
         """The five unweighted terms of one scale and step: ``p`` ``[B, A, H, W, 5 + C]``
-        raw outputs, ``t`` its targets, ``anchors`` ``[A, 2]`` in cells."""
+        raw outputs, ``t`` its targets, ``anchors`` ``[A, 2]`` in cells, ``counts`` what
+        the sums over the positives and the negatives are divided by (their numbers, or
+        under DDP this process's share of the global batch's)."""
         pos, neg = t[..., 4] == 1, t[..., 4] == 0
+        n_pos, n_neg = counts[0], counts[1]
         zero = p.sum() * 0.0  # keeps the graph (and the device) where a set is empty
         noobj = (
-            F.binary_cross_entropy_with_logits(p[..., 4][neg], torch.zeros_like(p[..., 4][neg]))
+            F.binary_cross_entropy_with_logits(
+                p[..., 4][neg], torch.zeros_like(p[..., 4][neg]), reduction="sum"
+            )
+            / n_neg
             if bool(neg.any())
             else zero
         )
@@ -210,18 +241,21 @@ class YOLOLoss(nn.Module):
         true_box = box_convert(tp[:, :4], "cxcywh", "xyxy")
         ciou = _complete_iou(pred_box, true_box)
         target_obj = (1 - self.alpha_iou) + self.alpha_iou * ciou.detach().clamp(min=0)
-        obj = F.binary_cross_entropy_with_logits(pp[:, 4], target_obj)
+        obj = F.binary_cross_entropy_with_logits(pp[:, 4], target_obj, reduction="sum")
         coord = F.mse_loss(
             torch.cat((xy, pp[:, 2:4]), -1),
             torch.cat((tp[:, 0:2], torch.log(tp[:, 2:4] / anchor)), -1),
+            reduction="sum",
         )
-        cls = F.cross_entropy(pp[:, 5:], tp[:, 5].long(), label_smoothing=self.label_smoothing)
+        cls = F.cross_entropy(
+            pp[:, 5:], tp[:, 5].long(), label_smoothing=self.label_smoothing, reduction="sum"
+        )
         return {
-            "coord": coord,
-            "obj": obj,
+            "coord": coord / (4 * n_pos),
+            "obj": obj / n_pos,
             "noobj": noobj,
-            "cls": cls,
-            "iou": ((1 - ciou) ** 2).mean(),
+            "cls": cls / n_pos,
+            "iou": ((1 - ciou) ** 2).sum() / n_pos,
         }
 
     def extra_repr(self) -> str:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -486,9 +486,9 @@ class DetectionTask:
                 with autocast_context(ctx.device, amp):
                     out = model(x)
                 out = _as_float(out)
-                loss, parts = loss_fn(out, targets)
-                sums.add_parts(float(loss), parts, len(targets))
                 size = (int(x.shape[-2]), int(x.shape[-1]))
+                loss, parts = detection_loss(loss_fn, out, targets, size)
+                sums.add_parts(float(loss), parts, len(targets))
                 dets = model.decode_output(out, image_size=size)
                 if size_filter is not None:  # Prophesee's protocol: as the labels were
                     dets = [_filter_detections(d, *size_filter) for d in dets]
@@ -505,6 +505,22 @@ class DetectionTask:
             for dets, targets in part:
                 metric.update(dets, targets)
         return sums.reduced(ctx), metric.compute(), rate, layer_stats
+
+
+def detection_loss(
+    loss_fn: Callable[..., tuple[Tensor, dict[str, Tensor]]],
+    out: Any,
+    targets: Sequence[Tensor],
+    image_size: tuple[int, int],
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """``loss_fn(out, targets)``; a :class:`~spikeflow.detection.YOLOLoss` also gets the
+    input's ``image_size`` (``(height, width)`` before the detector padded it to a
+    multiple of 32: Gen1's 304x240, not 320x256), to clip the boxes to."""
+    from spikeflow.detection.yolo_loss import YOLOLoss
+
+    if isinstance(loss_fn, YOLOLoss):
+        return loss_fn(out, targets, image_size=image_size)
+    return loss_fn(out, targets)
 
 
 def _as_float(out: Any) -> Any:

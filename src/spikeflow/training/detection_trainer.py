@@ -25,6 +25,7 @@ from spikeflow.training.detection_task import (
     DetectionSums,
     DetectionTask,
     _as_float,
+    detection_loss,
     detection_task,
 )
 from spikeflow.training.loop import autocast_context
@@ -101,7 +102,8 @@ class DetectionTrainer(TaskTrainer):
         targets = [t.to(ctx.device) for t in y]
         with autocast_context(ctx.device, cfg.amp):
             out = self.model(x)
-        loss, parts = self.loss_fn(_as_float(out), targets)
+        size = (int(x.shape[-2]), int(x.shape[-1]))
+        loss, parts = detection_loss(self.loss_fn, _as_float(out), targets, size)
         value = float(loss.detach())
         self._check_step_loss(value, step, steps)
         self.optimizer.zero_grad(set_to_none=True)
