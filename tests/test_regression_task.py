@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_metrics_match_numpy_by_hand():
-    """MSE, MAE and R² summed batch by batch equal numpy's over all values at once."""
+    """MSE, MAE and R² summed batch by batch equal numpy's over all values at once (R²
+    per output, then their mean)."""
     rng = np.random.default_rng(0)
     target = rng.normal(2.0, 3.0, size=(50, 2))
     pred = target + rng.normal(0.0, 1.5, size=target.shape)
@@ -37,7 +38,7 @@ def test_metrics_match_numpy_by_hand():
         p, t = torch.tensor(pred[lo : lo + 16]), torch.tensor(target[lo : lo + 16])
         sums.add_pairs(0.5, p, t, len(p))
     error = pred - target
-    r2 = 1 - (error**2).sum() / ((target - target.mean()) ** 2).sum()
+    r2 = np.mean(1 - (error**2).sum(0) / ((target - target.mean(0)) ** 2).sum(0))
     got = sums.metrics()
     assert got["mse"] == pytest.approx((error**2).mean(), rel=1e-12)
     assert got["mae"] == pytest.approx(np.abs(error).mean(), rel=1e-12)
@@ -45,11 +46,67 @@ def test_metrics_match_numpy_by_hand():
     assert sums.mean_loss == pytest.approx(0.5)
     # the mean predictor scores R² = 0; constant targets have no R²
     mean = RegressionSums()
-    mean.add_pairs(0.0, torch.full((50, 2), float(target.mean())), torch.tensor(target), 50)
+    means = torch.tensor(target.mean(0)).expand(50, 2)  # each output's mean
+    mean.add_pairs(0.0, means, torch.tensor(target), 50)
     assert mean.metrics()["r2"] == pytest.approx(0.0, abs=1e-12)
     flat = RegressionSums()
     flat.add_pairs(0.0, torch.zeros(4), torch.ones(4), 4)
     assert np.isnan(flat.metrics()["r2"])
+
+
+def test_r2_of_several_outputs_is_sklearns_uniform_average():
+    """Outputs of different scales and offsets: R² is the mean of the per-output R²s
+    (scikit-learn's default), not one pooled over the outputs (which the large output
+    dominates and which counts the outputs' different means as explained)."""
+    from sklearn.metrics import r2_score
+
+    rng = np.random.default_rng(1)
+    scale, offset = np.array([0.01, 1.0, 300.0]), np.array([5.0, -2.0, 1000.0])
+    target = rng.normal(size=(60, 3)) * scale + offset
+    pred = target + rng.normal(size=target.shape) * scale * np.array([0.3, 1.2, 0.1])
+    sums = RegressionSums()
+    for lo in range(0, 60, 25):  # uneven batches
+        p, t = torch.tensor(pred[lo : lo + 25]), torch.tensor(target[lo : lo + 25])
+        sums.add_pairs(0.0, p, t, len(p))
+    want = r2_score(target, pred)  # multioutput="uniform_average"
+    assert sums.metrics()["r2"] == pytest.approx(want, rel=1e-9)
+    error = pred - target
+    pooled = 1 - (error**2).sum() / ((target - target.mean()) ** 2).sum()
+    assert abs(pooled - want) > 0.1  # the old pooled R² is another number
+    # per-step pairs [T, B, D] count every step's values, per output
+    steps = torch.tensor(np.stack([pred, target]))
+    per_step = RegressionSums()
+    per_step.add_pairs(0.0, steps, torch.tensor(np.stack([target, target])), 60)
+    both = np.concatenate([pred, target])
+    assert per_step.metrics()["r2"] == pytest.approx(
+        r2_score(np.concatenate([target, target]), both), rel=1e-9
+    )
+    # a constant output has no R² and is left out of the mean
+    flat = np.concatenate([target[:, :2], np.full((60, 1), 3.0)], 1)
+    one_flat = RegressionSums()
+    one_flat.add_pairs(0.0, torch.tensor(pred), torch.tensor(flat), 60)
+    assert one_flat.metrics()["r2"] == pytest.approx(r2_score(flat[:, :2], pred[:, :2]))
+    with pytest.raises(ShapeError, match="2 output"):
+        sums.add_pairs(0.0, torch.zeros(4, 2), torch.zeros(4, 2), 4)
+    with pytest.raises(ShapeError, match="differ in shape"):
+        sums.add_pairs(0.0, torch.zeros(4, 3), torch.zeros(4, 1, 3), 4)
+
+
+def test_per_output_sums_survive_a_checkpoint_of_two_processes():
+    """A mid-epoch checkpoint sums the processes' per-output lists (one saw nothing)."""
+    from spikeflow.training.checkpoint import epoch_state_payload
+
+    a, b, empty = RegressionSums(), RegressionSums(), RegressionSums()
+    a.add_pairs(0.0, torch.tensor([[1.0, 2.0]]), torch.tensor([[0.0, 5.0]]), 1)
+    b.add_pairs(
+        0.0, torch.tensor([[3.0, 1.0], [0.0, 0.0]]), torch.tensor([[2.0, 4.0], [1.0, 1.0]]), 2
+    )
+    states = [{"epoch_sums": s.state_dict(), "monitor": {}} for s in (a, b, empty)]
+    merged = RegressionSums(**epoch_state_payload(states)["epoch_sums"])
+    whole = RegressionSums()
+    whole.add_pairs(0.0, torch.tensor([[1.0, 2.0], [3.0, 1.0], [0.0, 0.0]]),
+                    torch.tensor([[0.0, 5.0], [2.0, 4.0], [1.0, 1.0]]), 3)  # fmt: skip
+    assert merged.metrics() == pytest.approx(whole.metrics())
 
 
 def test_readouts_and_losses_by_hand():

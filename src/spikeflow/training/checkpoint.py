@@ -12,6 +12,7 @@ and a checkpoint inside an epoch holds every process's running sums of that epoc
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import tempfile
@@ -127,11 +128,15 @@ def epoch_state_payload(states: list[dict[str, Any]]) -> dict[str, Any]:
     ``{"epoch_sums": ..., "monitor": ...}`` (rank order): ``epoch_sums`` and ``monitor``
     hold the sums over the processes, ``rank_epoch_state`` each process's own (which a
     resume with as many processes gives back to each)."""
-    sums: dict[str, float] = {}
+    sums: dict[str, Any] = {}
     monitor: dict[str, dict[str, float | int]] = {}
     for state in states:
         for key, value in state["epoch_sums"].items():
-            sums[key] = sums.get(key, 0.0) + value
+            if isinstance(value, list):  # per-output sums (a regression's); [] where none
+                before = sums.get(key, [])
+                sums[key] = [a + b for a, b in itertools.zip_longest(before, value, fillvalue=0.0)]
+            else:
+                sums[key] = sums.get(key, 0.0) + value
         for name, values in state["monitor"].items():
             into = monitor.setdefault(name, dict.fromkeys(values, 0))
             for key, value in values.items():

@@ -217,42 +217,95 @@ class RegressionLoss(nn.Module):
 class RegressionSums(EpochSums):
     """:class:`~spikeflow.training.loop.EpochSums` (loss x samples, samples) with the
     sums behind the metrics, over every decoded value: squared and absolute errors,
-    the targets and their squares, and how many values."""
+    the targets and their squares, and how many values; and per output (the pairs'
+    last dimension) the squared errors, the targets and their squares, for R²."""
 
     sse: float = 0.0
     sae: float = 0.0
     y: float = 0.0
     y2: float = 0.0
     values: float = 0.0
+    output_sse: list[float] = dataclasses.field(default_factory=list)
+    output_y: list[float] = dataclasses.field(default_factory=list)
+    output_y2: list[float] = dataclasses.field(default_factory=list)
 
     def add_pairs(
         self, loss: float, pred: Tensor, target: Tensor, count: int, spike_reg: float = 0.0
     ) -> None:
-        """Add one batch of ``count`` samples: its mean loss, its decoded pairs and the
-        spike regulariser's term (``--spike-reg``; not in the loss)."""
+        """Add one batch of ``count`` samples: its mean loss, its decoded pairs (``[...,
+        D]``, ``D`` outputs; 1-D: one output) and the spike regulariser's term
+        (``--spike-reg``; not in the loss).
+
+        Raises:
+            ShapeError: pairs of different shapes, or another number of outputs than
+                the batches before.
+        """
+        if pred.shape != target.shape:
+            raise ShapeError(
+                f"regression pairs differ in shape: prediction {tuple(pred.shape)}, "
+                f"target {tuple(target.shape)}"
+            )
+        width = int(target.shape[-1]) if target.dim() >= 2 else 1
+        if self.output_sse and len(self.output_sse) != width:
+            raise ShapeError(
+                f"regression pairs with {width} output(s) after {len(self.output_sse)}"
+            )
         self.add(loss * count, 0.0, count, spike_reg * count)
-        error = pred.detach().double() - target.double()
-        y = target.double()
+        error = pred.detach().double().reshape(-1, width) - target.double().reshape(-1, width)
+        y = target.double().reshape(-1, width)
         self.sse += float((error * error).sum())
         self.sae += float(error.abs().sum())
         self.y += float(y.sum())
         self.y2 += float((y * y).sum())
         self.values += float(y.numel())
+        for name, column_sums in (
+            ("output_sse", (error * error).sum(0)),
+            ("output_y", y.sum(0)),
+            ("output_y2", (y * y).sum(0)),
+        ):
+            old = getattr(self, name) or [0.0] * width
+            setattr(self, name, [a + float(b) for a, b in zip(old, column_sums)])
+
+    def reduced(self, ctx: DistContext) -> RegressionSums:
+        """The sums over all processes (a process that saw no pairs adds nothing)."""
+        scalars = [getattr(self, f.name) for f in dataclasses.fields(self)][:-3]
+        total = type(self)(*ctx.all_reduce_sum(scalars))
+        lists = ctx.all_gather_object((self.output_sse, self.output_y, self.output_y2))
+        for i, name in enumerate(("output_sse", "output_y", "output_y2")):
+            columns = [part[i] for part in lists if part[i]]
+            setattr(total, name, [sum(c) for c in zip(*columns)] if columns else [])
+        return total
 
     @property
     def accuracy(self) -> float:
         return math.nan  # no class accuracy in regression
 
     def metrics(self) -> dict[str, float]:
-        """``mse`` (mean squared error), ``mae`` (mean absolute error) and ``r2`` (1 -
-        SSE / the targets' sum of squares about their mean; NaN for constant targets).
-        With several values per target R² is pooled: one mean over all of them."""
+        """``mse`` (mean squared error) and ``mae`` (mean absolute error) over every
+        value, and ``r2``: per output ``1 - SSE / Σ (y - ȳ)²`` (0 for the predictor of
+        that output's mean), then the mean over the outputs (scikit-learn's
+        ``r2_score``, ``multioutput="uniform_average"``); an output whose targets are
+        constant has no R² and is left out (NaN if all are)."""
         n = self.values
         if not n:
             return {"mse": math.nan, "mae": math.nan, "r2": math.nan}
-        spread = self.y2 - self.y * self.y / n
-        r2 = 1.0 - self.sse / spread if spread > 1e-12 * max(self.y2, 1.0) else math.nan
+        if self.output_sse:
+            rows = n / len(self.output_sse)
+            scores = [
+                _r2(sse, y, y2, rows)
+                for sse, y, y2 in zip(self.output_sse, self.output_y, self.output_y2)
+            ]
+            scores = [r for r in scores if not math.isnan(r)]
+            r2 = sum(scores) / len(scores) if scores else math.nan
+        else:  # running sums of a checkpoint written before the per-output sums: pooled
+            r2 = _r2(self.sse, self.y, self.y2, n)
         return {"mse": self.sse / n, "mae": self.sae / n, "r2": r2}
+
+
+def _r2(sse: float, y: float, y2: float, n: float) -> float:
+    """``1 - SSE / Σ (y - ȳ)²`` from the sums over ``n`` values; NaN for constant targets."""
+    spread = y2 - y * y / n
+    return 1.0 - sse / spread if spread > 1e-12 * max(y2, 1.0) else math.nan
 
 
 def _given(config: TrainConfig) -> list[tuple[str, str]]:
