@@ -133,6 +133,30 @@ def test_a_short_run_moves_the_policy_and_evaluates(algo):
     assert again == returns
 
 
+@pytest.mark.parametrize("algo", ["ppo", "a2c"])
+def test_the_best_evaluated_actor_is_returned_unless_keep_last(algo, monkeypatch):
+    """The actor returned is the one of the best evaluation (the later one on a tie),
+    not the last; ``--keep-last`` returns the last actor. The evaluations' returns are
+    scripted (a short run's all score about 9.3) and each evaluated actor recorded."""
+    scores, seen = [20.0, 35.0, 35.0, 12.0], []
+
+    def scripted(actor, starts):
+        seen.append({k: v.clone() for k, v in actor.state_dict().items()})
+        return scores[len(seen) - 1]
+
+    monkeypatch.setattr(ac, "evaluate", scripted)
+    argv = ["--algo", algo, "--steps", "1024", "--eval-every", "256", "--envs", "4",
+            "--T", "4", "--hidden", "16"]  # fmt: skip
+    best, returns = ac.train(ac.parse_args(argv))
+    assert returns == scores
+    state = best.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in seen[2].items())  # the later of the 35s
+    assert not torch.equal(seen[2]["net.0.weight"], seen[3]["net.0.weight"])  # it trained on
+    seen.clear()
+    last, _ = ac.train(ac.parse_args([*argv, "--keep-last"]))
+    assert all(torch.equal(last.state_dict()[k], v) for k, v in seen[3].items())
+
+
 def test_ppo_survives_a_last_minibatch_of_one_sample():
     """3 carts × 43 steps = 129 samples in minibatches of 128: the last holds one, whose
     advantage std is NaN; normalising it poisoned every weight with NaN."""
