@@ -6,9 +6,10 @@ uniformly from 14, at a strength drawn uniformly from 31 bins of its "wide" rang
 op set and ranges of torchvision's ``TrivialAugmentWide``). The operations are Pillow's
 own (``ImageOps``, ``ImageEnhance``, ``Image.transform``/``Image.rotate``), which is what
 torchvision runs on PIL images, so a PIL pipeline gets the same pixels for the same
-draw. Tensors ``[C, H, W]`` (uint8, or float in [0, 1]) are converted to a PIL image and
-back. :class:`RandomErasing` (Zhong et al., AAAI 2020) overwrites a random box of a
-tensor image with probability ``p``.
+draw; they live in :mod:`spikeflow.data.image_augment_ops`, shared with AutoAugment and
+RandAugment (:mod:`spikeflow.data.image_autoaugment`). Tensors ``[C, H, W]`` (uint8, or
+float in [0, 1]) are converted to a PIL image and back. :class:`RandomErasing` (Zhong
+et al., AAAI 2020) overwrites a random box of a tensor image with probability ``p``.
 
 ``generator``: as in :mod:`spikeflow.data.image_transforms` (a ``torch.Generator`` or an
 int seed gives a reproducible stream held by the transform, derived per DataLoader
@@ -23,21 +24,15 @@ import numbers
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 
 from spikeflow._checks import check_real
 from spikeflow.data.frame_transforms import _RandomFrames
+from spikeflow.data.image_augment_ops import PillowPolicy, bin_value, posterize_bits
 from spikeflow.data.image_transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    RandomHorizontalFlip,
-    RandomResizedCrop,
-    ToTensor,
     _check_sequence_pair,
-    _is_pil,
-    _normalize_steps,
-    pil_image_module,
 )
 from spikeflow.data.transforms import Compose
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
@@ -70,50 +65,13 @@ TRIVIAL_AUGMENT_WIDE_OPS: dict[str, tuple[float | None, bool]] = {
     "Equalize": (None, False),
 }
 
-_PIL_MODES = {"L": 1, "RGB": 3}
 
-
-def _modules() -> tuple[Any, Any, Any]:
-    image = pil_image_module("TrivialAugmentWide")
-    from PIL import ImageEnhance, ImageOps
-
-    return image, ImageOps, ImageEnhance
-
-
-def _fill_levels(fill: Any) -> tuple[int, ...]:
-    values = (fill,) if isinstance(fill, numbers.Real) else fill
-    ok = isinstance(values, Sequence | np.ndarray) and not isinstance(values, str)
-    if (
-        not ok
-        or len(values) == 0
-        or not all(
-            isinstance(v, numbers.Integral) and not isinstance(v, bool) and 0 <= v <= 255
-            for v in values
-        )
-    ):
-        raise ConfigurationError(
-            f"TrivialAugmentWide: fill must be a grey level 0..255 or one per channel; got {fill!r}"
-        )
-    return tuple(int(v) for v in values)
-
-
-class TrivialAugmentWide(_RandomFrames):
+class TrivialAugmentWide(PillowPolicy):
     """TrivialAugment, wide ranges: per call, one operation of
     :data:`TRIVIAL_AUGMENT_WIDE_OPS` drawn uniformly, then (if it has one) a magnitude
     bin ``k`` uniform in ``0..num_magnitude_bins-1``, then (signed ops) the sign, minus
-    with probability 1/2; draws in torchvision's order.
-
-    The operations, on a PIL image of mode ``L`` or ``RGB``:
-
-    - ``ShearX``/``ShearY`` by ``m``: the output pixel ``(x, y)`` takes the input's
-      ``(x + m·y, y)`` / ``(x, y + m·x)`` (about the top-left corner);
-      ``TranslateX``/``TranslateY`` by ``t`` pixels: ``(x - t, y)`` / ``(x, y - t)``;
-      ``Rotate`` by ``θ`` degrees counter-clockwise about the centre. Pixels from outside
-      the image are ``fill``; resampling is ``interpolation``.
-    - ``Brightness``, ``Color``, ``Contrast``, ``Sharpness``: ``ImageEnhance`` with the
-      factor ``1 + m``.
-    - ``Posterize``: keep the top ``b`` bits; ``Solarize``: invert levels >= the
-      threshold; ``AutoContrast``, ``Equalize``: ``ImageOps``' (per channel).
+    with probability 1/2; draws in torchvision's order. The operations are those of
+    :mod:`spikeflow.data.image_augment_ops` (Pillow's, described there).
 
     Args:
         num_magnitude_bins: the number of strengths (31, the paper's).
@@ -144,26 +102,21 @@ class TrivialAugmentWide(_RandomFrames):
                 f"TrivialAugmentWide: num_magnitude_bins must be an int >= 2; "
                 f"got {num_magnitude_bins!r}"
             )
-        if interpolation not in ("nearest", "bilinear"):
-            raise ConfigurationError(f"TrivialAugmentWide: interpolation must be 'nearest' or "
-                                     f"'bilinear'; got {interpolation!r}")  # fmt: skip
         self.num_magnitude_bins = int(num_magnitude_bins)
-        self.interpolation = interpolation
-        self.fill = _fill_levels(fill)
-        super().__init__(generator, num_magnitude_bins=self.num_magnitude_bins,
-                         interpolation=interpolation, fill=self.fill)  # fmt: skip
+        super().__init__(interpolation, fill, generator,
+                         num_magnitude_bins=self.num_magnitude_bins)  # fmt: skip
 
     def magnitude(self, op: str, bin_index: int) -> float:
         """The (unsigned) magnitude of ``op`` in bin ``bin_index``."""
         largest, _ = TRIVIAL_AUGMENT_WIDE_OPS[op]
         if largest is None:
             return 0.0
-        k, last = bin_index, self.num_magnitude_bins - 1
+        bins = self.num_magnitude_bins
         if op == "Posterize":
-            return float(8 - round(k * largest / last))
+            return float(posterize_bits(int(largest), bins, bin_index))
         if op == "Solarize":
-            return largest * (last - k) / last
-        return largest * k / last
+            return bin_value(largest, 0.0, bins, bin_index)
+        return bin_value(0.0, largest, bins, bin_index)
 
     def get_params(self) -> tuple[str, float]:
         """One draw: ``(operation, signed magnitude)``."""
@@ -176,88 +129,10 @@ class TrivialAugmentWide(_RandomFrames):
             value = -value
         return op, value
 
-    def apply(self, image: Any, op: str, magnitude: float) -> Any:
-        """``op`` at ``magnitude`` on a PIL image of mode ``L`` or ``RGB``."""
-        pil, image_ops, enhance = _modules()
-        if op not in TRIVIAL_AUGMENT_WIDE_OPS:
-            raise ConfigurationError(f"TrivialAugmentWide: unknown operation {op!r}; the "
-                                     f"operations are {', '.join(self.ops)}")  # fmt: skip
-        channels = _PIL_MODES[image.mode]
-        if len(self.fill) not in (1, channels):
-            raise ConfigurationError(f"TrivialAugmentWide: fill has {len(self.fill)} values "
-                                     f"for an image of {channels} channel(s)")  # fmt: skip
-        fill = self.fill * channels if len(self.fill) == 1 else self.fill
-        fillcolor: int | tuple[int, ...] = fill[0] if channels == 1 else fill
-        resample = (pil.Resampling.NEAREST if self.interpolation == "nearest"
-                    else pil.Resampling.BILINEAR)  # fmt: skip
-        m = magnitude
-        # Pillow's affine data: the input point (a·x + b·y + c, d·x + e·y + f) of each
-        # output point (x, y).
-        affine = {
-            "ShearX": (1.0, m, 0.0, 0.0, 1.0, 0.0),
-            "ShearY": (1.0, 0.0, 0.0, m, 1.0, 0.0),
-            "TranslateX": (1.0, 0.0, -float(int(m)), 0.0, 1.0, 0.0),
-            "TranslateY": (1.0, 0.0, 0.0, 0.0, 1.0, -float(int(m))),
-        }
-        if op in affine:
-            return image.transform(image.size, pil.Transform.AFFINE, affine[op], resample,
-                                   fillcolor=fillcolor)  # fmt: skip
-        if op == "Rotate":
-            return image.rotate(m, resample, fillcolor=fillcolor)
-        enhancers = {"Brightness": enhance.Brightness, "Color": enhance.Color,
-                     "Contrast": enhance.Contrast, "Sharpness": enhance.Sharpness}  # fmt: skip
-        if op in enhancers:
-            return enhancers[op](image).enhance(1.0 + m)
-        if op == "Posterize":
-            return image_ops.posterize(image, int(m))
-        if op == "Solarize":
-            return image_ops.solarize(image, m)
-        if op == "AutoContrast":
-            return image_ops.autocontrast(image)
-        if op == "Equalize":
-            return image_ops.equalize(image)
-        return image  # Identity
-
-    def __call__(self, image: Any) -> Any:
-        if _is_pil(image):
-            if image.mode not in _PIL_MODES:
-                raise DTypeError(f"TrivialAugmentWide takes a PIL image of mode L or RGB; got "
-                                 f"mode {image.mode!r}")  # fmt: skip
-            op, value = self.get_params()
-            return self.apply(image, op, value)
-        pil_input, restore = _tensor_to_pil(image)
+    def augment(self, image: Any) -> Any:
+        """One draw (:meth:`get_params`) applied to a PIL image."""
         op, value = self.get_params()
-        return restore(self.apply(pil_input, op, value))
-
-
-def _tensor_to_pil(x: Any) -> tuple[Any, Any]:
-    """A tensor ``[C, H, W]`` (C = 1 or 3; uint8, or float in [0, 1]) as a PIL image, and
-    the function that turns a PIL result back into a tensor of ``x``'s dtype."""
-    if not isinstance(x, torch.Tensor):
-        raise DTypeError(f"TrivialAugmentWide takes a PIL image or a tensor [C, H, W]; got "
-                         f"{type(x).__name__}")  # fmt: skip
-    if x.dim() != 3 or x.shape[0] not in (1, 3):
-        raise ShapeError(f"TrivialAugmentWide takes a tensor [C, H, W] with C = 1 or 3; got "
-                         f"shape {tuple(x.shape)}")  # fmt: skip
-    if x.dtype == torch.uint8:
-        levels = x
-    elif x.is_floating_point():
-        levels = (x.detach() * 255.0).round_().clamp_(0, 255).to(torch.uint8)
-    else:
-        raise DTypeError(f"TrivialAugmentWide takes a uint8 or float tensor; got {x.dtype}")
-    pil = pil_image_module("TrivialAugmentWide")
-    array = levels.cpu().numpy()
-    image = pil.fromarray(
-        array[0] if x.shape[0] == 1 else np.ascontiguousarray(array.transpose(1, 2, 0))
-    )
-
-    def restore(result: Any) -> torch.Tensor:
-        out = np.array(result, dtype=np.uint8)  # a writable copy
-        out = out[None] if out.ndim == 2 else out.transpose(2, 0, 1)
-        tensor = torch.from_numpy(np.ascontiguousarray(out)).to(x.device)
-        return tensor if x.dtype == torch.uint8 else tensor.to(x.dtype).div_(255.0)
-
-    return image, restore
+        return self.apply(image, op, value)
 
 
 class RandomErasing(_RandomFrames):
@@ -366,11 +241,6 @@ def imagenet_trivial_augment_transform(
     (``None`` for both skips it), then :class:`RandomErasing` with probability
     ``erasing`` (fill 0: the mean colour once normalised). ``generator`` seeds the four
     random steps (one stream each, derived from it)."""
-    gens: list[torch.Generator | int | None] = [generator] * 4
-    if isinstance(generator, numbers.Integral) and not isinstance(generator, bool):
-        gens = [int(generator) + k for k in range(4)]
-    return Compose([RandomResizedCrop(size, generator=gens[0]),
-                    RandomHorizontalFlip(0.5, generator=gens[1]),
-                    TrivialAugmentWide(interpolation="bilinear", generator=gens[2]), ToTensor(),
-                    *_normalize_steps(mean, std),
-                    RandomErasing(erasing, generator=gens[3])])  # fmt: skip
+    from spikeflow.data.image_autoaugment import imagenet_policy_transform
+
+    return imagenet_policy_transform(size, "ta_wide", mean, std, erasing, generator)
