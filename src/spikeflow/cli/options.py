@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from spikeflow.cli.optimisation_options import add_optimisation_options
+from spikeflow.data.image_autoaugment import AUTO_AUGMENT_NAMES
 
 __all__ = ["build_parser"]
 
@@ -78,6 +79,14 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="more dataset arguments, e.g. version=v0.01 or "
         "audio_to_events='{n_mels = 64, threshold_db = 3}'",
+    )
+    d.add_argument(
+        "--auto-augment",
+        default=s,
+        choices=AUTO_AUGMENT_NAMES,
+        help="an augmentation policy for the training images of a static image dataset, "
+        "after its crop and flip: ra (RandAugment), ta_wide (TrivialAugment-wide), or "
+        "AutoAugment's imagenet, cifar10 or svhn policy (docs/training.md)",
     )
     m = p.add_argument_group("model")
     m.add_argument(

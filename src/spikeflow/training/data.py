@@ -27,6 +27,7 @@ from spikeflow.training.defaults import default_split_by
 __all__ = [
     "DataInfo",
     "build_datasets",
+    "check_auto_augment",
     "dataset_num_classes",
     "dataset_shape",
     "even_subset",
@@ -102,6 +103,41 @@ def _not_found(
     return DatasetNotFoundError(f"{prefix} ({hint}): {message}")
 
 
+def check_auto_augment(config: TrainConfig) -> None:
+    """``--auto-augment`` is for the static image datasets (those of
+    :class:`~spikeflow.data.datasets.ImageDataset` and
+    :class:`~spikeflow.data.datasets.ImageFolder`); any other known dataset refuses it.
+
+    Raises:
+        ConfigurationError: ``config.auto_augment`` set for a dataset of events, audio,
+            features, detection or regression (the message names it and the image
+            datasets).
+    """
+    if config.auto_augment is None or not isinstance(config.dataset, str):
+        return
+    from spikeflow.training.detection_task import detection_task
+    from spikeflow.training.regression_task import regression_task
+
+    key = config.dataset.lower()
+    if key in _image_classes() or key in _folder_classes():
+        return
+    if detection_task(key) is not None:
+        what = "a detection dataset (event frames and boxes)"
+    elif regression_task(key) is not None:
+        what = "a regression dataset, whose samples are not augmented"
+    elif key == "digits":
+        what = "scikit-learn's 8x8 digits, held as a tensor and not augmented"
+    elif key in _neuromorphic_classes():
+        what = "a neuromorphic dataset: its samples are event frames, not images"
+    else:
+        return  # an unknown name: resolve() says so, listing the datasets
+    images = ", ".join(sorted([*_image_classes(), *_folder_classes()]))
+    raise ConfigurationError(
+        f"--auto-augment {config.auto_augment}: dataset {config.dataset!r} is {what}; the "
+        f"policies augment the static image datasets ({images})"
+    )
+
+
 def _training_augment(kwargs: dict[str, Any], cls: type) -> bool | str:
     """Pop ``augment`` from the dataset arguments: the training split's augmentation
     (default on: ``True``, or one of the class's ``augment_policies``); the test split
@@ -116,6 +152,18 @@ def _training_augment(kwargs: dict[str, Any], cls: type) -> bool | str:
     augment = kwargs.pop("augment", True)
     policies = getattr(cls, "augment_policies", ("standard",))
     return augment_policy(f"{cls.__name__} (--dataset-kwargs)", augment, policies) or False
+
+
+def _auto_augment(config: TrainConfig, augment: bool | str) -> str | None:
+    """``--auto-augment``'s policy for the training split, which needs its augmentation
+    on (the policy runs after the crop and flip)."""
+    if config.auto_augment is not None and augment is False:
+        raise ConfigurationError(
+            f"--auto-augment {config.auto_augment} with --dataset-kwargs augment=false: the "
+            "policy runs within the training augmentation (after its crop and flip); "
+            "leave one of them out"
+        )
+    return config.auto_augment
 
 
 def dataset_shape(
@@ -266,12 +314,12 @@ def _images(config: TrainConfig, with_train: bool) -> tuple[Dataset | None, Data
         )
     kwargs = _dataset_kwargs(config, cls)
     augment = _training_augment(kwargs, cls)
+    policy = _auto_augment(config, augment)
     try:
-        train = (
-            cls(config.data_dir, train=True, download=config.download, augment=augment, **kwargs)
-            if with_train
-            else None
-        )
+        train = None
+        if with_train:
+            train = cls(config.data_dir, train=True, download=config.download, augment=augment,
+                        auto_augment=policy, **kwargs)  # fmt: skip
         test = cls(config.data_dir, train=False, download=config.download and with_train,
                    **kwargs)  # fmt: skip
     except DatasetNotFoundError as exc:
@@ -310,9 +358,14 @@ def _image_folders(
         )
     kwargs = _dataset_kwargs(config, cls)
     augment = _training_augment(kwargs, cls)
+    policy = _auto_augment(config, augment)
     kwargs["cache_dir"] = config.cache_dir
     try:
-        train = cls(config.data_dir, train=True, augment=augment, **kwargs) if with_train else None
+        train = (
+            cls(config.data_dir, train=True, augment=augment, auto_augment=policy, **kwargs)
+            if with_train
+            else None
+        )
         test = cls(config.data_dir, train=False, **kwargs)
     except DatasetNotFoundError as exc:
         raise _not_found(exc, config, with_train, can_download=False) from exc
@@ -399,6 +452,7 @@ _SET_ELSEWHERE = {
     "custom_integrate_function": "set by --T (frames)",
     "transform": "Python only (a function)", "event_transform": "Python only (a function)",
     "image_transform": "Python only (a function)",
+    "auto_augment": "set by --auto-augment",
     "target_transform": "Python only (a function)",
 }  # fmt: skip
 

@@ -78,6 +78,11 @@ class TrainConfig:
     download: bool = False
     train_samples: int | None = None
     test_samples: int | None = None
+    #: An augmentation policy for the training split of a static image dataset (the
+    #: reference recipes' ``--auto-augment``): "ra", "ta_wide", "imagenet", "cifar10" or
+    #: "svhn", after the dataset's crop and flip (``spikeflow.data.image_autoaugment``);
+    #: None: none.
+    auto_augment: str | None = None
     #: Further arguments of the dataset class (e.g. FSDD's ``speakers``, a speech
     #: dataset's ``audio_to_events`` settings, NAVGesture's ``variant``).
     dataset_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -276,6 +281,10 @@ class TrainConfig:
         _choice("mask_schedule", self.mask_schedule, MASK_SCHEDULES)
         if self.split_by is not None:
             _choice("split_by", self.split_by, ("number", "time"))
+        if self.auto_augment is not None:
+            from spikeflow.data.image_autoaugment import AUTO_AUGMENT_NAMES
+
+            _choice("auto_augment", self.auto_augment, AUTO_AUGMENT_NAMES)
         _choice("readout", self.readout, READOUT_MODES)
         if self.regression_readout is not None:
             _choice("regression_readout", self.regression_readout, REGRESSION_READOUTS)
@@ -374,7 +383,7 @@ def resolve(config: TrainConfig) -> TrainConfig:
             one (the message names the zoo models that build for its frames), or an
             invalid value.
     """
-    from spikeflow.training.data import list_datasets
+    from spikeflow.training.data import check_auto_augment, list_datasets
     from spikeflow.training.detection_task import (
         DETECTION_DATASETS,
         DETECTION_MODELS,
@@ -385,6 +394,7 @@ def resolve(config: TrainConfig) -> TrainConfig:
     for name in PATH_FIELDS:  # a pathlib.Path from the Python API: written as a string
         if isinstance(getattr(values, name), os.PathLike):
             setattr(values, name, os.fspath(getattr(values, name)))
+    check_auto_augment(values)
     task = detection_task(values.dataset)
     if task is not None:  # a detection dataset: the task's defaults and refusals
         return task.resolve(values)

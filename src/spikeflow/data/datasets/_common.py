@@ -89,6 +89,36 @@ def augment_policy(owner: str, augment: object, policies: Sequence[str]) -> str 
     )
 
 
+def auto_augment_name(
+    owner: str, auto_augment: object, augment: str | None, policies: Sequence[str]
+) -> str | None:
+    """The image datasets' ``auto_augment`` checked: None, or a name of
+    :data:`~spikeflow.data.image_autoaugment.AUTO_AUGMENT_NAMES`, which runs within the
+    training augmentation ``augment`` (the resolved policy of ``policies``; None: off).
+
+    Raises:
+        ConfigurationError: an unknown name (the message lists them), or a policy with
+            ``augment`` off (``owner`` names the dataset).
+    """
+    from spikeflow.data.image_autoaugment import AUTO_AUGMENT_NAMES
+
+    if auto_augment is None:
+        return None
+    if not isinstance(auto_augment, str) or auto_augment not in AUTO_AUGMENT_NAMES:
+        names = ", ".join(repr(n) for n in AUTO_AUGMENT_NAMES)
+        raise ConfigurationError(
+            f"{owner}: auto_augment must be None or one of {names}; got {auto_augment!r}"
+        )
+    if augment is None:
+        names = ", ".join(repr(n) for n in policies)
+        raise ConfigurationError(
+            f"{owner}: auto_augment={auto_augment!r} runs within the training augmentation "
+            f"(after its crop and flip): it needs augment True or one of {names}; got "
+            "augment=False"
+        )
+    return auto_augment
+
+
 @dataclass(frozen=True)
 class Archive:
     """One official archive of a dataset.

@@ -29,10 +29,15 @@ import torch
 from spikeflow._checks import check_flag
 from spikeflow.data._indexing import check_index
 from spikeflow.data.cache import CacheCorruptionWarning, atomic_write_bytes, default_cache_dir
-from spikeflow.data.datasets._common import augment_policy, first_names, shown_path
+from spikeflow.data.datasets._common import (
+    augment_policy,
+    auto_augment_name,
+    first_names,
+    shown_path,
+)
 from spikeflow.data.datasets.base import DatasetNotFoundError
 from spikeflow.data.frame_transforms import int_pair
-from spikeflow.data.image_augment import imagenet_trivial_augment_transform
+from spikeflow.data.image_autoaugment import imagenet_policy_transform
 from spikeflow.data.image_transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -298,10 +303,20 @@ class ImageFolder(torch.utils.data.Dataset):
             not used.
         transform: applied to the pipeline's output (a tensor).
         target_transform: applied to the label.
+        auto_augment: an augmentation policy of
+            :data:`~spikeflow.data.image_autoaugment.AUTO_AUGMENT_NAMES` (``"ra"``,
+            ``"ta_wide"``, ``"imagenet"``, ``"cifar10"``, ``"svhn"``) run within
+            ``augment``, in the reference recipes' order: crop and flip, the policy
+            (bilinear, fill 0) on the PIL image, ``ToTensor``, ``Normalize``, then
+            ``"psn"``'s random erasing (the policy takes the place of its
+            TrivialAugment-wide):
+            :func:`~spikeflow.data.image_autoaugment.imagenet_policy_transform`. None
+            (default): none; needs ``augment`` on.
 
     Raises:
         ConfigurationError: ``augment`` neither a bool nor a policy name, or set together
-            with ``image_transform``.
+            with ``image_transform``; ``auto_augment`` not a policy name, or set without
+            ``augment``.
         DatasetNotFoundError: no split folder, or no class folder in it.
         DataFormatError: a class folder without images; a test split with a class the
             training split lacks.
@@ -333,6 +348,7 @@ class ImageFolder(torch.utils.data.Dataset):
         image_transform: Callable[[Any], Any] | None = None,
         transform: Callable[[torch.Tensor], Any] | None = None,
         target_transform: Callable[[int], Any] | None = None,
+        auto_augment: str | None = None,
     ) -> None:
         title = type(self).__name__
         if train is not None:
@@ -340,6 +356,10 @@ class ImageFolder(torch.utils.data.Dataset):
         #: The augmentation policy's name (``"standard"``, ``"psn"``), or None: none.
         self.augment_policy: str | None = augment_policy(title, augment, self.augment_policies)
         self.augment = self.augment_policy is not None
+        #: The policy of ``auto_augment`` (None: none).
+        self.auto_augment: str | None = auto_augment_name(
+            title, auto_augment, self.augment_policy, self.augment_policies
+        )
         pil_image_module(f"{title} (image files)")  # the extra, before any listing
         if isinstance(extensions, str) or not all(
             isinstance(e, str) and e.startswith(".") for e in extensions
@@ -357,8 +377,10 @@ class ImageFolder(torch.utils.data.Dataset):
                 raise ConfigurationError(f"{title}: augment={augment!r} and image_transform "
                                          "both set the pipeline; give one")  # fmt: skip
             self.pipeline: Callable[[Any], Any] = image_transform
-        elif self.augment_policy == "psn":
-            self.pipeline = imagenet_trivial_augment_transform(self.image_size, mean, std)
+        elif self.augment_policy == "psn" or self.auto_augment is not None:
+            erasing = 0.1 if self.augment_policy == "psn" else 0.0
+            self.pipeline = imagenet_policy_transform(self.image_size, self.auto_augment or
+                                                      "ta_wide", mean, std, erasing)  # fmt: skip
         elif self.augment:
             self.pipeline = imagenet_train_transform(self.image_size, mean, std)
         else:
@@ -470,5 +492,6 @@ class ImageFolder(torch.utils.data.Dataset):
         return (
             f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, "
             f"samples={len(self)}, classes={len(self.classes)}, image_size={self.image_size}, "
-            f"augment={self.augment_policy or False!r})"
+            f"augment={self.augment_policy or False!r}"
+            + (f", auto_augment={self.auto_augment!r})" if self.auto_augment else ")")
         )

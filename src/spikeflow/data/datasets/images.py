@@ -24,6 +24,7 @@ from spikeflow.data.datasets._common import (
     Archive,
     _root_lock,
     augment_policy,
+    auto_augment_name,
     how_to_get,
     shown_path,
 )
@@ -55,6 +56,12 @@ class ImageDataset(torch.utils.data.Dataset):
             then :class:`~spikeflow.data.image_augment.RandomErasing` with p = 0.1).
         transform: applied to each image tensor as yielded (may be random).
         target_transform: applied to the label.
+        auto_augment: an augmentation policy of
+            :data:`~spikeflow.data.image_autoaugment.AUTO_AUGMENT_NAMES` (``"ra"``,
+            ``"ta_wide"``, ``"imagenet"``, ``"cifar10"``, ``"svhn"``; nearest
+            interpolation, fill 0) run within ``augment``: after its crop and flip, in
+            place of ``"psn"``'s TrivialAugment-wide (before its random erasing). None
+            (default): none; needs ``augment`` on.
     """
 
     classes: ClassVar[tuple[str, ...]]
@@ -74,6 +81,7 @@ class ImageDataset(torch.utils.data.Dataset):
         augment: bool | str = False,
         transform: Callable[[torch.Tensor], Any] | None = None,
         target_transform: Callable[[int], Any] | None = None,
+        auto_augment: str | None = None,
     ) -> None:
         for name, value in (("train", train), ("download", download)):
             if not isinstance(value, bool | np.bool_):
@@ -84,6 +92,10 @@ class ImageDataset(torch.utils.data.Dataset):
         #: The augmentation policy's name (``"standard"``, ...), or None: no augmentation.
         self.augment_policy: str | None = self._policy(augment)
         self.augment = self.augment_policy is not None
+        #: The policy of ``auto_augment`` (None: none).
+        self.auto_augment: str | None = auto_augment_name(
+            type(self).__name__, auto_augment, self.augment_policy, self.augment_policies
+        )
         self.transform = transform
         self.target_transform = target_transform
         images, labels = self._load()
@@ -97,8 +109,17 @@ class ImageDataset(torch.utils.data.Dataset):
 
     def augmentation(self) -> list[Callable[[torch.Tensor], torch.Tensor]]:
         """The steps of the training augmentation :attr:`augment_policy` (applied in
-        order to the float image): none by default."""
-        return []
+        order to the float image): by default only the :attr:`auto_augment` policy, if
+        any."""
+        return self._policy_steps()
+
+    def _policy_steps(self) -> list[Callable[[torch.Tensor], torch.Tensor]]:
+        """The :attr:`auto_augment` policy as a step (none: ``[]``)."""
+        if self.auto_augment is None:
+            return []
+        from spikeflow.data.image_autoaugment import augment_policy_transform
+
+        return [augment_policy_transform(self.auto_augment)]
 
     def _policy(self, augment: Any) -> str | None:
         return augment_policy(type(self).__name__, augment, self.augment_policies)
@@ -140,7 +161,8 @@ class ImageDataset(torch.utils.data.Dataset):
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, "
-            f"samples={len(self)}, augment={self.augment_policy or False!r})"
+            f"samples={len(self)}, augment={self.augment_policy or False!r}"
+            + (f", auto_augment={self.auto_augment!r})" if self.auto_augment else ")")
         )
 
     def _check_arrays(self, images: np.ndarray, labels: np.ndarray) -> None:

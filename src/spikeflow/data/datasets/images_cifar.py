@@ -47,12 +47,15 @@ class _CIFAR(ImageDataset):
         :class:`~spikeflow.data.image_augment.TrivialAugmentWide` (fill 0, nearest), then
         :class:`~spikeflow.data.image_augment.RandomErasing` with p = 0.1 (fill 0) on
         the float image. Mixup and CutMix, the rest of that recipe, act on batches
-        (``spikeflow train --mixup 0.2 --cutmix 1.0``)."""
+        (``spikeflow train --mixup 0.2 --cutmix 1.0``). ``auto_augment`` puts its policy
+        after the crop and flip (in place of ``"psn"``'s TrivialAugment-wide)."""
         steps: list[Callable[[torch.Tensor], torch.Tensor]] = [
             RandomCropFrames(32, padding=4), RandomHorizontalFlipFrames(0.5)
         ]  # fmt: skip
+        steps += self._policy_steps()
         if self.augment_policy == "psn":
-            steps += [TrivialAugmentWide(), RandomErasing(0.1)]
+            steps += [] if self.auto_augment else [TrivialAugmentWide()]
+            steps.append(RandomErasing(0.1))
         return steps
 
     def _layout(self) -> str:
@@ -199,10 +202,12 @@ class CIFAR100(_CIFAR):
         label: str = "fine",
         transform: Callable[[torch.Tensor], Any] | None = None,
         target_transform: Callable[[int], Any] | None = None,
+        auto_augment: str | None = None,
     ) -> None:
         self.classes = self.classes_for(label)  # type: ignore[misc]
         self.label = label
-        super().__init__(root, train, download, augment, transform, target_transform)
+        super().__init__(root, train, download, augment, transform, target_transform,
+                         auto_augment)  # fmt: skip
 
     @classmethod
     def classes_for(cls, label: str = "fine", **_: Any) -> tuple[str, ...]:
