@@ -1,0 +1,377 @@
+"""Channel tensor parallelism: each process holds a slice of the channels of a spiking
+network's layers (Megatron-style column/row pairs, on channels).
+
+A *pair* is a column layer (a ``Conv1d``/``Conv2d``/``Linear`` whose output channels are
+split over the ranks), the channel-wise modules after it, and a row layer (the next
+weighted layer, whose input channels are split the same way); see
+:mod:`~spikeflow.training.tensor_parallel_layers`. One all-reduce forward (after the row
+layer) and one backward (into the column layer's input) per pair; everything outside the
+pairs runs whole, and identically, on every rank.
+
+Between the two layers, nothing needs communication, because each module acts on each
+channel alone:
+
+* batch norm: its statistics are per channel (over batch, time and space), so a rank's
+  slice of channels has exactly its own statistics: its weight, bias and running
+  statistics are sliced, with no all-reduce (unlike SyncBatchNorm's batch sharding);
+* spiking neurons are elementwise: their state takes the shape of the input slice.
+  Per-channel parameters (a PLIF neuron's ``w`` of shape ``(C, 1, 1)``, a tensor
+  ``tau`` or threshold) are sliced too; a parameter shared by every channel (a scalar
+  ``w``) stays whole, and its gradient (each rank's share from its channels) is summed
+  over the ranks by a gradient hook;
+* pooling, activations and ``Flatten`` from the channel dim on need nothing; spikeflow's
+  ``Dropout``/``Dropout2d`` draw the whole layer's mask (the same on every rank, from
+  the same seed) and keep their slice, so the sharded model drops what the whole model
+  drops.
+
+The processes must start from the same weights (build the model after the same
+``torch.manual_seed``) and run the same inputs; a data-parallel dimension on top is not
+handled here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from spikeflow.errors import ConfigurationError
+from spikeflow.layers import Flatten
+from spikeflow.layers.dropout import _SequenceDropout
+from spikeflow.neurons.base import BaseNode
+from spikeflow.training.tensor_parallel_layers import (
+    ChannelShardedConv,
+    ChannelShardedLinear,
+    group_rank_and_size,
+    shard_range,
+)
+
+__all__ = ["ChannelPair", "ChannelShards", "channel_plan", "parallelize_channels"]
+
+#: Modules that act on each channel alone and hold nothing per channel.
+_PASS_THROUGH = (
+    nn.modules.pooling._MaxPoolNd,
+    nn.modules.pooling._AvgPoolNd,
+    nn.modules.pooling._AdaptiveAvgPoolNd,
+    nn.modules.pooling._AdaptiveMaxPoolNd,
+    nn.ReLU,
+    nn.LeakyReLU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Identity,
+)
+
+
+@dataclass(frozen=True)
+class ChannelPair:
+    """One column/row pair, by module names in the model: ``column`` (output channels
+    split), ``between`` (the channel-wise modules that run on the split channels, in
+    order) and ``row`` (input channels split)."""
+
+    column: str
+    between: tuple[str, ...]
+    row: str
+
+
+@dataclass
+class ChannelShards:
+    """What :func:`parallelize_channels` did: the pairs, the state-dict entries that are
+    sliced (name -> the dim they are split along), and the group."""
+
+    pairs: list[ChannelPair]
+    split_dims: dict[str, int] = field(default_factory=dict)
+    group: Any = None
+
+    def full_state_dict(self, model: nn.Module) -> dict[str, Tensor]:
+        """The model's ``state_dict`` with every slice gathered (every rank joins): the
+        unsharded model's keys and shapes."""
+        return {k: self._gather(k, v) for k, v in model.state_dict().items()}
+
+    def full_grads(self, model: nn.Module) -> dict[str, Tensor | None]:
+        """Each parameter's gradient, gathered whole (every rank joins)."""
+        return {
+            name: None if p.grad is None else self._gather(name, p.grad)
+            for name, p in model.named_parameters()
+        }
+
+    def _gather(self, name: str, value: Tensor) -> Tensor:
+        dim = self.split_dims.get(name)
+        _, world_size = group_rank_and_size(self.group)
+        if dim is None or world_size == 1:
+            return value.detach().clone()
+        parts = [torch.empty_like(value) for _ in range(world_size)]
+        dist.all_gather(parts, value.detach().contiguous(), group=self.group)
+        return torch.cat(parts, dim)
+
+
+def _weighted(module: nn.Module) -> str | None:
+    """``"conv"``/``"linear"`` for a layer that can be split, else None."""
+    if isinstance(module, (nn.Conv1d, nn.Conv2d)) and not isinstance(
+        module, nn.modules.conv._ConvTransposeNd
+    ):
+        return "conv" if module.groups == 1 and module.padding_mode == "zeros" else None
+    return "linear" if isinstance(module, nn.Linear) else None
+
+
+def _flattens_channels(module: nn.Module) -> bool:
+    return isinstance(module, Flatten) and module.start_dim == 1 and module.end_dim == -1
+
+
+def _channel_wise(module: nn.Module) -> bool:
+    """Whether ``module`` may run on a slice of the channels (see the module doc)."""
+    if isinstance(module, nn.Dropout):
+        return module.p == 0.0
+    return isinstance(
+        module, (*_PASS_THROUGH, nn.modules.batchnorm._BatchNorm, BaseNode, _SequenceDropout)
+    ) or _flattens_channels(module)
+
+
+def _width(layer: nn.Module, side: str) -> int:
+    return int(layer.weight.shape[0 if side == "out" else 1])
+
+
+def _pairs_up(column: nn.Module, between: list[nn.Module], row: nn.Module, world: int) -> bool:
+    """Whether ``row`` can take ``column``'s split output through ``between``."""
+    if _weighted(row) is None:
+        return False
+    out, into = _width(column, "out"), _width(row, "in")
+    if out % world:
+        return False
+    if any(_flattens_channels(m) for m in between):
+        return _weighted(row) == "linear" and _weighted(column) == "conv" and into % out == 0
+    return into == out and not (_weighted(column) == "linear" and _weighted(row) == "conv")
+
+
+def _chain_pairs(
+    prefix: str, children: list[tuple[str, nn.Module]], world: int
+) -> list[ChannelPair]:
+    """The pairs in one run of modules that execute in order (a ``Sequential``'s
+    children): each splittable layer, the channel-wise modules after it and the next
+    weighted layer when they fit together; a used row layer starts no pair."""
+    pairs, i = [], 0
+    while i < len(children):
+        _, column = children[i]
+        if _weighted(column) is None:
+            i += 1
+            continue
+        j = i + 1
+        while j < len(children) and _channel_wise(children[j][1]):
+            j += 1
+        between = [m for _, m in children[i + 1 : j]]
+        if j < len(children) and _pairs_up(column, between, children[j][1], world):
+            names = [f"{prefix}{n}" for n, _ in children[i : j + 1]]
+            pairs.append(ChannelPair(names[0], tuple(names[1:-1]), names[-1]))
+            i = j + 1
+        else:
+            i = max(j, i + 1)
+    return pairs
+
+
+def channel_plan(model: nn.Module, world_size: int) -> list[ChannelPair]:
+    """The column/row pairs :func:`parallelize_channels` finds in ``model`` for
+    ``world_size`` processes: within each ``nn.Sequential`` (children run in order), and
+    in the residual branches of the spiking/SEW ResNets (``conv1``-``bn1``-``sn1``-
+    ``conv2``). Layers whose channels do not split evenly are left whole."""
+    from spikeflow.models.resnet import ResidualBranch
+
+    pairs: list[ChannelPair] = []
+    for name, module in model.named_modules():
+        prefix = f"{name}." if name else ""
+        if isinstance(module, nn.Sequential):
+            pairs += _chain_pairs(prefix, list(module.named_children()), world_size)
+        elif isinstance(module, ResidualBranch) and hasattr(module, "sn1"):
+            chain = [(n, getattr(module, n)) for n in ("conv1", "bn1", "sn1", "conv2")]
+            pairs += _chain_pairs(prefix, chain, world_size)
+    return pairs
+
+
+class _SumGradOverShards:
+    """A gradient hook on a parameter every channel slice uses (a scalar PLIF ``w``):
+    each rank's gradient covers its channels only; their sum is the whole gradient."""
+
+    def __init__(self, group: Any) -> None:
+        self.group = group
+
+    def __call__(self, grad: Tensor) -> Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad, group=self.group)
+        return grad
+
+
+class _SlicedMask:
+    """A dropout's ``_draw_mask`` that draws the whole layer's mask (the same on every
+    rank: same seed, same draws) and keeps this rank's channels."""
+
+    def __init__(self, module: _SequenceDropout, from_end: int, world: int, part: slice) -> None:
+        self.draw = type(module)._draw_mask.__get__(module)
+        self.from_end, self.world, self.part = from_end, world, part
+
+    def __call__(self, step: Tensor) -> Tensor:
+        shape = list(step.shape)
+        shape[-self.from_end] *= self.world
+        mask = self.draw(step.new_empty(shape))
+        index = [slice(None)] * mask.dim()
+        index[mask.dim() - self.from_end] = self.part
+        return mask[tuple(index)]
+
+
+class _Sharder:
+    """Applies the pairs to the model in place, recording the split dims."""
+
+    def __init__(self, model: nn.Module, group: Any) -> None:
+        self.model, self.group = model, group
+        self.rank, self.world = group_rank_and_size(group)
+        self.split_dims: dict[str, int] = {}
+
+    def module(self, name: str) -> nn.Module:
+        try:
+            return self.model.get_submodule(name)
+        except AttributeError:
+            raise ConfigurationError(
+                f"parallelize_channels: the model has no module {name!r}"
+            ) from None
+
+    def replace(self, name: str, new: nn.Module) -> None:
+        parent, _, child = name.rpartition(".")
+        setattr(self.model.get_submodule(parent) if parent else self.model, child, new)
+
+    def check(self, pair: ChannelPair) -> None:
+        """Refuse a pair that cannot be split, naming the module, before any change."""
+        column, row = self.module(pair.column), self.module(pair.row)
+        for name, layer in ((pair.column, column), (pair.row, row)):
+            if _weighted(layer) is None:
+                raise ConfigurationError(
+                    f"parallelize_channels cannot shard {name!r} ({type(layer).__name__}): "
+                    "a column or row layer must be a Conv1d/Conv2d (groups=1, zero padding) "
+                    "or a Linear"
+                )
+        between = [self.module(n) for n in pair.between]
+        for name, module in zip(pair.between, between):
+            if not _channel_wise(module):
+                raise ConfigurationError(
+                    f"parallelize_channels cannot shard {name!r} ({type(module).__name__}): "
+                    "between a column and a row layer only batch norm, spiking neurons, "
+                    "pooling, activations, spikeflow's Dropout (torch's with p=0) and "
+                    "Flatten(1, -1) can run on a slice of the channels"
+                )
+        shard_range(_width(column, "out"), self.rank, self.world, pair.column)
+        if not _pairs_up(column, between, row, self.world):
+            raise ConfigurationError(
+                f"parallelize_channels: {pair.row!r} ({_width(row, 'in')} input channels) "
+                f"cannot take the output of {pair.column!r} ({_width(column, 'out')} "
+                f"channels) split over {self.world} processes"
+            )
+
+    def apply(self, pair: ChannelPair) -> None:
+        column, row = self.module(pair.column), self.module(pair.row)
+        width = _width(column, "out")
+        from_end = column.weight.dim() - 1 if _weighted(column) == "conv" else 1
+        for name in pair.between:
+            module = self.module(name)
+            if _flattens_channels(module):
+                from_end, width = 1, _width(row, "in")
+            else:
+                self.shard_channel_wise(name, module, from_end, width)
+        self.replace(pair.column, self.sharded(column, "column", pair.column))
+        self.replace(pair.row, self.sharded(row, "row", pair.row))
+        self.split_dims[f"{pair.column}.weight"] = 0
+        if column.bias is not None:
+            self.split_dims[f"{pair.column}.bias"] = 0
+        self.split_dims[f"{pair.row}.weight"] = 1
+
+    def sharded(self, layer: nn.Module, mode: Any, name: str) -> nn.Module:
+        cls = ChannelShardedConv if _weighted(layer) == "conv" else ChannelShardedLinear
+        return cls(layer, mode, self.group, name)
+
+    def shard_channel_wise(self, name: str, module: nn.Module, from_end: int, width: int) -> None:
+        part = shard_range(width, self.rank, self.world, name)
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            if module.num_features != width:
+                raise ConfigurationError(
+                    f"parallelize_channels: {name!r} normalises {module.num_features} "
+                    f"channels, but {width} reach it"
+                )
+            module.num_features = part.stop - part.start
+            self.slice_tensors(name, module, 1, width, part)
+        elif isinstance(module, BaseNode):
+            self.slice_tensors(name, module, from_end, width, part)
+        elif isinstance(module, _SequenceDropout) and module.p > 0:
+            module._draw_mask = _SlicedMask(module, from_end, self.world, part)  # type: ignore[method-assign]
+
+    def slice_tensors(
+        self, name: str, module: nn.Module, from_end: int, width: int, part: slice
+    ) -> None:
+        """Slice ``module``'s own per-channel parameters and buffers; hook the gradient
+        of the parameters that every channel shares."""
+        owned = [*module._parameters.items(), *module._buffers.items()]
+        for key, tensor in owned:
+            if tensor is None:
+                continue
+            dim = tensor.dim() - from_end
+            if dim < 0 or tensor.shape[dim] == 1:  # shared by every channel
+                if isinstance(tensor, nn.Parameter) and tensor.requires_grad:
+                    tensor.register_hook(_SumGradOverShards(self.group))
+                continue
+            if tensor.shape[dim] != width:
+                raise ConfigurationError(
+                    f"parallelize_channels cannot shard {name}.{key} of shape "
+                    f"{tuple(tensor.shape)}: its dim {dim} is neither the {width} channels "
+                    "nor 1"
+                )
+            index = (slice(None),) * dim + (part,)
+            piece = tensor.detach()[index].clone()
+            if isinstance(tensor, nn.Parameter):
+                module._parameters[key] = nn.Parameter(piece, requires_grad=tensor.requires_grad)
+            else:
+                module._buffers[key] = piece
+            self.split_dims[f"{name}.{key}"] = dim
+        for sub, param in module.named_parameters(prefix="", recurse=True):
+            if "." in sub and param.requires_grad:  # (a learnable surrogate's)
+                param.register_hook(_SumGradOverShards(self.group))
+
+
+def parallelize_channels(
+    model: nn.Module, group: Any = None, pairs: list[ChannelPair] | None = None
+) -> ChannelShards:
+    """Split ``model``'s channels over the processes of ``group`` (None: the default
+    group), in place: each pair's column layer keeps this rank's output channels, its
+    row layer the matching input channels, and the channel-wise modules between them
+    (batch norm, neurons, dropout) this rank's channels (see the module doc).
+
+    Every process must call it with the same model (same weights) and the same pairs.
+    ``pairs`` None: :func:`channel_plan`'s. Returns a :class:`ChannelShards` that gathers
+    the whole state and gradients.
+
+    Raises:
+        ConfigurationError: no pair found, or a pair naming a module that cannot be split
+            (a grouped or transposed convolution, a layer norm, attention, ...), naming
+            it; channels that do not split evenly; a model wrapped for data parallelism.
+    """
+    if isinstance(model, nn.parallel.DistributedDataParallel) or hasattr(model, "_fsdp_state"):
+        raise ConfigurationError(
+            "parallelize_channels: shard the plain model; it cannot split a "
+            f"{type(model).__name__} (wrapped for data parallelism)"
+        )
+    _, world = group_rank_and_size(group)
+    pairs = channel_plan(model, world) if pairs is None else list(pairs)
+    if not pairs:
+        raise ConfigurationError(
+            f"parallelize_channels found no column/row pair in {type(model).__name__}: two "
+            "Conv/Linear layers in a row (in an nn.Sequential or a ResNet branch) with only "
+            "batch norm, neurons, pooling or dropout between them; name them with pairs="
+        )
+    sharder = _Sharder(model, group)
+    names = [n for pair in pairs for n in (pair.column, *pair.between, pair.row)]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigurationError(f"parallelize_channels: {repeated} named in two pairs")
+    for pair in pairs:
+        sharder.check(pair)
+    for pair in pairs:
+        sharder.apply(pair)
+    return ChannelShards(pairs, sharder.split_dims, group)

@@ -1,0 +1,136 @@
+"""Channel tensor parallelism (training.tensor_parallel) on 2 gloo CPU processes: a
+spiking VGG-like net (per-channel PLIF, batch norm, dropout) and a SEW ResNet (scalar
+PLIF, the residual branches split) give the unsharded model's outputs, loss, gradients
+and, after optimizer steps, weights and batch-norm statistics, in float64."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from spikeflow import layers
+from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.models import create_model
+from spikeflow.neurons import LIFNode, ParametricLIFNode
+from spikeflow.training.tensor_parallel import ChannelPair, channel_plan, parallelize_channels
+from spikeflow.training.tensor_parallel_layers import ChannelShardedConv
+from test_train_distributed import _join, _spawn
+
+pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is absent")
+
+
+def _plif(channels: int, *shape: int) -> ParametricLIFNode:
+    """PLIF with one time constant per channel, drawn in (1.5, 4)."""
+    return ParametricLIFNode(init_tau=(1.5, 4.0), shape=(channels, *shape), v_threshold=0.2)
+
+
+def _vgg_like() -> nn.Sequential:
+    """Three pairs: conv-BN-PLIF-Dropout2d-conv; conv-BN-LIF-Dropout-pool-Flatten-FC
+    (the split channels flattened into the Linear's input features); FC-PLIF-FC, with a
+    PLIF between the pairs that runs whole. Per-channel time constants throughout."""
+    return nn.Sequential(
+        layers.Conv2d(2, 8, 3, padding=1), layers.BatchNorm2d(8), _plif(8, 1, 1),
+        layers.Dropout2d(0.5),
+        layers.Conv2d(8, 8, 3, padding=1), layers.BatchNorm2d(8), _plif(8, 1, 1),
+        layers.MaxPool2d(2),
+        layers.Conv2d(8, 6, 3, padding=1), layers.BatchNorm2d(6),
+        LIFNode(tau=torch.linspace(1.5, 3.0, 6).view(6, 1, 1), v_threshold=0.2),
+        layers.Dropout(0.3), layers.AvgPool2d(2), layers.Flatten(),
+        layers.Linear(24, 12), _plif(12),
+        layers.Linear(12, 10), _plif(10), layers.Linear(10, 5),
+    )  # fmt: skip
+
+
+def _sew_resnet() -> nn.Module:
+    return create_model("sew_resnet18", num_classes=5, in_channels=2, base_width=4,
+                        stem="cifar", neuron="plif",
+                        neuron_kwargs={"v_threshold": 0.2})  # fmt: skip
+
+
+def _compare(name: str, build, x: torch.Tensor, target: torch.Tensor, steps: int) -> dict:
+    """Build the model twice from one seed, split one copy; run ``steps`` SGD steps (momentum) on
+    both with the same dropout draws. The largest differences of outputs, losses,
+    gathered gradients and gathered state (weights, BN statistics) after the steps."""
+    torch.manual_seed(0)
+    whole = build().double()
+    sharded = copy.deepcopy(whole)
+    shards = parallelize_channels(sharded)
+    found: dict = {"pairs": shards.pairs, "params": sum(p.numel() for p in sharded.parameters()),
+                   "whole_params": sum(p.numel() for p in whole.parameters())}  # fmt: skip
+    opts = [torch.optim.SGD(m.parameters(), lr=0.2, momentum=0.9) for m in (whole, sharded)]
+    diffs = {"out": 0.0, "loss": 0.0, "grad": 0.0, "state": 0.0}
+    for step in range(steps):
+        results = []
+        for model, opt in zip((whole, sharded), opts):
+            torch.manual_seed(100 + step)  # the same dropout masks
+            opt.zero_grad()
+            out = model(x)
+            loss = nn.functional.cross_entropy(out.mean(0), target)
+            loss.backward()
+            results.append((out.detach(), loss.detach()))
+        (out_w, loss_w), (out_s, loss_s) = results
+        diffs["out"] = max(diffs["out"], float((out_w - out_s).abs().max()))
+        diffs["loss"] = max(diffs["loss"], float((loss_w - loss_s).abs()))
+        grads = shards.full_grads(sharded)
+        for key, p in whole.named_parameters():
+            diffs["grad"] = max(diffs["grad"], float((p.grad - grads[key]).abs().max()))
+        if step == 0:
+            found["grad_norm"] = sum(float(p.grad.abs().sum()) for p in whole.parameters())
+            found["spikes"] = float(out_w.abs().sum())
+        for opt in opts:
+            opt.step()
+    full = shards.full_state_dict(sharded)
+    assert list(full) == list(whole.state_dict())
+    for key, value in whole.state_dict().items():
+        assert full[key].shape == value.shape, key
+        if value.is_floating_point():
+            diffs["state"] = max(diffs["state"], float((value - full[key]).abs().max()))
+    moved = torch.manual_seed(0) and build().double().state_dict()
+    found["moved"] = max(float((moved[k] - v).abs().max()) for k, v in whole.state_dict().items()
+                         if v.is_floating_point())  # fmt: skip
+    found[name] = diffs
+    return found
+
+
+def _worker(rank: int, world_size: int, port: int, root: str) -> None:
+    _join(rank, world_size, port)
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    try:
+        torch.manual_seed(1)  # the same batch on every process
+        x = (torch.rand(4, 3, 2, 8, 8, dtype=torch.float64) < 0.4).double()
+        target = torch.tensor([0, 3, 4])
+        out = {"vgg": _compare("vgg", _vgg_like, x, target, steps=3),
+               "sew": _compare("sew", _sew_resnet, x, target, steps=2)}  # fmt: skip
+        torch.save(out, f"{root}/tp{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> list[dict]:
+    root = tmp_path_factory.mktemp("tp")
+    _spawn(_worker, str(root), limit_s=120)
+    return [torch.load(root / f"tp{rank}.pt", weights_only=False) for rank in (0, 1)]
+
+
+@pytest.mark.parametrize("model", ["vgg", "sew"])
+def test_split_channels_give_the_whole_models_outputs_gradients_and_steps(runs, model):
+    for found in runs:
+        result = found[model]
+        # (the check is not vacuous: spikes flow, gradients are nonzero, weights moved)
+        assert result["spikes"] > 0 and result["grad_norm"] > 0 and result["moved"] > 1e-4
+        for key, diff in result[model].items():
+            assert diff < 1e-10, (model, key, diff)
+
+
+def test_each_process_holds_a_share_of_the_parameters(runs):
+    vgg, sew = runs[0]["vgg"], runs[0]["sew"]
+    assert [(p.column, p.row) for p in vgg["pairs"]] == [("0", "4"), ("8", "14"), ("16", "18")]
+    assert len(sew["pairs"]) == 8  # one per basic block
+    for found in (vgg, sew):
+        assert found["params"] < 0.75 * found["whole_params"]
+    assert runs[1]["vgg"]["params"] == vgg["params"]
