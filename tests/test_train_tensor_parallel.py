@@ -134,3 +134,82 @@ def test_each_process_holds_a_share_of_the_parameters(runs):
     for found in (vgg, sew):
         assert found["params"] < 0.75 * found["whole_params"]
     assert runs[1]["vgg"]["params"] == vgg["params"]
+
+
+# -- in one process (no process group: one shard holds everything) ----------------------
+
+
+def test_the_plan_pairs_the_zoos_vgg_and_resnet_layers():
+    vgg = create_model("spiking_vgg11_bn", num_classes=10, pool_size=1, hidden_features=64)
+    pairs = channel_plan(vgg, world_size=2)
+    assert [(p.column, p.row) for p in pairs] == [
+        ("features.0", "features.4"), ("features.8", "features.11"),
+        ("features.15", "features.18"), ("features.22", "features.25"),
+        ("classifier.1", "classifier.4"),
+    ]  # fmt: skip
+    assert pairs[0].between == ("features.1", "features.2", "features.3")
+    resnet = create_model("spiking_resnet34", num_classes=10, base_width=8)
+    assert len(channel_plan(resnet, world_size=2)) == 3 + 4 + 6 + 3
+    # 5 output channels do not split over 2 processes: that pair is left whole
+    odd = nn.Sequential(layers.Linear(4, 5), LIFNode(), layers.Linear(5, 3))
+    assert channel_plan(odd, world_size=2) == [] and len(channel_plan(odd, world_size=1)) == 1
+
+
+def test_one_process_holds_every_channel_and_gives_the_same_outputs():
+    torch.manual_seed(0)
+    whole = _vgg_like().double()
+    sharded = copy.deepcopy(whole)
+    shards = parallelize_channels(sharded)
+    assert isinstance(sharded[0], ChannelShardedConv) and sharded[0].mode == "column"
+    x = (torch.rand(3, 2, 2, 8, 8, dtype=torch.float64) < 0.4).double()
+    torch.manual_seed(1)
+    expected = whole(x)
+    torch.manual_seed(1)
+    torch.testing.assert_close(sharded(x), expected, rtol=0, atol=1e-12)
+    assert list(shards.full_state_dict(sharded)) == list(whole.state_dict())
+
+
+def test_a_sharded_layer_names_itself_on_a_wrong_input():
+    sharded = copy.deepcopy(_vgg_like())
+    parallelize_channels(sharded)
+    with pytest.raises(ShapeError, match=r"'0' \(column-sharded, rank 0 of 1\) expects 2 channels"):
+        sharded(torch.rand(3, 2, 3, 8, 8))
+    with pytest.raises(ShapeError, match=r"'0' in multi-step mode expects \[T, B, C, \.\.\.\]"):
+        sharded(torch.rand(2, 2, 8, 8))
+
+
+@pytest.mark.parametrize(
+    ("model", "pair", "message"),
+    [
+        (nn.Sequential(layers.Conv2d(4, 4, 3), nn.GroupNorm(2, 4), layers.Conv2d(4, 4, 3)),
+         ChannelPair("0", ("1",), "2"), r"cannot shard '1' \(GroupNorm\)"),
+        (nn.Sequential(layers.Conv2d(4, 4, 3, groups=2), LIFNode(), layers.Conv2d(4, 4, 3)),
+         ChannelPair("0", ("1",), "2"), r"cannot shard '0' \(Conv2d\)"),
+        (nn.Sequential(layers.Linear(4, 4), nn.Dropout(0.5), layers.Linear(4, 4)),
+         ChannelPair("0", ("1",), "2"), r"cannot shard '1' \(Dropout\)"),
+        (nn.Sequential(layers.Linear(4, 6), LIFNode(), layers.Linear(4, 4)),
+         ChannelPair("0", ("1",), "2"), r"'2' \(4 input channels\) cannot take the output"),
+        (nn.Sequential(layers.Linear(4, 4), LIFNode(), layers.Linear(4, 4)),
+         ChannelPair("0", ("3",), "2"), r"the model has no module '3'"),
+    ],
+)  # fmt: skip
+def test_a_pair_that_cannot_be_split_is_refused_naming_the_module(model, pair, message):
+    before = copy.deepcopy(model.state_dict())
+    with pytest.raises(ConfigurationError, match=message):
+        parallelize_channels(model, pairs=[pair])
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # unchanged
+
+
+def test_a_model_without_pairs_and_a_neuron_with_a_foreign_shape_are_refused():
+    with pytest.raises(ConfigurationError, match="found no column/row pair in Sequential"):
+        parallelize_channels(nn.Sequential(layers.Linear(4, 4), nn.LayerNorm(4)))
+    odd = nn.Sequential(layers.Linear(4, 6), _plif(3, 2), layers.Linear(6, 2))
+    with pytest.raises(ConfigurationError, match=r"cannot shard 1\.w of shape \(3, 2\)"):
+        parallelize_channels(odd, pairs=[ChannelPair("0", ("1",), "2")])
+
+
+def test_uneven_channels_are_refused_naming_the_layer():
+    from spikeflow.training.tensor_parallel_layers import shard_range
+
+    with pytest.raises(ConfigurationError, match="conv1: 6 channels do not split evenly over 4"):
+        shard_range(6, 0, 4, "conv1")

@@ -147,13 +147,12 @@ class _ChannelSharded(nn.Module):
         if x.dim() < k or x.shape[-k] != self.expected_in:
             where = "whole input" if self.mode == "column" else "this rank's input channels"
             raise ShapeError(
-                f"{self.layer_name} ({self.mode}-sharded, rank {self.rank} of "
+                f"{self.layer_name!r} ({self.mode}-sharded, rank {self.rank} of "
                 f"{self.world_size}) expects {self.expected_in} channels ({where}) at dim "
                 f"{-k}, got an input of shape {tuple(x.shape)}"
             )
 
     def _shard_forward(self, x: Tensor) -> Tensor:
-        self._check(x)
         if self.mode == "column":
             return self._apply_op(copy_to_shards(x, self.group), self.bias)
         y = sum_over_shards(self._apply_op(x, None), self.group)
@@ -213,11 +212,13 @@ class ChannelShardedConv(_ChannelSharded):
         if self.step_mode == "m":
             if x.dim() != step_dims + 1:
                 raise ShapeError(
-                    f"{self.layer_name} in multi-step mode expects [T, B, C, ...] "
+                    f"{self.layer_name!r} in multi-step mode expects [T, B, C, ...] "
                     f"({step_dims + 1} dims), got shape {tuple(x.shape)}"
                 )
+            self._check(x)
             y = self._shard_forward(x.flatten(0, 1))
             return y.unflatten(0, x.shape[:2])
+        self._check(x)
         return self._shard_forward(x)
 
 
@@ -243,4 +244,5 @@ class ChannelShardedLinear(_ChannelSharded):
 
     def forward(self, x: Tensor) -> Tensor:
         """``[..., features]`` (any leading dims: time, batch)."""
+        self._check(x)
         return self._shard_forward(x)
