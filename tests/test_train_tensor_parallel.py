@@ -167,6 +167,16 @@ def test_one_process_holds_every_channel_and_gives_the_same_outputs():
     torch.manual_seed(1)
     torch.testing.assert_close(sharded(x), expected, rtol=0, atol=1e-12)
     assert list(shards.full_state_dict(sharded)) == list(whole.state_dict())
+    # a scalar PLIF w between split channels (its gradient hook) in one process
+    shared = nn.Sequential(layers.Linear(4, 6), ParametricLIFNode(v_threshold=0.1),
+                           layers.Linear(6, 2)).double()  # fmt: skip
+    split = copy.deepcopy(shared)
+    parallelize_channels(split)
+    x = torch.rand(3, 2, 4, dtype=torch.float64)
+    for model in (shared, split):
+        model(x).sum().backward()
+    assert float(shared[1].w.grad) != 0
+    torch.testing.assert_close(split[1].w.grad, shared[1].w.grad, rtol=0, atol=1e-12)
 
 
 def test_a_sharded_layer_names_itself_on_a_wrong_input():

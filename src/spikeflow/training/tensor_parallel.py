@@ -198,6 +198,8 @@ class _SumGradOverShards:
         self.group = group
 
     def __call__(self, grad: Tensor) -> Tensor:
+        if group_rank_and_size(self.group)[1] == 1:
+            return grad
         grad = grad.clone()
         dist.all_reduce(grad, group=self.group)
         return grad
