@@ -96,6 +96,40 @@ def _compare(name: str, build, x: torch.Tensor, target: torch.Tensor, steps: int
     return found
 
 
+def _against_spikingjelly() -> dict | None:
+    """SpikingJelly's ChannelShardConv2d (colwise, rowwise) and ChannelShardBatchNorm2d
+    on this rank, and spikeflow's split of the same layers: the largest differences of
+    the shards, outputs and weight gradients (None without SpikingJelly)."""
+    try:
+        from spikingjelly.activation_based.distributed.tensor_parallel import channel
+    except ImportError:
+        return None
+    group, rank = dist.group.WORLD, dist.get_rank()
+    torch.manual_seed(2)
+    x = torch.rand(3, 2, 8, 6, 6, dtype=torch.float64)
+    diffs = {}
+    for mode, inputs in (("column", x), ("row", x[:, :, rank * 4 : rank * 4 + 4])):
+        conv = layers.Conv2d(8, 6, 3, padding=1).double()
+        theirs = channel.ChannelShardConv2d(
+            conv, group, "colwise" if mode == "column" else "rowwise"
+        )
+        ours = ChannelShardedConv(conv, mode, group, "conv")
+        outs = [m(inputs) for m in (theirs, ours)]
+        for out in outs:
+            out.square().sum().backward()
+        diffs[mode] = max(float((theirs.weight - ours.weight).abs().max()),
+                          float((outs[0] - outs[1]).abs().max()),
+                          float((theirs.weight.grad - ours.weight.grad).abs().max()))  # fmt: skip
+    bn = layers.BatchNorm2d(8).double()
+    net = nn.Sequential(layers.Conv2d(8, 8, 1), bn, layers.Conv2d(8, 8, 1)).double()
+    theirs = channel.ChannelShardBatchNorm2d(bn, group)
+    parallelize_channels(net)
+    part = x[:, :, rank * 4 : rank * 4 + 4]
+    diffs["bn"] = float((theirs(part) - net[1](part)).abs().max())
+    diffs["bn_stats"] = float((theirs.running_var - net[1].running_var).abs().max())
+    return diffs
+
+
 def _worker(rank: int, world_size: int, port: int, root: str) -> None:
     _join(rank, world_size, port)
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
@@ -104,7 +138,8 @@ def _worker(rank: int, world_size: int, port: int, root: str) -> None:
         x = (torch.rand(4, 3, 2, 8, 8, dtype=torch.float64) < 0.4).double()
         target = torch.tensor([0, 3, 4])
         out = {"vgg": _compare("vgg", _vgg_like, x, target, steps=3),
-               "sew": _compare("sew", _sew_resnet, x, target, steps=2)}  # fmt: skip
+               "sew": _compare("sew", _sew_resnet, x, target, steps=2),
+               "sj": _against_spikingjelly()}  # fmt: skip
         torch.save(out, f"{root}/tp{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -125,6 +160,16 @@ def test_split_channels_give_the_whole_models_outputs_gradients_and_steps(runs, 
         assert result["spikes"] > 0 and result["grad_norm"] > 0 and result["moved"] > 1e-4
         for key, diff in result[model].items():
             assert diff < 1e-10, (model, key, diff)
+
+
+def test_the_shards_are_spikingjellys_channel_shards(runs):
+    """SpikingJelly's ChannelShardConv2d/ChannelShardBatchNorm2d slice the same
+    channels and give the same outputs and gradients on each rank."""
+    if runs[0]["sj"] is None:
+        pytest.skip("SpikingJelly is not installed")
+    for found in runs:
+        assert set(found["sj"]) == {"column", "row", "bn", "bn_stats"}
+        assert all(diff < 1e-12 for diff in found["sj"].values()), found["sj"]
 
 
 def test_each_process_holds_a_share_of_the_parameters(runs):
