@@ -14,6 +14,7 @@ from torch import nn
 
 from spikeflow import layers
 from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.functional import set_step_mode
 from spikeflow.models import create_model
 from spikeflow.neurons import LIFNode, ParametricLIFNode
 from spikeflow.training.tensor_parallel import ChannelPair, channel_plan, parallelize_channels
@@ -231,6 +232,9 @@ def test_a_sharded_layer_names_itself_on_a_wrong_input():
         sharded(torch.rand(3, 2, 3, 8, 8))
     with pytest.raises(ShapeError, match=r"'0' in multi-step mode expects \[T, B, C, \.\.\.\]"):
         sharded(torch.rand(2, 2, 8, 8))
+    set_step_mode(sharded, "s")  # (the split layers switch with the rest)
+    assert sharded[0].step_mode == sharded[4].step_mode == "s"
+    assert sharded[0](torch.rand(2, 2, 8, 8)).shape == (2, 8, 8, 8)
 
 
 @pytest.mark.parametrize(

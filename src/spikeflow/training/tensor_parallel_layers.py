@@ -26,6 +26,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from spikeflow.base import StepModule
 from spikeflow.errors import ConfigurationError, ShapeError
 
 __all__ = [
@@ -112,9 +113,11 @@ def _sliced(param: Tensor | None, index: tuple[Any, ...]) -> nn.Parameter | None
     return nn.Parameter(param.detach()[index].clone(), requires_grad=param.requires_grad)
 
 
-class _ChannelSharded(nn.Module):
+class _ChannelSharded(StepModule, nn.Module):
     """What the sharded conv and linear layers share: the mode, the group, the input
-    check and the column/row computation around ``_apply`` (the layer's op)."""
+    check and the column/row computation around ``_apply_op`` (the layer's op). The
+    step mode is the replaced layer's (``functional.set_step_mode`` switches it); a
+    torch layer's stand-in never folds time (``folds_time`` False)."""
 
     weight: nn.Parameter
     bias: nn.Parameter | None
@@ -126,7 +129,9 @@ class _ChannelSharded(nn.Module):
             raise ConfigurationError(f"{name}: mode must be 'column' or 'row', got {mode!r}")
         self.mode, self.group, self.layer_name = mode, group, name
         self.rank, self.world_size = group_rank_and_size(group)
-        self.step_mode = getattr(layer, "step_mode", None)
+        self.folds_time = isinstance(layer, StepModule)
+        if self.folds_time:
+            self.step_mode = layer.step_mode
         out_total, in_total = layer.weight.shape[0], layer.weight.shape[1]
         if mode == "column":
             rows = shard_range(out_total, self.rank, self.world_size, f"{name} (output)")
@@ -163,7 +168,8 @@ class _ChannelSharded(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"{self.layer_name!r}, mode={self.mode}, rank={self.rank}/{self.world_size}, "
-            f"weight={tuple(self.weight.shape)}, step_mode={self.step_mode}"
+            f"weight={tuple(self.weight.shape)}"
+            + (f", step_mode={self.step_mode}" if self.folds_time else "")
         )
 
 
@@ -209,7 +215,7 @@ class ChannelShardedConv(_ChannelSharded):
         """``[T, B, C, ...]`` (a multi-step layer's sequence, time folded into the batch)
         or ``[B, C, ...]``."""
         step_dims = self.spatial + 2
-        if self.step_mode == "m":
+        if self.folds_time and self.step_mode == "m":
             if x.dim() != step_dims + 1:
                 raise ShapeError(
                     f"{self.layer_name!r} in multi-step mode expects [T, B, C, ...] "
