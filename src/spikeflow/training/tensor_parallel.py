@@ -172,6 +172,16 @@ def _chain_pairs(
     return pairs
 
 
+def _runs_in_order(module: nn.Module) -> bool:
+    """A ``Sequential`` whose forward runs its children one after the other (torch's,
+    or spikeflow's time-folding containers), not a subclass with its own forward."""
+    from spikeflow.layers.containers import MultiStepContainer, SeqToANNContainer
+
+    if isinstance(module, (SeqToANNContainer, MultiStepContainer)):
+        return True
+    return isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward
+
+
 def channel_plan(model: nn.Module, world_size: int) -> list[ChannelPair]:
     """The column/row pairs :func:`parallelize_channels` finds in ``model`` for
     ``world_size`` processes: within each ``nn.Sequential`` (children run in order), and
@@ -182,7 +192,7 @@ def channel_plan(model: nn.Module, world_size: int) -> list[ChannelPair]:
     pairs: list[ChannelPair] = []
     for name, module in model.named_modules():
         prefix = f"{name}." if name else ""
-        if isinstance(module, nn.Sequential):
+        if _runs_in_order(module):
             pairs += _chain_pairs(prefix, list(module.named_children()), world_size)
         elif isinstance(module, ResidualBranch) and hasattr(module, "sn1"):
             chain = [(n, getattr(module, n)) for n in ("conv1", "bn1", "sn1", "conv2")]
