@@ -87,7 +87,7 @@ def threshold_repr(theta: float | Tensor) -> str:
     """A threshold for ``extra_repr``: the number (of a float or a one-value tensor), or
     the shape of a per-channel tensor."""
     if isinstance(theta, Tensor) and theta.dim() == 0:
-        return f"{float(theta):g}"
+        return f"{float(theta.detach()):g}"
     return f"{theta:g}" if isinstance(theta, float) else f"tensor{tuple(theta.shape)}"
 
 
