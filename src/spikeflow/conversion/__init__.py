@@ -26,7 +26,8 @@
   (:class:`~spikeflow.layers.RealSpike`) as one on binary spikes, the amplitudes
   folded into the weights that read them.
 * :func:`fine_tunable`: a converted network fine-tuned with surrogate gradients through
-  time (hybrid training, Rathi et al. 2020; learnable thresholds, DIET-SNN);
+  time (hybrid training, Rathi et al. 2020, its STDB surrogate; learnable thresholds
+  and leak, DIET-SNN);
   :func:`frozen` gives plain neurons back.
 * :func:`estimate_delay_start`: the warm-up steps to skip before reading out a
   converted network (``snn.rate(x, T, delay=d)``; SpikingJelly's delayed read-out).
@@ -54,7 +55,7 @@ from spikeflow.conversion.fold import (
 )
 from spikeflow.conversion.gaussian import gaussian_threshold
 from spikeflow.conversion.group import GroupNeuron
-from spikeflow.conversion.hybrid import TrainableIFNode, fine_tunable, frozen
+from spikeflow.conversion.hybrid import STDB, TrainableIFNode, fine_tunable, frozen
 from spikeflow.conversion.llm import (
     SpikingCausalLM,
     SpikingKVCache,
@@ -110,6 +111,7 @@ from spikeflow.conversion.transformer import (
 
 __all__ = [
     "QCFS",
+    "STDB",
     "ActivationObserver",
     "Conversion",
     "ConversionError",

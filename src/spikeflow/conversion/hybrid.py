@@ -29,6 +29,7 @@ operations must be differentiable); one with none inside is refused by name.
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 from torch import Tensor, nn
@@ -42,11 +43,61 @@ from spikeflow.conversion.multi_threshold import MultiThresholdNeuron
 from spikeflow.conversion.neuron import ConversionIFNode
 from spikeflow.conversion.pooling import GatedMaxPool
 from spikeflow.conversion.snn import ConvertedSNN, TimeFolded
-from spikeflow.errors import ConfigurationError
+from spikeflow.conversion.stdb import (
+    NEVER_FIRED,
+    STDB,
+    leaky_charge,
+    stdb_charge,
+    stdb_fire,
+    stdb_update,
+)
+from spikeflow.errors import ConfigurationError, DTypeError
 from spikeflow.neurons.base import checked_surrogate
+from spikeflow.neurons.declaration import NeuronDeclaration, declare
 from spikeflow.surrogate import Surrogate, Triangle
 
-__all__ = ["TrainableIFNode", "fine_tunable", "frozen"]
+__all__ = ["STDB", "TrainableIFNode", "fine_tunable", "frozen"]
+
+
+def _stdb_or_none(surrogate: object, owner: str) -> STDB | None:
+    """``surrogate`` as an :class:`STDB` (``"stdb"``: the authors' α, β), or ``None``
+    for anything else (checked as a membrane surrogate by the caller)."""
+    if isinstance(surrogate, str):
+        if surrogate.lower() != "stdb":
+            raise ConfigurationError(
+                f"{owner}: surrogate_function must be a spikeflow.surrogate.Surrogate "
+                f"instance, STDB() or 'stdb' (the only name taken), got {surrogate!r}"
+            )
+        return STDB()
+    return surrogate if isinstance(surrogate, STDB) else None
+
+
+def _checked_leak(leak: object, learnable: bool, theta: float | Tensor) -> float | Tensor:
+    """A leak λ in (0, 1]: a float, or (learnable, or given as a 0-dim tensor) a 0-dim
+    tensor (an ``nn.Parameter`` if ``learnable``; a float gets θ's dtype)."""
+    if isinstance(leak, Tensor):
+        if not leak.is_floating_point():
+            raise DTypeError(f"TrainableIFNode: leak must be floating-point, got {leak.dtype}")
+        if leak.dim() != 0:
+            raise ConfigurationError(
+                "TrainableIFNode: leak must be one number per layer (a float or a 0-dim "
+                f"tensor), got shape {tuple(leak.shape)}"
+            )
+        value = float(leak)
+    elif isinstance(leak, bool) or not isinstance(leak, (int, float)):
+        raise ConfigurationError(f"TrainableIFNode: leak must be a number in (0, 1], got {leak!r}")
+    else:
+        value = float(leak)
+    if not (math.isfinite(value) and 0.0 < value <= 1.0):
+        raise ConfigurationError(
+            f"TrainableIFNode: leak must be in (0, 1] (1: the converted IF neuron), got {value}"
+        )
+    if not learnable:
+        return value
+    dtype = leak.dtype if isinstance(leak, Tensor) else None
+    if dtype is None and isinstance(theta, Tensor):
+        dtype = theta.dtype
+    return nn.Parameter(torch.tensor(value, dtype=dtype or torch.get_default_dtype()))
 
 
 def _relative_fire(h: Tensor, theta: Tensor, spike) -> Tensor:
@@ -84,9 +135,11 @@ class TrainableIFNode(ConversionIFNode):
         v_threshold: float | Tensor = 1.0,
         initial_membrane: float = 0.0,
         weighted: bool = True,
-        surrogate_function: Surrogate | None = None,
+        surrogate_function: Surrogate | STDB | str | None = None,
         learnable_threshold: bool = True,
         detach_reset: bool = False,
+        leak: float | Tensor = 1.0,
+        learnable_leak: bool = False,
         **kwargs: object,
     ) -> None:
         if "strict_firing" in kwargs:
@@ -94,17 +147,29 @@ class TrainableIFNode(ConversionIFNode):
                 "TrainableIFNode keeps the converted neuron's strict_firing=False (the "
                 "forward must stay the converted network's)"
             )
+        stdb = _stdb_or_none(surrogate_function, "TrainableIFNode")
         super().__init__(
             v_threshold,
             initial_membrane,
             weighted,
-            surrogate_function=checked_surrogate(surrogate_function, Triangle),
+            surrogate_function=None if stdb else checked_surrogate(surrogate_function, Triangle),
             learnable_threshold=check_flag(
                 "TrainableIFNode", "learnable_threshold", learnable_threshold
             ),
             detach_reset=check_flag("TrainableIFNode", "detach_reset", detach_reset),
             **kwargs,
         )
+        if stdb is not None:
+            if self.backend not in ("auto", "torch"):
+                raise ConfigurationError(
+                    f"TrainableIFNode: backend {self.backend!r} with the STDB surrogate; its "
+                    "spike is differentiated by spike times (a custom autograd function), "
+                    "which only the reference loop runs: use backend='torch' or 'auto'"
+                )
+            self.backend = "torch"
+            self.surrogate_function = stdb  # the neuron's fire rule calls it (stdb.py)
+        self.leak = _checked_leak(leak, check_flag("TrainableIFNode", "learnable_leak",
+                                                   learnable_leak), self.v_threshold)  # fmt: skip
 
     def forward(self, x: Tensor) -> Tensor:
         """As :meth:`ConversionIFNode.forward`, after checking that every θ is still
@@ -118,20 +183,85 @@ class TrainableIFNode(ConversionIFNode):
                     "(the spike Θ((H − θ)/θ) is then not the converted neuron's): lower the "
                     "learning rate, or clamp the thresholds after each step"
                 )
+            leak = self.leak
+            if isinstance(leak, Tensor) and not bool(torch.isfinite(leak.detach()) & (leak > 0)):
+                raise ConfigurationError(
+                    f"TrainableIFNode: leak {float(leak.detach()):.6g} is not finite and > 0 "
+                    "(a learnt λ went to 0 or below): lower the learning rate, or clamp the "
+                    "leaks after each step"
+                )
         return super().forward(x)
+
+    @property
+    def stdb(self) -> STDB | None:
+        """The STDB surrogate this neuron fires with, or ``None`` (a membrane surrogate)."""
+        surrogate = self.surrogate_function
+        return surrogate if isinstance(surrogate, STDB) else None
+
+    @property
+    def leaky(self) -> bool:
+        """Whether the charge is ``λ·V + X`` (a learnable leak, or a fixed one below 1)."""
+        return isinstance(self.leak, Tensor) or self.leak != 1.0
+
+    def used_leak(self) -> Tensor | float:
+        """The λ the charge uses: ``min(λ, 1)``, the gradient passed straight through
+        above 1 (so a leak pushed past 1 comes back when the loss asks for a leak)."""
+        leak = self.leak
+        if not isinstance(leak, Tensor):
+            return leak
+        return leak - (leak.detach() - 1.0).clamp(min=0.0)
+
+    def declaration(self) -> NeuronDeclaration:
+        """IF with the fire rule on ``(H − θ)/θ``; ``H = λ·V + X`` when leaky; with STDB
+        also ``Δt``, the steps since the last spike (:mod:`spikeflow.conversion.stdb`)."""
+        if self.stdb is not None:
+            return declare(stdb_charge, stdb_update, "TrainableIFNode(stdb)", True,
+                           None, None, stdb_fire)  # fmt: skip
+        if self.leaky:
+            return declare(leaky_charge, None, "TrainableIFNode(leak)", False, None, None,
+                           _relative_fire)  # fmt: skip
+        return super().declaration()
+
+    def neuron_params(self) -> dict[str, Tensor | float]:
+        """``leak`` (and STDB's α, β) when the declaration takes them."""
+        stdb = self.stdb
+        if stdb is not None:
+            return {"leak": self.used_leak(), "stdb_alpha": stdb.alpha, "stdb_beta": stdb.beta}
+        return {"leak": self.used_leak()} if self.leaky else {}
+
+    def initial_state(self, like: Tensor) -> dict[str, Tensor]:
+        """As the converted neuron's; with STDB also ``Δt`` of a neuron that has not fired."""
+        state = super().initial_state(like)
+        if self.stdb is not None:
+            state["since"] = torch.full_like(like, NEVER_FIRED)
+        return state
+
+    def extra_repr(self) -> str:
+        text = super().extra_repr()
+        leak = self.leak
+        if isinstance(leak, Tensor):
+            return text + f", leak={float(leak.detach()):g}, learnable_leak=True"
+        return text + (f", leak={leak:g}" if leak != 1.0 else "")
 
     @classmethod
     def from_neuron(
         cls,
         neuron: ConversionIFNode,
-        surrogate_function: Surrogate | None = None,
+        surrogate_function: Surrogate | STDB | str | None = None,
         learnable_threshold: bool = True,
         detach_reset: bool = False,
+        learnable_leak: bool = False,
     ) -> TrainableIFNode:
         """The trainable form of a converted ``neuron`` (its θ, V0, weighting, step mode
-        and backend; θ copied)."""
+        and backend; θ copied; a fine-tuned neuron's leak kept, else 1)."""
         theta = neuron.v_threshold
         theta = theta.detach().clone() if isinstance(theta, Tensor) else theta
+        leak = getattr(neuron, "leak", 1.0) if isinstance(neuron, TrainableIFNode) else 1.0
+        # (a learnt λ past 1 runs as 1: kept as the 1 it runs as)
+        leak = leak.detach().clamp(max=1.0) if isinstance(leak, Tensor) else min(leak, 1.0)
+        backend = neuron.backend
+        if isinstance(neuron, TrainableIFNode) and neuron.stdb is not None:
+            backend = "auto"  # an STDB neuron's forced reference loop, not the user's choice
         return cls(
             theta,
             neuron.initial_membrane,
@@ -139,8 +269,10 @@ class TrainableIFNode(ConversionIFNode):
             surrogate_function=surrogate_function,
             learnable_threshold=learnable_threshold,
             detach_reset=detach_reset,
+            leak=leak,
+            learnable_leak=learnable_leak,
             step_mode=neuron.step_mode,
-            backend=neuron.backend,
+            backend=backend,
         )
 
 
@@ -158,15 +290,16 @@ def _refuse(name: str, module: nn.Module) -> None:
 
 def fine_tunable(
     snn: ConvertedSNN,
-    surrogate_function: Surrogate | None = None,
+    surrogate_function: Surrogate | STDB | str | None = None,
     learnable_threshold: bool = True,
     detach_reset: bool = False,
+    learnable_leak: bool = False,
 ) -> ConvertedSNN:
     """A copy of the converted ``snn`` to fine-tune with surrogate gradients through time.
 
     Every :class:`ConversionIFNode` becomes a :class:`TrainableIFNode` (same θ, V0 and
     spikes); the weights are the body's parameters, trained as they are. A network
-    fine-tuned already gets the arguments given now (its θ kept as trained): e.g.
+    fine-tuned already gets the arguments given now (its θ and λ kept as trained): e.g.
     ``learnable_threshold=False`` for a second phase with the thresholds fixed. Train it as
     any SNN: ``loss(snn(constant_input(x, T)).mean(0), y).backward()``. Batch norms
     kept from the ANN (those not folded) stay in eval mode, on the ANN's statistics.
@@ -175,11 +308,17 @@ def fine_tunable(
         snn: a rate-coded network from :func:`~spikeflow.conversion.convert` (not
             modified).
         surrogate_function: σ on ``(H − θ)/θ``; each neuron gets its own copy (default
-            ``Triangle()``, DIET-SNN's).
+            ``Triangle()``, DIET-SNN's); or :class:`STDB` / ``"stdb"``: STDB's
+            spike-time surrogate ``α·exp(−β·Δt)`` (Rathi et al. 2020; the reference
+            loop runs it).
         learnable_threshold: make every θ a trainable parameter (DIET-SNN).
         detach_reset: no surrogate gradient through the spike in the soft reset, as
             DIET-SNN's code (its reset ``θ·(V/θ − 1 > 0)`` is a hard comparison); the
             default keeps it (the reset's spike is differentiated as the output's).
+        learnable_leak: DIET-SNN's membrane leak, one ``λ`` per layer, ``H = λ·V + X``,
+            trained with the rest (from 1: the converted IF neuron, spike for spike);
+            the charge uses ``min(λ, 1)`` (gradient passed straight through above 1),
+            and a λ at 0 or below raises at the next call.
 
     Raises:
         ConfigurationError: ``snn`` is not a rate-coded ``ConvertedSNN`` of IF neurons
@@ -197,10 +336,15 @@ def fine_tunable(
             "fine_tunable: a differentially coded network is not trained here (its neurons "
             "have no surrogate gradient); convert with coding='rate'"
         )
-    if surrogate_function is not None and not isinstance(surrogate_function, Surrogate):
+    stdb = _stdb_or_none(surrogate_function, "fine_tunable")
+    if stdb is not None:
+        surrogate_function = stdb
+    elif surrogate_function is not None and not isinstance(surrogate_function, Surrogate):
         checked_surrogate(surrogate_function)  # raises, naming the type
-    if surrogate_function is not None and not (
-        surrogate_function.spiking and type(surrogate_function).heaviside_forward
+    if (
+        stdb is None
+        and surrogate_function is not None
+        and not (surrogate_function.spiking and type(surrogate_function).heaviside_forward)
     ):
         what = "spiking=False" if not surrogate_function.spiking else "a forward that is not Θ"
         raise ConfigurationError(
@@ -210,6 +354,7 @@ def fine_tunable(
         )
     learnable = check_flag("fine_tunable", "learnable_threshold", learnable_threshold)
     detached = check_flag("fine_tunable", "detach_reset", detach_reset)
+    leaky = check_flag("fine_tunable", "learnable_leak", learnable_leak)
     trainable = copy.deepcopy(snn)
     for name, module in list(trainable.body.named_modules()):
         if not isinstance(module, TimeFolded):
@@ -217,13 +362,15 @@ def fine_tunable(
         inner = module.module
         if isinstance(inner, ConversionIFNode):  # a TrainableIFNode too: rebuilt as asked
             surrogate = copy.deepcopy(surrogate_function)
-            module.module = TrainableIFNode.from_neuron(inner, surrogate, learnable, detached)
+            module.module = TrainableIFNode.from_neuron(
+                inner, surrogate, learnable, detached, leaky
+            )
         elif isinstance(inner, _BUILT_IN):
             _refuse(name, inner)
         elif not isinstance(inner, GatedMaxPool):  # a conversion rule's module
             for path, neuron in _rule_neurons(name, inner):
                 surrogate = copy.deepcopy(surrogate_function)
-                new = TrainableIFNode.from_neuron(neuron, surrogate, learnable, detached)
+                new = TrainableIFNode.from_neuron(neuron, surrogate, learnable, detached, leaky)
                 set_submodule(inner, path, new)
     return trainable
 
@@ -250,7 +397,15 @@ def _rule_neurons(name: str, module: nn.Module) -> list[tuple[str, ConversionIFN
 def frozen(snn: ConvertedSNN) -> ConvertedSNN:
     """A copy of a fine-tuned ``snn`` with plain :class:`ConversionIFNode` s (θ as
     buffers, no gradient): the same outputs, for inference, NIR export and the other
-    conversion tools."""
+    conversion tools. An STDB neuron becomes a plain one too (STDB changes only the
+    backward).
+
+    Raises:
+        ConfigurationError: a learnt θ not finite and > 0, or a neuron whose leak is
+            below 1 (named, with λ): a leaky neuron is not an IF neuron, and the
+            conversion tools and the NIR export take IF neurons only; run the
+            fine-tuned network itself (under ``torch.no_grad()``) instead.
+    """
     if not isinstance(snn, ConvertedSNN):
         raise ConfigurationError(f"frozen expects a ConvertedSNN, got {type(snn).__name__}")
     plain = copy.deepcopy(snn)
@@ -268,6 +423,15 @@ def frozen(snn: ConvertedSNN) -> ConvertedSNN:
 
 def _frozen_neuron(name: str, neuron: TrainableIFNode) -> ConversionIFNode:
     """The plain IF neuron of a trained one (at ``name``, for the error)."""
+    leak = neuron.used_leak()
+    leak = float(leak.detach()) if isinstance(leak, Tensor) else leak
+    if leak != 1.0:
+        raise ConfigurationError(
+            f"frozen: {name!r} has a membrane leak λ = {leak:.6g} < 1 (learnable_leak): "
+            "it is a leaky neuron, not the converted IF neuron the conversion tools and "
+            "the NIR export take; run the fine-tuned network itself under torch.no_grad(), "
+            "or fine-tune without learnable_leak"
+        )
     theta = neuron.v_threshold
     theta = theta.detach().clone() if isinstance(theta, Tensor) else theta
     problem = threshold_problem(theta)
@@ -281,5 +445,5 @@ def _frozen_neuron(name: str, neuron: TrainableIFNode) -> ConversionIFNode:
         neuron.initial_membrane,
         neuron.weighted,
         step_mode=neuron.step_mode,
-        backend=neuron.backend,
+        backend="auto" if neuron.stdb is not None else neuron.backend,  # STDB's was forced
     )

@@ -1,0 +1,296 @@
+"""Hybrid training's DIET-SNN leak and STDB surrogate, against float64 reference loops."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from spikeflow.conversion import (
+    STDB,
+    ConversionIFNode,
+    TrainableIFNode,
+    constant_input,
+    convert,
+    fine_tunable,
+    frozen,
+)
+from spikeflow.conversion.snn import TimeFolded
+from spikeflow.errors import ConfigurationError, DTypeError
+from spikeflow.surrogate import Triangle
+
+F64 = torch.float64
+
+
+class _Triangle(torch.autograd.Function):
+    """Θ(z) forward, DIET-SNN's max(0, 1 − |z|) backward (written from the paper)."""
+
+    @staticmethod
+    def forward(ctx, z):
+        ctx.save_for_backward(z)
+        return (z >= 0).to(z.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (z,) = ctx.saved_tensors
+        return grad * (1 - z.abs()).clamp_min(0)
+
+
+class _PaperSTDB(torch.autograd.Function):
+    """STDB as the paper writes it: ∂S/∂z = α·exp(−β·Δt) (Rathi et al. 2020)."""
+
+    @staticmethod
+    def forward(ctx, z, dt, alpha, beta):
+        ctx.save_for_backward(dt)
+        ctx.alpha, ctx.beta = alpha, beta
+        return (z >= 0).to(z.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (dt,) = ctx.saved_tensors
+        return grad * ctx.alpha * torch.exp(-ctx.beta * dt), None, None, None
+
+
+def _step_loop(x_seq, theta, leak, v0, stdb=None, detach_reset=False):
+    """One layer of DIET-SNN neurons as a float64 loop: U = λ·U + X, z = U/θ − 1,
+    S = Θ(z), output θ·S, U ← U − θ·S; STDB: Δt = t − (step of the last spike), the
+    last spike at step −1000 before any (the authors' bookkeeping)."""
+    v = torch.zeros_like(x_seq[0]) + v0 * theta
+    last = torch.full_like(x_seq[0], -1000.0)
+    out = []
+    for t, x in enumerate(x_seq):
+        h = leak * v + x
+        z = h / theta - 1.0
+        s = _Triangle.apply(z) if stdb is None else _PaperSTDB.apply(z, t - last, *stdb)
+        last = torch.where(s > 0, torch.full_like(last, float(t)), last)
+        v = h - theta * (s.detach() if detach_reset else s)
+        out.append(theta * s)
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("backend", ["torch", "auto"])
+@pytest.mark.parametrize("per_channel", [False, True])
+@pytest.mark.parametrize("leak0", [1.0, 0.8])
+@pytest.mark.parametrize("stdb", [None, (0.3, 0.01), (0.5, 0.2)])
+def test_neuron_gradients_match_a_float64_loop(backend, per_channel, leak0, stdb):
+    torch.manual_seed(0)
+    x = (torch.randn(9, 3, 4, dtype=F64) * 0.6 + 0.35).requires_grad_()
+    theta0 = torch.rand(4, dtype=F64) + 0.3 if per_channel else torch.tensor(0.7, dtype=F64)
+    neuron = TrainableIFNode(
+        theta0, 0.5, surrogate_function=STDB(*stdb) if stdb else None,
+        leak=torch.tensor(leak0, dtype=F64), learnable_leak=True, backend=backend,
+    )  # fmt: skip
+    theta, leak = theta0.clone().requires_grad_(), torch.tensor(leak0, dtype=F64).requires_grad_()
+    expected = _step_loop(x, theta, leak, 0.5, stdb)
+    out = neuron(x)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
+    if leak0 == 1.0:  # the converted neuron, spike for spike
+        torch.testing.assert_close(out, ConversionIFNode(theta0, 0.5)(x), rtol=0, atol=0)
+    weights = torch.randn_like(out)
+    got = torch.autograd.grad((out * weights).sum(), [x, neuron.v_threshold, neuron.leak])
+    want = torch.autograd.grad((expected * weights).sum(), [x, theta, leak])
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12)
+    assert float(want[2].abs()) > 1e-3 and float((want[0] != 0).double().mean()) > 0.3
+
+
+def test_stdb_gradient_is_the_authors_formula_of_the_spike_time():
+    surrogate = STDB(alpha=0.4, beta=0.05)
+    dt = torch.tensor([1.0, 2.0, 7.0, 700.0], dtype=F64)
+    expected = 0.4 * torch.exp(-1 * dt) ** 0.05  # as the authors' code computes it
+    torch.testing.assert_close(surrogate.derivative(dt), expected, rtol=1e-12, atol=0)
+    # ... which underflows (exp(−Δt) = 0 from Δt ≈ 745 in float64, 104 in float32): 0
+    # for a neuron that has not fired (Δt ≥ 1000); the formula gives α·exp(−β·Δt)
+    far = torch.tensor([1000.0], dtype=F64)
+    assert float(0.4 * torch.exp(-1 * far) ** 0.05) == 0.0
+    assert float(surrogate.derivative(far)) == pytest.approx(0.4 * 2.718281828459045**-50)
+    z = torch.tensor([-0.9, 0.0, 0.3, -5.0], dtype=F64, requires_grad=True)
+    spikes = surrogate(z, dt)
+    assert spikes.tolist() == [0.0, 1.0, 1.0, 0.0]  # Θ(0) = 1, as the converted neuron
+    (grad,) = torch.autograd.grad(spikes.sum(), z)
+    torch.testing.assert_close(grad, expected, rtol=1e-14, atol=0)  # not a function of z
+    assert (STDB().alpha, STDB().beta) == (0.3, 0.01)  # the authors' defaults
+    # Δt in a neuron: 1000 at the first step for a neuron that has not fired, then one
+    # more per step, 1 on the step after a spike; one neuron whose input fires at step 2
+    neuron = TrainableIFNode(1.0, surrogate_function="stdb", learnable_threshold=False)
+    x = torch.tensor([[0.4], [0.7], [0.1], [0.1]], dtype=F64, requires_grad=True)
+    out = neuron(x)
+    assert out[:, 0].tolist() == [0.0, 1.0, 0.0, 0.0]
+    (grad,) = torch.autograd.grad(out[:, 0] @ torch.tensor([0, 0, 0, 1.0], dtype=F64), x)
+    # ∂out_4/∂x_4 = θ·α·exp(−β·Δt)/θ with Δt = 2 (spike at step 2 of 1..4)
+    assert float(grad[3, 0]) == pytest.approx(0.3 * math.exp(-0.02), rel=1e-12)
+
+
+def test_gradcheck_of_the_leak_with_the_smooth_surrogate():
+    torch.manual_seed(1)
+    x = (torch.randn(6, 2, 3, dtype=F64) * 0.5 + 0.4).requires_grad_()
+    neuron = TrainableIFNode(
+        torch.rand(3, dtype=F64) + 0.5, 0.5, surrogate_function=Triangle(spiking=False),
+        leak=torch.tensor(0.7, dtype=F64), learnable_leak=True,
+    )  # fmt: skip
+    assert torch.autograd.gradcheck(
+        lambda x, _theta, _leak: neuron(x), (x, neuron.v_threshold, neuron.leak)
+    )
+
+
+def _mlp_loop(x, linears, neurons, steps, stdb):
+    """The converted MLP from the equations: per step, each hidden layer's DIET-SNN
+    neurons on ``W·(previous output) + b``, the last linear layer read out."""
+    states = [
+        {"v": torch.zeros(x.shape[0], lin.out_features, dtype=F64),
+         "last": torch.full((x.shape[0], lin.out_features), -1000.0, dtype=F64)}
+        for lin in linears[:-1]
+    ]  # fmt: skip
+    outputs = []
+    for t in range(steps):
+        a = x
+        for lin, n, st in zip(linears, neurons, states):
+            h = n.leak * st["v"] + nn.functional.linear(a, lin.weight, lin.bias)
+            z = h / n.v_threshold - 1.0
+            s = _Triangle.apply(z) if stdb is None else _PaperSTDB.apply(z, t - st["last"], *stdb)
+            st["last"] = torch.where(s > 0, torch.full_like(st["last"], float(t)), st["last"])
+            st["v"] = h - n.v_threshold * s
+            a = n.v_threshold * s
+        outputs.append(nn.functional.linear(a, linears[-1].weight, linears[-1].bias))
+    return torch.stack(outputs)
+
+
+@pytest.mark.parametrize("surrogate", [None, "stdb"])
+def test_network_gradients_in_input_weights_thresholds_and_leaks(surrogate):
+    torch.manual_seed(2)
+    ann = nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 6), nn.ReLU(),
+                        nn.Linear(6, 3)).double().eval()  # fmt: skip
+    snn, _ = convert(ann, torch.rand(64, 5, dtype=F64), fraction=0.5)
+    tuned = fine_tunable(snn, surrogate_function=surrogate, learnable_leak=True)
+    linears = [m for m in tuned.body.modules() if isinstance(m, nn.Linear)]
+    neurons = [m.module for m in tuned.body.modules() if isinstance(m, TimeFolded)]
+    with torch.no_grad():
+        neurons[0].leak.fill_(0.85)
+        neurons[1].leak.fill_(0.6)
+    x = torch.rand(8, 5, dtype=F64, requires_grad=True)
+    out = tuned(constant_input(x, 6))
+    expected = _mlp_loop(x, linears, neurons, 6, None if surrogate is None else (0.3, 0.01))
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
+    params = [x] + [p for lin in linears for p in (lin.weight, lin.bias)]
+    params += [p for n in neurons for p in (n.v_threshold, n.leak)]
+    weights = torch.randn_like(out)
+    got = torch.autograd.grad((out * weights).sum(), params)
+    want = torch.autograd.grad((expected * weights).sum(), params)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12)
+    assert all(float(g.abs().sum()) > 0 for g in want[-4:])  # both θ and both λ reached
+
+
+def _cnn(pool: nn.Module) -> nn.Module:
+    torch.manual_seed(3)
+    return nn.Sequential(
+        nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), pool,
+        nn.Conv2d(6, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 3 * 3, 5),
+    ).eval()  # fmt: skip
+
+
+def _neurons(snn):
+    return [m.module for m in snn.body.modules() if isinstance(m, TimeFolded)
+            and isinstance(m.module, ConversionIFNode)]  # fmt: skip
+
+
+@pytest.mark.parametrize("pool", [nn.AvgPool2d(2), nn.MaxPool2d(2)])
+@pytest.mark.parametrize("surrogate", [None, "stdb"])
+def test_leak_one_and_stdb_keep_the_converted_network_spike_for_spike(pool, surrogate):
+    x = torch.rand(16, 1, 6, 6)
+    snn, _ = convert(_cnn(pool), x, per_channel=True, initial_membrane=0.5)
+    tuned = fine_tunable(snn, surrogate_function=surrogate, learnable_leak=True)
+    neurons = _neurons(tuned)
+    assert len(neurons) == 2 and all(isinstance(n.leak, nn.Parameter) for n in neurons)
+    assert all(float(n.leak.detach()) == 1.0 for n in neurons)
+    if surrogate:
+        assert all(isinstance(n.surrogate_function, STDB) for n in neurons)
+        assert neurons[0].surrogate_function is not neurons[1].surrogate_function
+    x_seq = constant_input(x, 7)
+    with torch.no_grad():
+        torch.testing.assert_close(tuned(x_seq), snn(x_seq), rtol=0, atol=0)
+    nn.functional.cross_entropy(tuned(x_seq).mean(0), torch.arange(16) % 5).backward()
+    assert all(float(n.leak.grad.abs()) > 0 for n in neurons)
+    # frozen: still IF neurons (λ = 1; STDB changes only the backward)
+    plain = frozen(tuned)
+    assert all(type(n) is ConversionIFNode and n.backend == "auto" for n in _neurons(plain))
+    with torch.no_grad():
+        torch.testing.assert_close(plain(x_seq), snn(x_seq), rtol=0, atol=0)
+
+
+def test_a_leak_past_one_runs_as_one_with_the_gradient_passed_through():
+    torch.manual_seed(4)
+    x = (torch.randn(7, 2, 5, dtype=F64) * 0.6 + 0.35).requires_grad_()
+    one = TrainableIFNode(0.6, leak=torch.tensor(1.0, dtype=F64), learnable_leak=True)
+    past = TrainableIFNode(0.6, leak=torch.tensor(1.0, dtype=F64), learnable_leak=True)
+    with torch.no_grad():
+        past.leak.fill_(1.25)  # where an optimiser step can push it
+    assert "leak=1.25" in repr(past)
+    torch.testing.assert_close(past(x), one(x), rtol=0, atol=0)
+    g_past = torch.autograd.grad(past(x).sum(), past.leak)
+    g_one = torch.autograd.grad(one(x).sum(), one.leak)
+    assert float(g_one[0]) != 0
+    torch.testing.assert_close(g_past, g_one, rtol=0, atol=0)
+    snn, _ = convert(nn.Sequential(nn.Linear(5, 6), nn.ReLU(), nn.Linear(6, 2)).eval(),
+                     torch.rand(32, 5))  # fmt: skip
+    tuned = fine_tunable(snn, learnable_leak=True)
+    with torch.no_grad():
+        _neurons(tuned)[0].leak.fill_(1.1)
+    assert type(_neurons(frozen(tuned))[0]) is ConversionIFNode  # it runs as IF
+
+
+def test_frozen_refuses_a_leaky_network_by_name_and_a_second_call_keeps_the_leak():
+    x = torch.rand(8, 1, 6, 6)
+    snn, _ = convert(_cnn(nn.AvgPool2d(2)), x)
+    tuned = fine_tunable(snn, learnable_leak=True)
+    with torch.no_grad():
+        _neurons(tuned)[1].leak.fill_(0.9)  # as trained
+    with pytest.raises(ConfigurationError, match=r"frozen: '5' has a membrane leak λ = 0.9 < 1"):
+        frozen(tuned)
+    again = fine_tunable(tuned)  # a phase with the leak fixed: kept, as the thresholds
+    leaks = [n.leak for n in _neurons(again)]
+    assert leaks == [1.0, pytest.approx(0.9)] and not any(
+        isinstance(lk, nn.Parameter) for lk in leaks
+    )
+    x_seq = constant_input(x, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(again(x_seq), tuned(x_seq), rtol=0, atol=0)
+    relearnt = fine_tunable(again, learnable_leak=True)
+    assert float(_neurons(relearnt)[1].leak.detach()) == pytest.approx(0.9)
+
+
+def test_bad_leaks_and_stdb_arguments_are_named():
+    for bad in (0.0, -0.1, 1.5, float("nan")):
+        with pytest.raises(ConfigurationError, match=r"leak must be in \(0, 1\]"):
+            TrainableIFNode(1.0, leak=bad)
+    with pytest.raises(ConfigurationError, match="one number per layer"):
+        TrainableIFNode(1.0, leak=torch.ones(3))
+    with pytest.raises(DTypeError, match="leak must be floating-point"):
+        TrainableIFNode(1.0, leak=torch.tensor(1))
+    with pytest.raises(ConfigurationError, match="leak must be a number"):
+        TrainableIFNode(1.0, leak="0.9")
+    with pytest.raises(ConfigurationError, match="learnable_leak"):
+        TrainableIFNode(1.0, learnable_leak=1)
+    with pytest.raises(ConfigurationError, match="alpha must be finite and > 0"):
+        STDB(alpha=0.0)
+    with pytest.raises(ConfigurationError, match="beta must be finite and >= 0"):
+        STDB(beta=-0.01)
+    with pytest.raises(ConfigurationError, match="alpha must be a number"):
+        STDB(alpha="0.3")
+    with pytest.raises(ConfigurationError, match="backend 'cpu' with the STDB surrogate"):
+        TrainableIFNode(1.0, surrogate_function=STDB(), backend="cpu")
+    snn, _ = convert(nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 2)).eval(),
+                     torch.rand(32, 4))  # fmt: skip
+    with pytest.raises(
+        ConfigurationError, match=r"STDB\(\) or 'stdb' \(the only name taken\), got 'triangle'"
+    ):
+        fine_tunable(snn, surrogate_function="triangle")
+    with pytest.raises(ConfigurationError, match="learnable_leak"):
+        fine_tunable(snn, learnable_leak="yes")
+    tuned = fine_tunable(snn, learnable_leak=True)
+    with torch.no_grad():
+        _neurons(tuned)[0].leak.fill_(-0.05)  # a step with too large a learning rate
+    with pytest.raises(ConfigurationError, match=r"leak -0.05 is not finite and > 0"):
+        tuned.rate(torch.rand(2, 4), 3)
