@@ -65,10 +65,12 @@ def fine_tune(
     lr: float,
     batch_size: int,
     learnable_threshold: bool = True,
+    **options: object,
 ) -> ConvertedSNN:
     """A copy of ``snn`` trained ``epochs`` epochs at ``steps`` steps: Adam, cross-entropy
-    on the mean output over the steps, cosine schedule."""
-    tuned = fine_tunable(snn, learnable_threshold=learnable_threshold)
+    on the mean output over the steps, cosine schedule; ``options``: further arguments of
+    ``fine_tunable`` (``learnable_leak``, ``surrogate_function``)."""
+    tuned = fine_tunable(snn, learnable_threshold=learnable_threshold, **options)
     opt = torch.optim.Adam(tuned.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1))
     for _ in range(epochs):
