@@ -24,6 +24,12 @@ network back into plain ``ConversionIFNode`` s (thresholds as buffers), which th
 export and the other conversion tools take. A conversion rule's module (``convert(...,
 rules=...)``) is fine-tuned through the ``ConversionIFNode`` s inside it (its own
 operations must be differentiable); one with none inside is refused by name.
+
+``learnable_leak=True`` adds DIET-SNN's membrane leak, one ``λ`` per layer in
+``H = λ·V + X`` (from 1, run as ``min(λ, 1)``); ``surrogate_function="stdb"`` (or an
+:class:`~spikeflow.conversion.stdb.STDB`) differentiates each spike by the time since
+the neuron's last one, ``α·exp(−β·Δt)`` (Rathi et al. 2020): see
+:mod:`spikeflow.conversion.stdb`. ``frozen`` refuses a leak below 1 by name.
 """
 
 from __future__ import annotations
@@ -73,8 +79,8 @@ def _stdb_or_none(surrogate: object, owner: str) -> STDB | None:
 
 
 def _checked_leak(leak: object, learnable: bool, theta: float | Tensor) -> float | Tensor:
-    """A leak λ in (0, 1]: a float, or (learnable, or given as a 0-dim tensor) a 0-dim
-    tensor (an ``nn.Parameter`` if ``learnable``; a float gets θ's dtype)."""
+    """A checked leak λ in (0, 1]: a float, or if ``learnable`` a 0-dim ``nn.Parameter``
+    (a tensor's dtype, else θ's, else the default dtype)."""
     if isinstance(leak, Tensor):
         if not leak.is_floating_point():
             raise DTypeError(f"TrainableIFNode: leak must be floating-point, got {leak.dtype}")
@@ -114,16 +120,25 @@ class TrainableIFNode(ConversionIFNode):
         initial_membrane: ``V0/θ`` in [0, 1).
         weighted: output ``θ·S`` (default) or ``S``.
         surrogate_function: σ, applied to ``z = (H − θ)/θ`` (default ``Triangle()``:
-            ``σ'(z) = max(0, 1 − |z|)``, DIET-SNN's).
+            ``σ'(z) = max(0, 1 − |z|)``, DIET-SNN's); or :class:`STDB` / ``"stdb"``:
+            ``∂S/∂z = α·exp(−β·Δt)``, Δt the steps since the last spike (then the
+            reference loop runs it: ``backend`` ``'auto'`` or ``'torch'``).
         learnable_threshold: θ as an ``nn.Parameter``.
         detach_reset: no surrogate gradient through the spike of the reset ``θ·S``
             (θ itself still gets one there), as DIET-SNN's code resets: the forward is
             the same, only the backward changes.
+        leak: λ in (0, 1] of the charge ``H = λ·V + X`` (one per layer: a float or a
+            0-dim tensor; 1, the default, is the IF neuron).
+        learnable_leak: λ as a 0-dim ``nn.Parameter`` (DIET-SNN), used as ``min(λ, 1)``
+            with the gradient passed straight through.
         **kwargs: ``step_mode``, ``backend`` (of :class:`~spikeflow.neurons.IFNode`).
 
     Raises:
-        ConfigurationError: at a call, a θ is no longer finite and > 0 (a learnt θ
-            pushed to 0 or below: ``(H − θ)/θ`` then flips the fire rule).
+        ConfigurationError: a leak outside (0, 1] or not one number, a string
+            surrogate other than ``"stdb"``, STDB with a fused backend; at a call, a θ
+            or a learnt λ no longer finite and > 0 (pushed to 0 or below: ``(H − θ)/θ``
+            then flips the fire rule).
+        DTypeError: a leak tensor that is not floating-point.
     """
 
     fire = staticmethod(_relative_fire)
@@ -167,7 +182,7 @@ class TrainableIFNode(ConversionIFNode):
                     "which only the reference loop runs: use backend='torch' or 'auto'"
                 )
             self.backend = "torch"
-            self.surrogate_function = stdb  # the neuron's fire rule calls it (stdb.py)
+            self.surrogate_function = stdb  # its α, β go to the fire rule (neuron_params)
         self.leak = _checked_leak(leak, check_flag("TrainableIFNode", "learnable_leak",
                                                    learnable_leak), self.v_threshold)  # fmt: skip
 
