@@ -220,7 +220,7 @@ class TrainableIFNode(ConversionIFNode):
 
     def used_leak(self) -> Tensor | float:
         """The λ the charge uses: ``min(λ, 1)``, the gradient passed straight through
-        above 1 (so a leak pushed past 1 comes back when the loss asks for a leak)."""
+        above 1 (a leak pushed past 1 keeps a gradient: it can come back below 1)."""
         leak = self.leak
         if not isinstance(leak, Tensor):
             return leak
