@@ -570,3 +570,51 @@ def test_the_modules_refuse_bad_arguments_by_name():
         LoihiSumPool(torch.ones(2, 1, dtype=torch.int64), stride=1)(
             torch.zeros(1, 1, 2, 3, 2, dtype=torch.int64)
         )
+
+
+def test_empty_steps_numpy_integers_and_mismatched_parts_are_handled():
+    """T = 0 or B = 0 through the average (no reshape error), numpy integers as the
+    thresholds (what h5py reads), and a complex synapse whose parts differ refused."""
+    for shape in ((0, 3, 4), (2, 0, 4)):
+        out = LoihiAverage(2)(torch.zeros(shape, dtype=torch.int64))
+        assert out.shape == (*shape[:2], 2) and out.dtype == torch.float64
+    x = torch.randint(0, 40, (6, 2, 3))
+    alif = LoihiALIFNode(1024, 512, 0, 0, np.int64(60), np.int32(20))
+    assert alif.v_th_mant == 60 and type(alif.v_th_mant) is int
+    assert torch.equal(alif(x), LoihiALIFNode(1024, 512, 0, 0, 60, 20)(x))
+    with pytest.raises(ShapeError, match=r"real synapse .* must have one shape"):
+        LoihiComplexSynapse(
+            LoihiDense(torch.ones(3, 7, dtype=torch.int64)),
+            LoihiDense(torch.ones(4, 7, dtype=torch.int64)),
+        )
+    with pytest.raises(ShapeError, match="must have one shape and setting"):
+        LoihiComplexSynapse(
+            LoihiConv2d(torch.ones(2, 1, 3, 3, dtype=torch.int64), stride=1),
+            LoihiConv2d(torch.ones(2, 1, 3, 3, dtype=torch.int64), stride=2),
+        )
+    with pytest.raises(ConfigurationError, match="kernel must be at least 1x1"):
+        LoihiSumPool(torch.ones(0, 2, dtype=torch.int64))
+
+
+@pytest.mark.parametrize("imag_shape", [(4, 40), (10, 20)])
+def test_complex_weights_of_different_shapes_name_the_field(tmp_path, imag_shape):
+    """weight/imag [4, 40] (not a multiple of the layer's 5 neurons) or [10, 20] (the
+    same count, another shape) next to weight/real [5, 40]: a DataFormatError naming
+    the layer's weight, not a reshape error or a silent reshape."""
+    rf = {"type": "RF_PHASE", "sinDecay": 2838, "cosDecay": 2838, "vThMant": 90}
+    path = tmp_path / "rf.net"
+    with h5py.File(path, "w") as f:
+        g = f.create_group("layer/0")
+        _type(g, "dense")
+        g.create_dataset("shape", data=np.array([5]))
+        g.create_dataset("weight/real", data=np.ones((5, 40), dtype=np.int64))
+        g.create_dataset("weight/imag", data=np.ones(imag_shape, dtype=np.int64))
+        _neuron(g, rf)
+    with pytest.raises(DataFormatError, match=r"layer/0/weight'.*differ in shape"):
+        import_netx(path)
+    with h5py.File(path, "a") as f:  # a real dense layer of the wrong size
+        del f["layer/0/weight"], f["layer/0/neuron"]
+        f["layer/0"].create_dataset("weight", data=np.ones((4, 40), dtype=np.int64))
+        _neuron(f["layer/0"], CUBA)
+    with pytest.raises(DataFormatError, match=r"layer/0/weight'.*does not form \[5, in\]"):
+        import_netx(path)

@@ -173,7 +173,16 @@ def _synapse(
     if kind == "dense":
         if len(shape) != 1:
             raise reader.fail(where, f"a dense layer on an unflattened input of shape {shape}")
-        synapse: nn.Module = LoihiDense(weight.reshape(int(np.prod(out)), -1))
+        neurons = int(np.prod(out))
+        # [out, in] (netx reshapes only a 1-d weight), not another shape of the same size
+        rows = weight.shape[0] if weight.dim() > 1 else neurons
+        if rows != neurons or weight.numel() % neurons:
+            raise reader.fail(
+                f"{where}/weight",
+                f"{list(weight.shape)} does not form [{neurons}, in] weights for the "
+                f"layer's shape {list(out)}",
+            )
+        synapse: nn.Module = LoihiDense(weight.reshape(neurons, -1))
         if synapse.weight.shape[1] != shape[0]:
             raise reader.fail(f"{where}/weight", f"{synapse.weight.shape[1]} inputs for {shape}")
         return synapse
@@ -225,6 +234,12 @@ def _layer(
     if kind == "dense":
         out = (int(np.prod(out)),)
     if isinstance(weight, tuple):
+        if weight[0].shape != weight[1].shape:
+            raise reader.fail(
+                f"{where}/weight",
+                f"weight/real {list(weight[0].shape)} and weight/imag "
+                f"{list(weight[1].shape)} differ in shape",
+            )
         synapse: nn.Module = LoihiComplexSynapse(
             *(_synapse(reader, group, kind, part, shape, out) for part in weight)
         )

@@ -50,6 +50,7 @@ below ``2^24``, where the integer comparisons here are the same.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from numbers import Integral
 
 import torch
 from torch import Tensor, nn
@@ -85,9 +86,10 @@ def _decay(owner: str, name: str, value: Tensor | int, low: int, high: int) -> T
 
 
 def _integer(owner: str, name: str, value: object, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+    # numbers.Integral: numpy's integers too (what h5py reads)
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
         raise ConfigurationError(f"{owner}: {name} must be an integer >= {low}, got {value!r}")
-    return value
+    return int(value)
 
 
 def _per_channel(decay: Tensor, step_shape: Sequence[int], owner: str) -> Tensor:

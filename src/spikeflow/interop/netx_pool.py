@@ -24,6 +24,7 @@ block (``slayer/block/base.py``) it is read from, on integer spikes ``[T, B, C, 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -74,6 +75,10 @@ class _KernelOp(nn.Module):
         if isinstance(weight, Tensor) and weight.dim() == 4 and weight.shape[:2] == (1, 1):
             weight = weight[0, 0]  # Lava-DL's [1, 1, kH, kW]
         self.register_buffer("weight", _integer_weight(owner, weight, 2))
+        if self.weight.numel() == 0:
+            raise ConfigurationError(
+                f"{owner}: the kernel must be at least 1x1, got {list(self.weight.shape)}"
+            )
         # Lava-DL's default stride is the kernel size
         kernel = tuple(int(n) for n in self.weight.shape)
         self.stride = _pair(owner, "stride", kernel if stride is None else stride, 1)
@@ -285,7 +290,10 @@ class LoihiAverage(nn.Module):
             raise ShapeError(f"LoihiAverage expects [T, B, ...], got {getattr(x, 'shape', x)!r}")
         self.output_shape(x.shape[2:])
         T, B = x.shape[:2]
-        return x.to(torch.float64).reshape(T, B, self.num_outputs, -1).mean(dim=3)
+        # the group size spelled out: with T or B = 0 a -1 could not be inferred
+        group = math.prod(x.shape[2:]) // self.num_outputs
+        grouped = x.to(torch.float64).reshape(T, B, self.num_outputs, group)
+        return grouped.mean(dim=3)
 
     def extra_repr(self) -> str:
         return f"num_outputs={self.num_outputs}"
@@ -298,6 +306,10 @@ class LoihiComplexSynapse(nn.Module):
 
     Args:
         real, imag: the synapses (e.g. two ``LoihiDense`` or ``LoihiConv2d``).
+
+    Raises:
+        ConfigurationError: synapses of two kinds.
+        ShapeError: weights of two shapes, or two settings (stride, padding, ...).
     """
 
     def __init__(self, real: nn.Module, imag: nn.Module) -> None:
@@ -306,6 +318,16 @@ class LoihiComplexSynapse(nn.Module):
             raise ConfigurationError(
                 f"LoihiComplexSynapse: the real ({type(real).__name__}) and imaginary "
                 f"({type(imag).__name__}) synapses must be of one kind"
+            )
+        layouts = [
+            (tuple(getattr(s, "weight", torch.empty(0)).shape), s.extra_repr())
+            for s in (real, imag)
+        ]
+        if layouts[0] != layouts[1]:
+            raise ShapeError(
+                f"LoihiComplexSynapse: the real synapse ({layouts[0][1]}, weight "
+                f"{list(layouts[0][0])}) and the imaginary one ({layouts[1][1]}, weight "
+                f"{list(layouts[1][0])}) must have one shape and setting"
             )
         self.real, self.imag = real, imag
 
