@@ -56,23 +56,18 @@ import torch
 from torch import Tensor, nn
 
 from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.quant.loihi import _decay as _decayed
 from spikeflow.quant.loihi import _integers_as_int64
 
 __all__ = [
     "LoihiALIFNode",
     "LoihiAdaptiveResonatorNode",
     "LoihiResonatorNode",
-    "rstz",
 ]
 
 #: Lava-DL's states are ``2^12`` times its float units; an input ``a`` enters as ``a << 6``.
 _INPUT_SHIFT = 6
 _DECAY_ONE = 1 << 12
-
-
-def rstz(x: Tensor) -> Tensor:
-    """Lava-DL's ``right_shift_to_zero(x, 12)``: ``x / 4096`` rounded towards 0."""
-    return torch.sign(x) * (x.abs() >> 12)
 
 
 def _decay(owner: str, name: str, value: Tensor | int, low: int, high: int) -> Tensor:
@@ -130,6 +125,18 @@ class _Adaptive(nn.Module):
         keep_ref = _DECAY_ONE - _per_channel(self.ref_decay, like.shape, owner)
         return torch.full_like(like, th0), torch.zeros_like(like), keep_th, keep_ref
 
+    @staticmethod
+    def _adapt_decay(
+        th: Tensor, ref: Tensor, th0: int, keep_th: Tensor, keep_ref: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """One step's decay of the threshold (towards ``th0``) and the refractory state."""
+        return _decayed(th - th0, keep_th) + th0, _decayed(ref, keep_ref)
+
+    @staticmethod
+    def _adapt_spike(spike: Tensor, th: Tensor, ref: Tensor, step: int) -> tuple[Tensor, Tensor]:
+        """After a spike: ``r += 2ϑ`` with the threshold before its step, then ``ϑ += step``."""
+        return torch.where(spike, th + step, th), torch.where(spike, ref + 2 * th, ref)
+
 
 class LoihiALIFNode(_Adaptive):
     """Lava-DL's adaptive LIF neuron (``slayer.neuron.alif``) in fixed point, as its
@@ -177,13 +184,11 @@ class LoihiALIFNode(_Adaptive):
         v = torch.zeros_like(x[0])
         out = []
         for a in x.unbind(0):
-            u = rstz(u * keep_u) + (a << _INPUT_SHIFT)
-            v = rstz(v * keep_v) + u
-            ref = rstz(ref * keep_ref)
-            th = rstz((th - th0) * keep_th) + th0
+            u = _decayed(u, keep_u) + (a << _INPUT_SHIFT)
+            v = _decayed(v, keep_v) + u
+            th, ref = self._adapt_decay(th, ref, th0, keep_th, keep_ref)
             spike = v >= th + ref
-            ref = torch.where(spike, ref + 2 * th, ref)
-            th = torch.where(spike, th + step, th)
+            th, ref = self._adapt_spike(spike, th, ref, step)
             out.append(spike.to(torch.int64))
         return torch.stack(out)
 
@@ -213,6 +218,17 @@ class _Rotation(nn.Module):
         # Lava-DL keeps |(sin, cos)| below 4096 (its clamp); the range check is wider
         self.register_buffer("sin_decay", _decay(owner, "sinDecay", sin_decay, 0, _DECAY_ONE))
         self.register_buffer("cos_decay", _decay(owner, "cosDecay", cos_decay, 0, _DECAY_ONE))
+
+    @staticmethod
+    def _rotate(
+        re: Tensor, im: Tensor, sin: Tensor, cos: Tensor, a_re: Tensor, a_im: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """One step of the resonator (``_res_dynamics_fwd``: each product rounded towards
+        0 on its own) plus the step's input."""
+        return (
+            _decayed(re, cos) - _decayed(im, sin) + (a_re << _INPUT_SHIFT),
+            _decayed(re, sin) + _decayed(im, cos) + (a_im << _INPUT_SHIFT),
+        )
 
     def _laid_out(self, like: Tensor) -> tuple[Tensor, Tensor]:
         owner = type(self).__name__
@@ -262,8 +278,7 @@ class LoihiResonatorNode(_Rotation):
         im = torch.zeros_like(real_in[0])
         out = []
         for a_re, a_im in zip(real_in.unbind(0), imag_in.unbind(0)):
-            re_new = rstz(cos * re) - rstz(sin * im) + (a_re << _INPUT_SHIFT)
-            im_new = rstz(sin * re) + rstz(cos * im) + (a_im << _INPUT_SHIFT)
+            re_new, im_new = self._rotate(re, im, sin, cos, a_re, a_im)
             if self.izhikevich:
                 spike = im_new >= threshold
                 re = torch.where(spike, 0, re_new)
@@ -319,13 +334,10 @@ class LoihiAdaptiveResonatorNode(_Rotation, _Adaptive):
         im = torch.zeros_like(real_in[0])
         out = []
         for a_re, a_im in zip(real_in.unbind(0), imag_in.unbind(0)):
-            re_new = rstz(cos * re) - rstz(sin * im) + (a_re << _INPUT_SHIFT)
-            im_new = rstz(sin * re) + rstz(cos * im) + (a_im << _INPUT_SHIFT)
-            ref = rstz(ref * keep_ref)
-            th = rstz((th - th0) * keep_th) + th0
+            re_new, im_new = self._rotate(re, im, sin, cos, a_re, a_im)
+            th, ref = self._adapt_decay(th, ref, th0, keep_th, keep_ref)
             spike = (re_new >= th + ref) & (im < 0) & (im_new >= 0)
-            ref = torch.where(spike, ref + 2 * th, ref)
-            th = torch.where(spike, th + step, th)
+            th, ref = self._adapt_spike(spike, th, ref, step)
             re, im = re_new, im_new
             out.append(spike.to(torch.int64))
         return torch.stack(out)

@@ -121,7 +121,7 @@ def _wrap32(x: Tensor) -> Tensor:
     return ((x - _INT32_MIN) & 0xFFFFFFFF) + _INT32_MIN
 
 
-def _decay(x: Tensor, keep: int) -> Tensor:
+def _decay(x: Tensor, keep: int | Tensor) -> Tensor:
     """``x · keep / 4096`` rounded towards zero (Lava: ``sign(p) · (|p| >> 12)``)."""
     product = x * keep
     return torch.sign(product) * (product.abs() >> DECAY_SHIFT)
