@@ -301,7 +301,8 @@ def import_netx(path: str | os.PathLike) -> NetxNetwork:
     :class:`~spikeflow.interop.netx_layers.LoihiSigmaDeltaInput` (netx's ``Delta``) and
     :class:`~spikeflow.interop.netx_layers.LoihiSigmaDelta` layers (``SigmaDelta``, the
     ``sigma_output`` layer's ``Sigma``): its input is ``round(64 x)``, its output the
-    last layer's sums, ``2^18`` per unit.
+    last layer's sums, ``2^18`` per unit. The network computes in integers on integer
+    spikes: inference only, no gradient.
 
     Raises:
         DataFormatError: a missing or malformed dataset, or a layer or neuron type

@@ -391,7 +391,8 @@ class NetxNetwork(nn.Sequential):
         return NetxNetwork(shape, *layers[index])
 
     def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
-        """The output spikes ``[T, B, ...]`` (``int64``) for binary input spikes."""
+        """The output spikes ``[T, B, ...]`` (``int64``) for binary input spikes (the
+        group means, float64, when the last layer is a ``LoihiAverage``)."""
         x = _integer_input(
             type(self).__name__, x, len(self.input_shape) + 1, f"[T, B, {self.input_shape}]"
         )

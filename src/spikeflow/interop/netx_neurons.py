@@ -5,8 +5,10 @@ them (what :func:`~spikeflow.interop.import_netx` builds from an ``ALIF``, ``RF_
 Lava's runtime has no process for these neurons (netx reads only CUBA and sigma-delta
 groups); the reference is Lava-DL's own fixed-point dynamics, which its blocks run in
 training and evaluation: ``slayer/neuron/dynamics/{leaky_integrator, adaptive_threshold,
-resonator, adaptive_phase_th}.py`` (their ``_*_fwd`` loops, ``int64``), with the
-spike rules of ``slayer/neuron/{alif, rf, rf_iz, adrf}.py``. A block's neurons keep
+resonator, adaptive_phase_th}.py`` (their ``_*_fwd`` loops, ``int64``: Lava-DL's CPU
+path; its resonator CUDA kernel rounds the rotated sum once instead of each product, see
+``docs/loihi.md``), with the spike rules of ``slayer/neuron/{alif, rf, rf_iz, adrf}.py``.
+The modules compute in integers: inference only, no gradient. A block's neurons keep
 their states ``s_scale = 2^12`` times Lava-DL's float units; with the file's integer
 weights ``w`` (float weights ``w / 64``) and binary spikes, a step's input in state
 units is ``a << 6`` for the integer synaptic sum ``a``, and a threshold ``θ = vThMant /
