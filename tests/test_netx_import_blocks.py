@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import require_shared_data
-from spikeflow.errors import ConfigurationError, DataFormatError, ShapeError
+from spikeflow.errors import ConfigurationError, DataFormatError, DTypeError, ShapeError
 from spikeflow.interop import (
     LoihiAdaptiveResonatorNode,
     LoihiALIFNode,
@@ -582,6 +582,8 @@ def test_empty_steps_numpy_integers_and_mismatched_parts_are_handled():
     alif = LoihiALIFNode(1024, 512, 0, 0, np.int64(60), np.int32(20))
     assert alif.v_th_mant == 60 and type(alif.v_th_mant) is int
     assert torch.equal(alif(x), LoihiALIFNode(1024, 512, 0, 0, 60, 20)(x))
+    with pytest.raises(DTypeError, match="integer"):  # inference on integers only
+        alif(x.float().requires_grad_())
     with pytest.raises(ShapeError, match=r"real synapse .* must have one shape"):
         LoihiComplexSynapse(
             LoihiDense(torch.ones(3, 7, dtype=torch.int64)),
