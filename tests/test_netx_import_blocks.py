@@ -516,6 +516,11 @@ def test_bad_fields_raise_errors_naming_the_file_layer_and_field(tmp_path):
         (set_("layer/1/kernelSize", np.array([3, 3])), "layer/1/kernelSize.*differs"),
         (set_("layer/1/shape", np.array([2, 5, 4])), "layer/1/shape.*not the pool layer's output"),
         (add("layer/1/bias", np.array([1, 2])), "layer/1/bias.*before ALIF"),
+        (set_("layer/1/weight", np.full((1, 1, 2, 2), 1e20)), "layer/1/weight.*within int64"),
+        (
+            set_("layer/1/neuron/vDecay", np.array(2**63 + 5, dtype=np.uint64)),
+            "layer/1/neuron/vDecay.*within int64",
+        ),
         (retype("RF_PHASE"), "layer/1/weight.*real weight for 'RF_PHASE'"),
         (retype("ADRF_IZHIKEVICH"), "neuron/type.*'ADRF_IZHIKEVICH' is not supported"),
         (average_then_pool, "layer/3.*after an average layer"),

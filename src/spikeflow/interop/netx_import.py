@@ -98,10 +98,17 @@ class _Reader:
 
     def integers(self, group: Any, name: str) -> np.ndarray:
         value = np.asarray(self.get(group, name))
-        if value.dtype.kind not in "iufb" or (
-            value.dtype.kind == "f" and not np.all(np.isfinite(value) & (value == np.round(value)))
-        ):
-            raise self.fail(f"{group.name}/{name}", f"expected integers, got {value!r}")
+        kind = value.dtype.kind
+        bad = kind not in "iufb"
+        if kind == "f":  # whole numbers that int64 holds (astype would wrap the others)
+            whole = np.isfinite(value) & (value == np.round(value))
+            bad = not np.all(whole & (np.abs(np.where(whole, value, 0)) < 2.0**63))
+        elif kind == "u" and value.size:
+            bad = int(value.max()) > np.iinfo(np.int64).max
+        if bad:
+            raise self.fail(
+                f"{group.name}/{name}", f"expected integers within int64, got {value!r}"
+            )
         return value.astype(np.int64)
 
     def integer(self, group: Any, name: str) -> int:
