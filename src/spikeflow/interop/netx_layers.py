@@ -17,6 +17,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
+from spikeflow.interop.netx_neurons import (
+    LoihiAdaptiveResonatorNode,
+    LoihiALIFNode,
+    LoihiResonatorNode,
+)
 from spikeflow.layers import AxonalDelay, Flatten
 from spikeflow.quant.loihi import LoihiCubaLIFNode, _integers_as_int64
 
@@ -341,12 +346,12 @@ def _layer_output_shape(layer: nn.Module, shape: tuple[int, ...]) -> tuple[int, 
         return tuple(sample.flatten(layer.start_dim, layer.end_dim).shape[1:])
     if isinstance(layer, (LoihiCubaLIFNode, AxonalDelay, LoihiSigmaDelta, LoihiSigmaDeltaInput)):
         return shape
-    if type(layer).__module__ == "spikeflow.interop.netx_neurons":  # ALIF / resonators
+    if isinstance(layer, (LoihiALIFNode, LoihiResonatorNode, LoihiAdaptiveResonatorNode)):
         return shape
     raise ConfigurationError(
         f"NetxNetwork: cannot slice after a {type(layer).__name__} layer, whose output "
-        "shape is not known (only LoihiDense, LoihiConv2d, Flatten, LoihiCubaLIFNode and "
-        "AxonalDelay layers are)"
+        "shape is not known (only the layers import_netx builds, Flatten and AxonalDelay "
+        "have one)"
     )
 
 
@@ -373,8 +378,9 @@ class NetxNetwork(nn.Sequential):
 
         Raises:
             ConfigurationError: a slice with a step other than 1, or one that starts after
-                a layer whose output shape is not known (not a ``LoihiDense``,
-                ``LoihiConv2d``, ``Flatten``, ``LoihiCubaLIFNode`` or ``AxonalDelay``).
+                a layer whose output shape is not known (not one of the layers
+                :func:`~spikeflow.interop.import_netx` builds, a ``Flatten`` or an
+                ``AxonalDelay``).
         """
         if not isinstance(index, slice):
             return super().__getitem__(index)
