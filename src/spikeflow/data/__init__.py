@@ -44,6 +44,12 @@ from spikeflow.data.datasets import (
     SpikingSpeechCommands,
 )
 from spikeflow.data.datasets.bullying10k import Bullying10K, read_bullying10k
+from spikeflow.data.datasets.names_by_language import (
+    NAME_LETTERS,
+    NamesByLanguage,
+    encode_name,
+    fold_to_ascii,
+)
 from spikeflow.data.datasets.nomniglot import NOmniglot
 from spikeflow.data.datasets.spiking_ntu import SpikingNTU
 from spikeflow.data.decay_frames import ToDecayFrames, decay_frame_count, to_decay_frames
@@ -104,6 +110,7 @@ __all__ = [
     "HARDVS",
     "KMNIST",
     "MNIST",
+    "NAME_LETTERS",
     "NCARS",
     "NMNIST",
     "NTIDIGITS18",
@@ -132,6 +139,7 @@ __all__ = [
     "NAVGesture",
     "NCaltech101",
     "NOmniglot",
+    "NamesByLanguage",
     "NeuromorphicDataset",
     "RandomTemporalDelete",
     "Representation",
@@ -164,9 +172,11 @@ __all__ = [
     "decay_frame_count",
     "default_cache_dir",
     "download_url",
+    "encode_name",
     "exit_on_missing_data",
     "extract_archive",
     "file_identity",
+    "fold_to_ascii",
     "format_error",
     "level_crossings",
     "make_events",
