@@ -100,6 +100,12 @@ def test_split_is_stratified_deterministic_and_disjoint(tmp_path):
     b_all = [n for n, t in zip(every.names, every.targets) if t == 1]
     positions = [b_all.index(n) for n in b_test]
     assert positions == sorted(positions) and positions != list(range(30, 37))
+    # two languages of the same size hold out different positions (each its own seed)
+    twin = _layout(
+        tmp_path / "twin", {k: "".join(f"{k}{'a' * i}\n" for i in range(20)) for k in "PQ"}
+    )
+    twins = NamesByLanguage(twin, "test")
+    assert [len(n) for n in twins.names[:4]] != [len(n) for n in twins.names[4:]]
     # a language's split depends on its own file only
     (root / "names" / "B.txt").unlink()
     assert [n for n in NamesByLanguage(root, "test").names if n.startswith("A")] == [

@@ -59,8 +59,8 @@ def fold_to_ascii(text: str) -> str:
     NFD decomposition with its combining marks (``Mn``) dropped (``"Ślusàrski"`` ->
     ``"Slusarski"``), then every character outside the 57 dropped (``"ß"``, ``"-"``,
     digits, tabs, ``"\\r"``)."""
-    decomposed = unicodedata.normalize("NFD", text)
-    return "".join(c for c in decomposed if unicodedata.category(c) != "Mn" and c in _INDEX)
+    # the combining marks (category Mn) are outside the 57 and go with the rest
+    return "".join(c for c in unicodedata.normalize("NFD", text) if c in _INDEX)
 
 
 def encode_name(name: str) -> Tensor:
