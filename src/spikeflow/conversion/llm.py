@@ -40,6 +40,12 @@ from spikeflow.conversion.llm_encode import (
     SignedSpikeEncoder,
     signed_quantize,
 )
+from spikeflow.conversion.llm_generate import (
+    SpikingGenerationOutput,
+    check_decoding_options,
+    decode,
+    stop_tokens,
+)
 from spikeflow.conversion.temporal import SpikeProduct, StepBias, TemporalDifference
 from spikeflow.errors import ConfigurationError, DTypeError, MissingExtraError, ShapeError
 
@@ -224,6 +230,11 @@ class SpikingKVCache:
     def length(self) -> int:
         """``P``, the number of cached positions."""
         return int(self.layers[0][0].shape[2])
+
+    def select(self, rows: Tensor) -> SpikingKVCache:
+        """The cache of the sequences ``rows`` (indices on dim 0, repeats allowed): how
+        the prompts' cache is copied per beam and how it follows the beams."""
+        return SpikingKVCache(tuple((k[rows], v[rows]) for k, v in self.layers))
 
 
 @dataclass(frozen=True)
@@ -424,68 +435,56 @@ class SpikingCausalLM(nn.Module):
         mode: str | None = None,
         eos_token_id: int | Iterable[int] | None = None,
         pad_token_id: int | None = None,
-    ) -> Tensor:
-        """Greedy decoding: ``[B, S + n]``, ``n <= max_new_tokens``. With ``use_cache``
-        each new token runs alone against the cached keys and values; without it the
-        whole sequence is run again for each token (the same tokens, at more cost).
+        do_sample: bool = False,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        min_p: float | None = None,
+        repetition_penalty: float | None = None,
+        num_beams: int = 1,
+        num_return_sequences: int = 1,
+        length_penalty: float | None = None,
+        early_stopping: bool | str | None = None,
+        generator: torch.Generator | None = None,
+        output_scores: bool = False,
+        **unsupported: object,
+    ) -> Tensor | SpikingGenerationOutput:
+        """Decode ``[B * n, S + new]`` tokens, ``new <= max_new_tokens``, as Hugging
+        Face's ``generate`` with the same options (:mod:`~spikeflow.conversion.
+        llm_generate`): greedy by default; ``do_sample`` with ``temperature``,
+        ``top_k`` (None: 50, 0: off), ``top_p``, ``min_p`` and draws from ``generator``
+        (None: torch's global one); ``repetition_penalty``; ``num_beams > 1``: beam
+        search with ``length_penalty`` and ``early_stopping`` (True, False, 'never');
+        ``num_return_sequences`` (n) per prompt. With ``use_cache`` each new token runs
+        alone against the cached keys and values (reordered with the beams); without
+        it the whole sequence runs again (the same tokens, at more cost).
 
-        As Hugging Face's ``generate``: a sequence that has produced an end-of-sequence
-        token (``eos_token_id``, one id or several; default: the model's
-        ``generation_config``, else its ``config``) is finished, its later positions
-        hold ``pad_token_id`` (default: the model's, else the first eos id), and
-        decoding stops once every sequence is finished (so ``n`` may be smaller).
+        A sequence that has produced an end-of-sequence token (``eos_token_id``, one id
+        or several; default: the model's ``generation_config``, else its ``config``) is
+        finished, its later positions hold ``pad_token_id`` (default: the model's, else
+        the first eos id), and decoding stops once every sequence is (so ``new`` may be
+        smaller). ``output_scores``: a :class:`~spikeflow.conversion.llm_generate.
+        SpikingGenerationOutput` with the processed scores of each step (and beam
+        search's sequence scores). An option this method lacks or one that would be
+        ignored (a sampling option without ``do_sample=True``, ...) is refused by name.
         """
-        if (
-            isinstance(max_new_tokens, bool)
-            or not isinstance(max_new_tokens, int)
-            or max_new_tokens < 0
-        ):
+        if unsupported:
             raise ConfigurationError(
-                f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}"
+                f"generate: unsupported option(s) {sorted(unsupported)}; supported: "
+                "do_sample, temperature, top_k, top_p, min_p, repetition_penalty, num_beams, "
+                "num_return_sequences, length_penalty, early_stopping, generator"
             )
-        eos, pad = self._stop_tokens(eos_token_id, pad_token_id)
-        tokens = input_ids
-        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
-        finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        cache = None
-        for _ in range(max_new_tokens):
-            step_input = tokens if cache is None else tokens[:, -1:]
-            out = self(step_input, mask, past_key_values=cache, use_cache=use_cache, mode=mode)
-            cache = out.past_key_values
-            token = out.logits[:, -1].argmax(-1, keepdim=True)
-            if eos is not None:
-                token = torch.where(finished[:, None], torch.full_like(token, pad), token)
-                finished = finished | torch.isin(token[:, 0], eos.to(token.device))
-            tokens = torch.cat([tokens, token], 1)
-            mask = torch.cat([mask, torch.ones_like(token)], 1)
-            if bool(finished.all()):
-                break
-        return tokens
-
-    def _stop_tokens(
-        self, eos_token_id: int | Iterable[int] | None, pad_token_id: int | None
-    ) -> tuple[Tensor | None, int | None]:
-        """The end-of-sequence ids (a tensor, None: none) and the padding id."""
+        options = check_decoding_options(
+            max_new_tokens, do_sample, temperature, top_k, top_p, min_p, repetition_penalty,
+            num_beams, num_return_sequences, length_penalty, early_stopping, generator,
+        )  # fmt: skip
         sources = (getattr(self, "generation_config", None), self.config)
-        if eos_token_id is None:
-            eos_token_id = next(
-                (v for c in sources if (v := getattr(c, "eos_token_id", None)) is not None), None
-            )
-        if pad_token_id is None:
-            pad_token_id = next(
-                (v for c in sources if (v := getattr(c, "pad_token_id", None)) is not None), None
-            )
-        if eos_token_id is None:
-            return None, pad_token_id
-        ids = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
-        if not ids or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in ids):
-            raise ConfigurationError(
-                f"eos_token_id must be a token id >= 0 or a list of them, got {eos_token_id!r}"
-            )
-        pad = ids[0] if pad_token_id is None else pad_token_id
-        if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
-            raise ConfigurationError(f"pad_token_id must be a token id >= 0, got {pad!r}")
-        return torch.tensor(ids), pad
+        eos, pad = stop_tokens(sources, eos_token_id, pad_token_id)
+        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+        return decode(
+            self, input_ids, mask, max_new_tokens, options, eos, pad, generator=generator,
+            use_cache=use_cache, mode=mode, output_scores=output_scores,
+        )  # fmt: skip
 
     def extra_repr(self) -> str:
         kind = "exact" if self.encoders is None else f"levels={self.calibration.levels}"
