@@ -39,6 +39,7 @@ __all__ = [
     "apply_top_p",
     "check_decoding_options",
     "decode",
+    "process_scores",
     "stop_tokens",
 ]
 
@@ -250,10 +251,12 @@ def apply_min_p(scores: Tensor, p: float, keep: int = 1) -> Tensor:
     return scores.masked_fill(drop, float("-inf"))
 
 
-def _process(
+def process_scores(
     scores: Tensor, tokens: Tensor, options: DecodingOptions, ignore: Tensor, keep: int
 ) -> Tensor:
-    """``transformers``' processors in its order (sampling ones only when sampling)."""
+    """``scores [N, V]`` through ``transformers``' processors in its order: repetition
+    penalty (``tokens [N, L]`` so far, the first ``ignore[n]`` not counted), then when
+    sampling temperature, top-k, top-p, min-p (each leaving at least ``keep``)."""
     if options.repetition_penalty != 1.0:
         scores = apply_repetition_penalty(scores, tokens, options.repetition_penalty, ignore)
     if options.do_sample:
@@ -301,7 +304,7 @@ def _sample(model, ids, mask, new, options, eos, pad, generator, use_cache, mode
     for step in range(new):
         if step:
             logits, cache = _step(model, tokens, mask, cache, use_cache, mode)
-        scores = _process(logits, tokens, options, ignore, 1)
+        scores = process_scores(logits, tokens, options, ignore, 1)
         if keep_scores:
             history.append(scores)
         if options.do_sample:
@@ -358,7 +361,7 @@ def _beam_search(model, ids, mask, new, options, eos, pad, generator, use_cache,
         flat = running[:, :, :length].flatten(0, 1)
         if length > prompt:
             logits, cache = _step(model, flat, mask, cache, use_cache, mode)
-        log_probs = _process(F.log_softmax(logits, -1), flat, options, ignore, keep)
+        log_probs = process_scores(F.log_softmax(logits, -1), flat, options, ignore, keep)
         if keep_scores:
             history.append(log_probs)
         vocab = log_probs.shape[-1]

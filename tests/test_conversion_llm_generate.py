@@ -1,0 +1,340 @@
+"""SpikingCausalLM.generate's sampling and beam search against Hugging Face's generate.
+
+Tiny random Qwen2 and Llama (2 layers, hidden 32, 4 query heads on 2 key/value heads)
+in float64, a left-padded batch of prompts of 9, 6 and 4 tokens. References:
+``transformers``' ``model.generate`` after the same ``torch.manual_seed`` (sequences,
+processed scores of every step, beam scores), its logits processors, and the
+processors' distributions worked out by hand in float64.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from spikeflow.conversion import convert_causal_lm
+from spikeflow.conversion.llm import SpikingKVCache
+from spikeflow.conversion.llm_generate import (
+    apply_min_p,
+    apply_repetition_penalty,
+    apply_temperature,
+    apply_top_k,
+    apply_top_p,
+    check_decoding_options,
+    process_scores,
+)
+from spikeflow.errors import ConfigurationError
+
+transformers = pytest.importorskip("transformers")
+
+VOCAB = 97
+SIZES = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2)
+HEADS = dict(num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+
+
+def _model(kind: str = "qwen2"):
+    torch.manual_seed(0)
+    config_cls, model_cls = {
+        "qwen2": (transformers.Qwen2Config, transformers.Qwen2ForCausalLM),
+        "llama": (transformers.LlamaConfig, transformers.LlamaForCausalLM),
+    }[kind]
+    model = model_cls(config_cls(**SIZES, **HEADS, tie_word_embeddings=False)).double().eval()
+    with torch.no_grad():  # biases that count (Llama's start at 0)
+        for name, p in model.named_parameters():
+            if name.endswith("bias"):
+                p.normal_(0, 0.05)
+    return model
+
+
+def _prompts():
+    ids = torch.randint(0, VOCAB, (3, 9), generator=torch.Generator().manual_seed(2))
+    mask = torch.ones_like(ids)
+    mask[1, :3] = 0  # left padding: prompts of 9, 6 and 4 tokens
+    mask[2, :5] = 0
+    return ids, mask
+
+
+def _both(model, snn, ids, mask, new, seed=7, **options):
+    """Ours and Hugging Face's generate with the same options, each after
+    ``torch.manual_seed(seed)``."""
+    torch.manual_seed(seed)
+    ours = snn.generate(ids, new, attention_mask=mask, output_scores=True, **options)
+    torch.manual_seed(seed)
+    theirs = model.generate(
+        ids, attention_mask=mask, max_new_tokens=new, return_dict_in_generate=True,
+        output_scores=True, **options,
+    )  # fmt: skip
+    return ours, theirs
+
+
+def _assert_same(ours, theirs):
+    assert ours.sequences.shape == theirs.sequences.shape
+    assert torch.equal(ours.sequences, theirs.sequences)
+    assert len(ours.scores) == len(theirs.scores)
+    for mine, hf in zip(ours.scores, theirs.scores):
+        assert mine.dtype == torch.float32
+        torch.testing.assert_close(mine, hf, rtol=0, atol=1e-6)
+
+
+SAMPLING = {
+    "default top_k 50": dict(do_sample=True),
+    "temperature, top_k, top_p, penalty, 3 each": dict(
+        do_sample=True,
+        temperature=0.7,
+        top_k=20,
+        top_p=0.9,
+        repetition_penalty=1.3,
+        num_return_sequences=3,
+    ),
+    "min_p, hot, no top_k": dict(do_sample=True, min_p=0.05, temperature=1.5, top_k=0),
+    "greedy with a repetition penalty": dict(repetition_penalty=1.5),
+    "top_p then min_p": dict(do_sample=True, temperature=3.0, top_p=0.5, min_p=0.6, top_k=0),
+}
+
+
+@pytest.mark.parametrize("kind", ["qwen2", "llama"])
+@pytest.mark.parametrize("case", list(SAMPLING))
+def test_sampling_draws_hugging_face_tokens(kind, case):
+    model = _model(kind)
+    snn = convert_causal_lm(model, steps=2)  # exact: the float model's logits
+    ids, mask = _prompts()
+    options = SAMPLING[case]
+    ours, theirs = _both(model, snn, ids, mask, 8, **options)
+    _assert_same(ours, theirs)
+    assert ours.sequences_scores is None
+    # with end-of-sequence ids each row reaches at a different step, and a pad
+    new = ours.sequences[:, 9:]
+    ends = [int(new[0, 1]), int(new[1, 3])]
+    ours, theirs = _both(model, snn, ids, mask, 8, eos_token_id=ends, pad_token_id=5, **options)
+    _assert_same(ours, theirs)
+    assert (ours.sequences == 5).any()
+
+
+def test_a_generator_gives_the_global_seed_s_draws_and_other_seeds_differ():
+    model = _model()
+    snn = convert_causal_lm(model, steps=2)
+    ids, mask = _prompts()
+    torch.manual_seed(11)
+    theirs = model.generate(ids, attention_mask=mask, max_new_tokens=10, do_sample=True)
+    draws = [
+        snn.generate(ids, 10, attention_mask=mask, do_sample=True, generator=g)
+        for g in (torch.Generator().manual_seed(11), torch.Generator().manual_seed(12))
+    ]
+    assert torch.equal(draws[0], theirs)
+    assert not torch.equal(draws[0], draws[1])
+    # the global generator is left alone when one is given
+    torch.manual_seed(3)
+    snn.generate(ids, 4, do_sample=True, generator=torch.Generator().manual_seed(1))
+    after = torch.rand(1)
+    torch.manual_seed(3)
+    assert torch.equal(after, torch.rand(1))
+
+
+BEAMS = {
+    "4 beams, 2 returned": dict(num_beams=4, num_return_sequences=2),
+    "length_penalty 0.5, early_stopping": dict(
+        num_beams=3, length_penalty=0.5, early_stopping=True
+    ),
+    "never, penalty 2, repetition": dict(
+        num_beams=3, early_stopping="never", length_penalty=2.0, repetition_penalty=1.2
+    ),
+    # top_k 1 keeps 2 tokens per beam (transformers: one more than the eos ids)
+    "beam sampling": dict(
+        num_beams=3, do_sample=True, temperature=0.8, top_k=1, num_return_sequences=3
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", ["qwen2", "llama"])
+@pytest.mark.parametrize("case", list(BEAMS))
+def test_beam_search_gives_hugging_face_sequences_and_scores(kind, case):
+    model = _model(kind)
+    snn = convert_causal_lm(model, steps=2)
+    ids, mask = _prompts()
+    ours, theirs = _both(model, snn, ids, mask, 8, **BEAMS[case])
+    _assert_same(ours, theirs)
+    torch.testing.assert_close(ours.sequences_scores, theirs.sequences_scores, rtol=0, atol=1e-6)
+    returned = BEAMS[case].get("num_return_sequences", 1)
+    assert ours.sequences.shape[0] == 3 * returned
+
+
+def test_beam_search_ends_as_hugging_face():
+    """End ids that finish beams at different steps: the three ``early_stopping`` modes
+    give three different results, a negative length penalty shortens the output."""
+    model = _model()
+    snn = convert_causal_lm(model, steps=2)
+    ids, mask = _prompts()
+    common = dict(num_beams=3, num_return_sequences=2, pad_token_id=96)
+    outputs = []
+    for ends, penalty, stopping in (
+        ([2, 14, 16], 1.0, False),
+        ([2, 14, 16], 1.0, True),
+        ([2, 14, 16], 1.0, "never"),
+        ([2, 14, 25], -1.0, False),
+    ):
+        ours, theirs = _both(
+            model, snn, ids, mask, 8, eos_token_id=ends, length_penalty=penalty,
+            early_stopping=stopping, **common,
+        )  # fmt: skip
+        _assert_same(ours, theirs)
+        assert torch.equal(ours.sequences_scores, theirs.sequences_scores)
+        outputs.append(ours.sequences)
+    assert len({str(o.tolist()) for o in outputs[:3]}) == 3
+    assert outputs[3].shape[1] < 17 and (outputs[3] == 96).any()
+    # half the vocabulary ends: transformers keeps (ids + 1) * beams candidates per step
+    # (here 100) so that beams can run on when the best ones all end
+    evens = dict(num_beams=2, num_return_sequences=2, pad_token_id=96, length_penalty=-0.5)
+    ours, theirs = _both(model, snn, ids, mask, 6, eos_token_id=list(range(0, 97, 2)), **evens)
+    _assert_same(ours, theirs)
+    assert torch.equal(ours.sequences_scores, theirs.sequences_scores)
+
+
+def test_spiking_modes_decode_the_same_with_and_without_the_cache():
+    model = _model()
+    batches = [
+        torch.randint(0, VOCAB, (2, 12), generator=torch.Generator().manual_seed(s)) for s in (5, 6)
+    ]
+    snn = convert_causal_lm(model, steps=8, calibration=batches)
+    ids, mask = _prompts()
+    for options in (
+        dict(do_sample=True, temperature=1.3, top_p=0.95, num_return_sequences=2),
+        dict(num_beams=3, num_return_sequences=2, length_penalty=0.7),
+        dict(num_beams=2, do_sample=True, repetition_penalty=1.2),
+    ):
+        for mode in ("spikes", "quantized"):
+            runs = [
+                snn.generate(
+                    ids,
+                    6,
+                    attention_mask=mask,
+                    mode=mode,
+                    use_cache=cached,
+                    output_scores=True,
+                    generator=torch.Generator().manual_seed(4)
+                    if options.get("do_sample")
+                    else None,
+                    **options,
+                )
+                for cached in (True, False)
+            ]
+            assert torch.equal(runs[0].sequences, runs[1].sequences), (options, mode)
+            for a, b in zip(runs[0].scores, runs[1].scores):
+                torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+    # the spikes sum to the quantised model: the same beams
+    beams = dict(num_beams=3, attention_mask=mask)
+    assert torch.equal(
+        snn.generate(ids, 6, **beams), snn.generate(ids, 6, mode="quantized", **beams)
+    )
+
+
+def test_cache_select_follows_the_rows():
+    model = _model()
+    snn = convert_causal_lm(model, steps=2)
+    ids, mask = _prompts()
+    cache = snn(ids, mask, use_cache=True).past_key_values
+    rows = torch.tensor([2, 0, 0])
+    picked = cache.select(rows)
+    assert isinstance(picked, SpikingKVCache) and picked.length == cache.length
+    for (k, v), (k2, v2) in zip(cache.layers, picked.layers):
+        assert torch.equal(k2, k[rows]) and torch.equal(v2, v[rows])
+    # continuing from the selected cache is continuing those prompts
+    nxt = torch.tensor([[4], [5], [6]])
+    mask2 = torch.cat([mask[rows], torch.ones_like(nxt)], 1)
+    stepped = snn(nxt, mask2, past_key_values=picked).logits
+    full = snn(torch.cat([ids[rows], nxt], 1), mask2).logits[:, -1:]
+    torch.testing.assert_close(stepped, full, rtol=0, atol=1e-12)
+
+
+def test_processors_against_hand_computed_distributions():
+    scores = torch.tensor([[2.0, 1.0, 0.0, -1.0, 1.0]], dtype=torch.float64)
+    inf = float("-inf")
+    # top-k 2: the largest and everything tied with the second
+    assert apply_top_k(scores, 2).tolist() == [[2.0, 1.0, inf, inf, 1.0]]
+    assert apply_top_k(scores, 1, keep=3).tolist() == [[2.0, 1.0, inf, inf, 1.0]]
+    # softmax: e^2, e, 1, 1/e, e over their sum; top-p keeps the smallest set >= p
+    e = torch.e
+    probs = torch.tensor([e**2, e, 1, 1 / e, e], dtype=torch.float64)
+    probs = probs / probs.sum()
+    torch.testing.assert_close(scores.softmax(-1)[0], probs, rtol=0, atol=1e-15)
+    # mass outside: 1/e and 1 are 0.026 + 0.072 of it; p = 0.9 drops both, p = 0.95 only 1/e
+    assert apply_top_p(scores, 0.9).tolist() == [[2.0, 1.0, inf, inf, 1.0]]
+    assert apply_top_p(scores, 0.95).tolist() == [[2.0, 1.0, 0.0, inf, 1.0]]
+    assert apply_top_p(scores, 0.5, keep=2).isfinite().sum() == 2  # p(2.0) = 0.53 alone
+    # min-p: keep p >= 0.2 * p_max, i.e. score >= 2 + ln 0.2 = 0.39
+    assert apply_min_p(scores, 0.2).tolist() == [[2.0, 1.0, inf, inf, 1.0]]
+    assert apply_min_p(scores, 0.99, keep=2).isfinite().sum() == 2
+    tied = torch.tensor([[1.0, 1.0, 0.0]], dtype=torch.float64)
+    assert apply_min_p(tied, 1.0).tolist() == [[1.0, 1.0, inf]]  # p_max itself stays
+    torch.testing.assert_close(apply_temperature(scores, 0.5), scores * 2, rtol=0, atol=0)
+    # repetition penalty: seen tokens divided (positive) or multiplied (negative), once
+    seen = torch.tensor([[3, 0, 0, 1]])
+    out = apply_repetition_penalty(scores, seen, 2.0)
+    assert out.tolist() == [[1.0, 0.5, 0.0, -2.0, 1.0]]
+    # the first ignore[n] positions (left padding) do not count
+    out = apply_repetition_penalty(scores, seen, 2.0, ignore=torch.tensor([2]))
+    assert out.tolist() == [[1.0, 0.5, 0.0, -1.0, 1.0]]
+
+
+def test_processors_run_in_hugging_face_order():
+    """p = 0.4, 0.3, 0.2, 0.1: top-p 0.75 first drops 0.1 (cumulative 0.1 <= 0.25), then
+    min-p 0.4 (below 0.16) nothing more; min-p first would drop 0.1, and top-p on the
+    renormalised 0.44, 0.33, 0.22 then 0.22 too."""
+    scores = torch.tensor([[0.4, 0.3, 0.2, 0.1]], dtype=torch.float64).log()
+    none = torch.tensor([0])
+    options = check_decoding_options(8, True, None, 0, 0.75, 0.4)
+    out = process_scores(scores, torch.tensor([[0]]), options, none, 1)
+    assert out.isfinite().tolist() == [[True, True, True, False]]
+    torch.testing.assert_close(out[0, :3], scores[0, :3], rtol=0, atol=0)
+    # the repetition penalty comes first: token 0 seen, log 0.4 * 3 = log 0.064, which
+    # top-p then drops (0.064 / 0.664 <= 0.25 with 0.1 / 0.664)
+    options = check_decoding_options(8, True, None, 0, 0.75, None, 3.0)
+    out = process_scores(scores, torch.tensor([[0]]), options, none, 1)
+    assert out.isfinite().tolist() == [[False, True, True, False]]
+
+
+def test_processors_equal_hugging_face_ones():
+    proc = pytest.importorskip("transformers.generation.logits_process")
+    gen = torch.Generator().manual_seed(0)
+    scores = torch.randn(4, 50, generator=gen, dtype=torch.float64) * 3
+    scores[0, :5] = scores[0, 5]  # ties
+    tokens = torch.randint(0, 50, (4, 12), generator=gen)
+    ignore = torch.tensor([0, 3, 12, 5])
+    pairs = [
+        (apply_top_k(scores, 7, 2), proc.TopKLogitsWarper(7, min_tokens_to_keep=2)),
+        (apply_top_p(scores, 0.8, 3), proc.TopPLogitsWarper(0.8, min_tokens_to_keep=3)),
+        (apply_min_p(scores, 0.1, 2), proc.MinPLogitsWarper(0.1, min_tokens_to_keep=2)),
+        (apply_temperature(scores, 0.3), proc.TemperatureLogitsWarper(0.3)),
+        (
+            apply_repetition_penalty(scores, tokens, 1.7, ignore),
+            proc.RepetitionPenaltyLogitsProcessor(1.7, prompt_ignore_length=ignore),
+        ),
+    ]
+    for ours, theirs in pairs:
+        assert torch.equal(ours, theirs(tokens, scores.clone()))
+
+
+def test_options_that_would_be_ignored_or_are_unknown_are_refused():
+    snn = convert_causal_lm(_model(), steps=2)
+    ids, _ = _prompts()
+    refusals = [
+        (dict(typical_p=0.9), r"unsupported option\(s\) \['typical_p'\]"),
+        (dict(temperature=0.7), "temperature only apply when sampling"),
+        (dict(top_k=5, generator=torch.Generator()), "top_k, generator only apply"),
+        (dict(length_penalty=0.5), "length_penalty only apply to beam search"),
+        (dict(num_return_sequences=2), "greedy decoding would repeat"),
+        (dict(num_beams=2, num_return_sequences=3), r"num_return_sequences \(3\) must be <="),
+        (dict(do_sample=True, temperature=0.0), r"temperature must be in \(0"),
+        (dict(do_sample=True, top_p=1.5), r"top_p must be in \[0, 1\]"),
+        (dict(do_sample=True, top_k=-1), "top_k must be an integer >= 0"),
+        (dict(do_sample=True, min_p=-0.1), "min_p must be in"),
+        (dict(repetition_penalty=0), r"repetition_penalty must be in \(0"),
+        (dict(num_beams=0), "num_beams must be an integer >= 1"),
+        (dict(num_beams=2, early_stopping="sometimes"), "early_stopping must be True"),
+        (dict(do_sample=1), "do_sample must be True or False"),
+        (dict(do_sample=True, generator=3), "generator must be a torch.Generator"),
+    ]
+    for options, message in refusals:
+        with pytest.raises(ConfigurationError, match=message):
+            snn.generate(ids, 2, **options)
+    with pytest.raises(ConfigurationError, match="max_new_tokens must be an integer >= 0"):
+        snn.generate(ids, -1)
