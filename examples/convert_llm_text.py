@@ -10,7 +10,11 @@ validation windows, in float64: the largest logit error against the float model 
 ``T/4``, ``T/2`` and ``T`` steps, the mean one after ``T``, the share of positions whose
 top byte is the float model's, and the bits per byte; then the error of the quantised
 model calibrated on the validation windows themselves. Then a greedy continuation with
-and without the KV cache (the same bytes).
+and without the KV cache (the same bytes), and decoding (``--decode-levels``): beam
+search (4 beams) and sampling (top-k 50, one ``torch.Generator`` seed shared by all
+models, so the draws are coupled) from validation prompts, each spiking model's
+continuations against the float model's: how many bytes they share before the first
+difference, and how many prompts' continuations are identical.
 
     python examples/convert_llm_text.py            # about two minutes on one core
 """
@@ -69,6 +73,52 @@ def bits_per_byte(logits: torch.Tensor, ids: torch.Tensor) -> float:
     return float(loss) / math.log(2)
 
 
+def common_prefix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per row, how many leading tokens ``a`` and ``b`` ``[N, n]`` share."""
+    return (a == b).long().cumprod(1).sum(1)
+
+
+def decoding(model, calibration, prompts: torch.Tensor, levels_list: list[int], new: int):
+    """Beam search and coupled sampling of the spiking models (``T = L``) against the
+    float model's (``transformers``' ``generate``); returns ``{L: (beam prefix, beam
+    identical, sample prefix, sample identical)}`` (mean bytes shared before the first
+    difference, share of prompts with the same continuation), ``'exact'`` for the
+    conversion without spikes."""
+
+    def continuations(snn):
+        start = prompts.shape[1]
+        beams = snn.generate(prompts, new, num_beams=4)  # the model has no eos id
+        seed = torch.Generator().manual_seed(0)
+        drawn = snn.generate(prompts, new, do_sample=True, generator=seed)
+        return beams[:, start:], drawn[:, start:]
+
+    start = prompts.shape[1]
+    float_beams = model.generate(prompts, max_new_tokens=new, num_beams=4, do_sample=False)
+    torch.manual_seed(0)  # the draws of the generator seeded 0 above
+    float_drawn = model.generate(prompts, max_new_tokens=new, do_sample=True)
+    float_beams, float_drawn = float_beams[:, start:], float_drawn[:, start:]
+    rows = {}
+    print(f"| L = T | beam: bytes shared (of {new}) | beam identical | sampled: bytes shared "
+          "| sampled identical |")  # fmt: skip
+    print("|---|---|---|---|---|")
+    models = [("exact", convert_causal_lm(model, 2))] + [
+        (L, convert_causal_lm(model, L, calibrate_causal_lm(model, calibration, L)))
+        for L in levels_list
+    ]
+    for name, snn in models:
+        beams, drawn = continuations(snn)
+        row = []
+        for ours, theirs in ((beams, float_beams), (drawn, float_drawn)):
+            shared = common_prefix(ours, theirs).double()
+            row += [float(shared.mean()), float((shared == new).double().mean())]
+        rows[name] = tuple(row)
+        print(
+            f"| {name} | {row[0]:.1f} | {100 * row[1]:.0f} % | {row[2]:.1f} | "
+            f"{100 * row[3]:.0f} % |"
+        )
+    return rows
+
+
 def main(argv: list[str] | None = None) -> dict[str, object]:
     """Run the measurement; returns the table rows ``{(L, T): (max errors at T/4, T/2, T,
     mean error, top-1 agreement, bits per byte)}``, the float model's bits per byte and
@@ -79,6 +129,11 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--levels", default="4,8,16,32,64", help="the L of the table")
     parser.add_argument("--generate", type=int, default=24, help="bytes to generate")
+    parser.add_argument(
+        "--decode-levels", default="4,8,16,32,64", help="the L = T of the decoding table"
+    )
+    parser.add_argument("--decode-prompts", type=int, default=64)
+    parser.add_argument("--decode-new", type=int, default=16, help="bytes per continuation")
     args = parser.parse_args(argv)
     levels_list = [int(x) for x in args.levels.split(",")]
     rows: dict[tuple[int, int], tuple[float, ...]] = {}
@@ -131,8 +186,18 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         print(
             f"T=32, L=16 continuation: {text!r}; with cache = without: {torch.equal(cached, full)}"
         )
+        decoded = {}
+        if args.decode_levels:
+            prompts = windows(val_ids, args.decode_prompts, 32, gen)
+            decode_levels = [int(x) for x in args.decode_levels.split(",")]
+            decoded = decoding(model, calibration, prompts, decode_levels, args.decode_new)
     print(f"wall time {time.time() - start:.0f} s")
-    return {"rows": rows, "float_bpb": float_bpb, "cache_equal": torch.equal(cached, full)}
+    return {
+        "rows": rows,
+        "float_bpb": float_bpb,
+        "cache_equal": torch.equal(cached, full),
+        "decoding": decoded,
+    }
 
 
 if __name__ == "__main__":

@@ -12,8 +12,9 @@ def test_convert_llm_text_example_short_run(capsys):
     pytest.importorskip("transformers", reason="transformers (the 'llm' extra) is needed")
     threads = torch.get_num_threads()
     try:  # 60 training steps (loss about 2.8 nats), two of the table's levels
+        decode = ["--decode-levels", "16", "--decode-prompts", "4", "--decode-new", "6"]
         result = load_example("convert_llm_text").main(
-            ["--steps", "60", "--levels", "4,16", "--generate", "6"]
+            ["--steps", "60", "--levels", "4,16", "--generate", "6", *decode]
         )
     finally:
         torch.set_num_threads(threads)
@@ -27,3 +28,8 @@ def test_convert_llm_text_example_short_run(capsys):
     # the running logits before step T are further off than at T
     assert rows[(16, 32)][0] > rows[(16, 32)][2]
     assert "| 16 | 32 |" in capsys.readouterr().out
+    # decoding: the exact form's beams and coupled draws are transformers' own
+    decoded = result["decoding"]
+    assert set(decoded) == {"exact", 16}
+    assert decoded["exact"] == (6.0, 1.0, 6.0, 1.0)
+    assert all(0 <= value <= 6 for value in decoded[16])
