@@ -328,6 +328,7 @@ def test_options_that_would_be_ignored_or_are_unknown_are_refused():
         (dict(do_sample=True, top_k=-1), "top_k must be an integer >= 0"),
         (dict(do_sample=True, min_p=-0.1), "min_p must be in"),
         (dict(repetition_penalty=0), r"repetition_penalty must be in \(0"),
+        (dict(num_beams=2, length_penalty=float("nan")), "length_penalty must be a finite"),
         (dict(num_beams=0), "num_beams must be an integer >= 1"),
         (dict(num_beams=2, early_stopping="sometimes"), "early_stopping must be True"),
         (dict(do_sample=1), "do_sample must be True or False"),

@@ -20,6 +20,7 @@ them (:meth:`~spikeflow.conversion.llm.SpikingKVCache.select`) and nothing else 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -79,19 +80,19 @@ class SpikingGenerationOutput:
 
 
 def _number(value: object, name: str, low: float | None, low_open: bool, high=None) -> float:
-    """``value`` as a float, checked against ``(low, high]`` / ``[low, high]``."""
+    """``value`` as a finite float, checked against ``(low, high]`` / ``[low, high]``
+    (None: no bound)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigurationError(f"{name} must be a number, got {value!r}")
     value = float(value)
-    if (
-        value != value
-        or (low is not None and (value <= low if low_open else value < low))
-        or (high is not None and value > high)
+    if not math.isfinite(value):
+        raise ConfigurationError(f"{name} must be a finite number, got {value!r}")
+    if (low is not None and (value <= low if low_open else value < low)) or (
+        high is not None and value > high
     ):
-        bounds = f"{'(' if low_open else '['}{low}, {high if high is not None else 'inf'}"
-        raise ConfigurationError(
-            f"{name} must be in {bounds}{']' if high is not None else ')'}, got {value!r}"
-        )
+        left = "(" if low_open else "["
+        right = f"{high}]" if high is not None else "inf)"
+        raise ConfigurationError(f"{name} must be in {left}{low}, {right}, got {value!r}")
     return value
 
 
