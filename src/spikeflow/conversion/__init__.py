@@ -20,8 +20,9 @@
   mask) converted the same way, with SpikeZIP-TF's bias schedule.
 * :func:`convert_causal_lm`: a Hugging Face decoder LLM (Qwen2 / Llama layout) as a
   spiking model: temporal-difference RMSNorm, SiLU, gated product and causal GQA
-  attention, calibrated signed spike encoders (:func:`calibrate_causal_lm`), greedy
-  generation with a KV cache (extra ``llm``: ``transformers``).
+  attention, calibrated signed spike encoders (:func:`calibrate_causal_lm`), generation
+  with a KV cache, greedy, sampled or by beam search as ``transformers``' ``generate``
+  (extra ``llm``: ``transformers``).
 * :func:`fold_real_spikes`: a network trained with Real Spike amplitudes
   (:class:`~spikeflow.layers.RealSpike`) as one on binary spikes, the amplitudes
   folded into the weights that read them.
@@ -64,6 +65,7 @@ from spikeflow.conversion.llm import (
     convert_causal_lm,
 )
 from spikeflow.conversion.llm_encode import LLMCalibration, SignedSpikeEncoder
+from spikeflow.conversion.llm_generate import SpikingGenerationOutput
 from spikeflow.conversion.loihi_activations import (
     PiecewiseLinearSiLU,
     ReLU1,
@@ -140,6 +142,7 @@ __all__ = [
     "SpikeZIPConversion",
     "SpikeZIPSNN",
     "SpikingCausalLM",
+    "SpikingGenerationOutput",
     "SpikingKVCache",
     "SpikingLMOutput",
     "SpreadBias",
