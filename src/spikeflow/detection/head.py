@@ -35,11 +35,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spikeflow import layers
-from spikeflow._checks import check_real
+from spikeflow._checks import check_flag, check_real
+from spikeflow._processes import check_process_group
 from spikeflow.detection.boxes import (
     batched_nms,
     check_boxes,
@@ -265,6 +267,14 @@ class DetectionLoss(nn.Module):
         center_radius: FCOS's centre-sampling radius, in cells (1.5).
         box_loss: ``"giou"`` (default) or ``"iou"``: ``1 - GIoU`` or ``1 - IoU``.
         box_weight, obj_weight, cls_weight: the weights (YOLOX's 5, 1, 1).
+        sync_processes: under data-parallel training, divide by the positives of the
+            global batch (summed over the processes of ``process_group``; the default
+            group where None), so the gradient DDP averages is one process's on the
+            concatenated batch. Every process must then call the loss as often, with
+            gradients on (without gradients nothing is communicated). False (default):
+            each process divides by its own; an initialised group alone never makes
+            the loss communicate (the detection trainer sets it under ``torchrun``).
+        process_group: the group to sum over (None: the default group).
     """
 
     def __init__(
@@ -276,6 +286,8 @@ class DetectionLoss(nn.Module):
         box_weight: float = 5.0,
         obj_weight: float = 1.0,
         cls_weight: float = 1.0,
+        sync_processes: bool = False,
+        process_group: dist.ProcessGroup | None = None,
     ) -> None:
         super().__init__()
         self.num_classes = check_positive_int("num_classes", num_classes)
@@ -287,6 +299,9 @@ class DetectionLoss(nn.Module):
         self.box_weight = check_real("box_weight", box_weight, 0.0)
         self.obj_weight = check_real("obj_weight", obj_weight, 0.0)
         self.cls_weight = check_real("cls_weight", cls_weight, 0.0)
+        owner = type(self).__name__
+        self.sync_processes = check_flag(owner, "sync_processes", sync_processes)
+        self.process_group = check_process_group(owner, process_group)
 
     def forward(self, pred: Tensor, targets: Sequence[Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         """``pred`` ``[B, 5 + num_classes, H, W]`` (the head's output) and ``B`` targets
@@ -325,9 +340,9 @@ class DetectionLoss(nn.Module):
         a multi-scale head concatenated), and the padded ground truth."""
         pos = owner >= 0
         n_pos = pos.sum().to(flat.dtype)
-        # under DDP: this process's share of the global batch's positives (at least 1 in
-        # all), so the averaged gradient is one process's on the concatenated batch
-        norm = global_count_share(n_pos, minimum=1.0)
+        # with sync_processes (DDP): this process's share of the global batch's positives
+        # (at least 1 in all), so the averaged gradient is one process's on the whole batch
+        norm = global_count_share(n_pos, 1.0, self.sync_processes, self.process_group)
         index = owner.clamp(min=0)
         matched = torch.gather(gt_boxes, 1, index[..., None].expand(-1, -1, 4))[pos]
         iou = elementwise_box_iou(boxes_pred[pos], matched, self.box_loss == "giou")

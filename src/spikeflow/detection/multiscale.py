@@ -41,6 +41,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -248,7 +249,8 @@ class MultiScaleDetectionLoss(DetectionLoss):
         num_classes: object classes.
         strides: each level's stride.
         size_ranges: ``(lo, hi)`` per level (default :func:`fcos_size_ranges`).
-        center_radius, box_loss, box_weight, obj_weight, cls_weight: as DetectionLoss.
+        center_radius, box_loss, box_weight, obj_weight, cls_weight, sync_processes,
+            process_group: as DetectionLoss (the positives of every level counted).
     """
 
     def __init__(
@@ -261,6 +263,8 @@ class MultiScaleDetectionLoss(DetectionLoss):
         box_weight: float = 5.0,
         obj_weight: float = 1.0,
         cls_weight: float = 1.0,
+        sync_processes: bool = False,
+        process_group: dist.ProcessGroup | None = None,
     ) -> None:
         self_strides = check_strides(strides)
         super().__init__(
@@ -271,6 +275,8 @@ class MultiScaleDetectionLoss(DetectionLoss):
             box_weight,
             obj_weight,
             cls_weight,
+            sync_processes,
+            process_group,
         )
         self.strides = self_strides
         self.size_ranges = _check_ranges(size_ranges, self_strides)

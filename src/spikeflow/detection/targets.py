@@ -17,6 +17,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from spikeflow._processes import check_process_group, processes_to_sync
 from spikeflow.detection.boxes import check_boxes
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 
@@ -132,31 +133,39 @@ def collate(
     return samples, targets
 
 
-def global_count_share(counts: Tensor, minimum: float = 0.0) -> Tensor:
-    """What a loss divides its sums by under data-parallel training: ``counts`` (the
-    positives, or whatever a loss averages over, of this process's batch) summed over
-    every process, raised to at least ``minimum``, and divided by the world size.
+def global_count_share(
+    counts: Tensor,
+    minimum: float = 0.0,
+    sync_processes: bool = False,
+    process_group: dist.ProcessGroup | None = None,
+) -> Tensor:
+    """What a loss divides its sums by: ``counts`` (the positives, or whatever a loss
+    averages over, of this process's batch) raised to at least ``minimum``; with
+    ``sync_processes`` and gradients on, summed over the processes of ``process_group``
+    (None: the default group) first, raised to ``minimum`` and divided by their number.
 
     DDP averages the processes' gradients, so ``Σ_local / (N_global / W)`` gives the
-    gradient of ``Σ_global / N_global``: one process's on the concatenated batch (YOLOX,
-    FCOS and DETR all-reduce their number of positives the same way). ``counts`` (raised
-    to ``minimum``) where no process group is initialised, or it has one process, or
-    gradients are off (an evaluation, whose shards may differ in their number of
-    batches, so the processes would not all meet here).
+    gradient of ``Σ_global / N_global``: one process's on the concatenated batch (FCOS
+    and DETR all-reduce their number of positives the same way; YOLOX keeps its own). The
+    all-reduce is asked for explicitly (the detection trainer asks under ``torchrun``),
+    never implied by an initialised process group: every process of the group must then
+    call the loss as often, with gradients on. Without gradients (an evaluation, whose
+    shards may differ in their number of batches) nothing is communicated.
 
     Raises:
         DTypeError: ``counts`` not a floating-point tensor.
+        ConfigurationError: ``process_group`` not a process group.
     """
     if not isinstance(counts, Tensor) or not counts.is_floating_point():
         what = counts.dtype if isinstance(counts, Tensor) else type(counts).__name__
         raise DTypeError(f"counts must be a floating-point tensor, got {what}")
-    if not (torch.is_grad_enabled() and dist.is_available() and dist.is_initialized()):
+    group = check_process_group("global_count_share", process_group)
+    sync, group = processes_to_sync(bool(sync_processes) and torch.is_grad_enabled(), group)
+    if not sync:
         return counts.clamp(min=minimum)
-    world = dist.get_world_size()
-    if world == 1:
-        return counts.clamp(min=minimum)
+    world = dist.get_world_size(group)
     # NCCL reduces tensors on the GPU; gloo (and others here) on the CPU
-    device = counts.device if dist.get_backend() == "nccl" else torch.device("cpu")
+    device = counts.device if dist.get_backend(group) == "nccl" else torch.device("cpu")
     total = counts.detach().to(device, torch.float64, copy=True)
-    dist.all_reduce(total)
+    dist.all_reduce(total, group=group)
     return (total.clamp(min=minimum) / world).to(counts.device, counts.dtype)

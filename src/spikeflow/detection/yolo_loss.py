@@ -31,10 +31,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spikeflow._checks import check_real
+from spikeflow._checks import check_flag, check_real
+from spikeflow._processes import check_process_group
 from spikeflow.detection.boxes import _complete_iou, box_convert
 from spikeflow.detection.targets import check_target, global_count_share
 from spikeflow.detection.yolo import (
@@ -70,6 +72,13 @@ class YOLOLoss(nn.Module):
         time_reduction: ``"step"`` or ``"mean"`` (module docs).
         clamp_max: the largest ``t_w``, ``t_h`` taken by the CIoU's box (Lava-DL clamps
             only when decoding; a bound keeps ``e^{t}`` finite early in training).
+        sync_processes: under data-parallel training, divide each term by the global
+            batch's number of its cells (summed over the processes of
+            ``process_group``), so the gradient DDP averages is one process's on the
+            concatenated batch; every process must then call the loss as often, with
+            gradients on. False (default): per process (as
+            :class:`~spikeflow.detection.DetectionLoss`).
+        process_group: the group to sum over (None: the default group).
     """
 
     def __init__(
@@ -87,6 +96,8 @@ class YOLOLoss(nn.Module):
         ignore_iou_threshold: float = 0.0,
         time_reduction: str = "step",
         clamp_max: float = 5.0,
+        sync_processes: bool = False,
+        process_group: dist.ProcessGroup | None = None,
     ) -> None:
         super().__init__()
         self.num_classes = check_positive_int("num_classes", num_classes)
@@ -112,6 +123,8 @@ class YOLOLoss(nn.Module):
             )
         self.time_reduction = time_reduction
         self.clamp_max = check_real("clamp_max", clamp_max, 0.0, None, low_open=True)
+        self.sync_processes = check_flag("YOLOLoss", "sync_processes", sync_processes)
+        self.process_group = check_process_group("YOLOLoss", process_group)
 
     @property
     def num_anchors(self) -> int:
@@ -194,13 +207,15 @@ class YOLOLoss(nn.Module):
         grids = [(int(o.shape[-2]), int(o.shape[-1])) for o in outputs]
         px = anchors_in_pixels(self.anchors, grids, self.strides)
         terms = dict.fromkeys(_TERMS, torch.zeros((), device=preds[0].device))
-        # each term's count of cells (positives, negatives per scale); under DDP this
-        # process's share of the global batch's, so the averaged gradient is one
-        # process's on the concatenated batch
+        # each term's count of cells (positives, negatives per scale); with
+        # sync_processes (DDP) this process's share of the global batch's, so the
+        # averaged gradient is one process's on the concatenated batch
         local = torch.stack(
             [torch.stack(((t[..., 4] == 1).sum(), (t[..., 4] == 0).sum())) for t in tgts]
         )
-        shares = global_count_share(local.to(preds[0].dtype))
+        shares = global_count_share(
+            local.to(preds[0].dtype), 0.0, self.sync_processes, self.process_group
+        )
         for p, t, a, s, share in zip(preds, tgts, px, self.strides, shares):
             steps = p.unbind(0) if p.dim() == 6 else (p,)
             for step in steps:

@@ -28,9 +28,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from spikeflow._checks import check_flag, check_int, check_real
+from spikeflow._processes import check_process_group, processes_to_sync
 from spikeflow.base import MemoryModule
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
-from spikeflow.learn._processes import check_process_group, processes_to_sync
 
 __all__ = ["ConvWinnerTakeAll", "WinnerTakeAll"]
 

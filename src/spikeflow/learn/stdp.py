@@ -11,10 +11,10 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from spikeflow._checks import check_flag, check_real
+from spikeflow._processes import check_process_group, processes_to_sync
 from spikeflow.base import MemoryModule, StepModule
 from spikeflow.errors import ConfigurationError, ShapeError, StateError
 from spikeflow.layers._time import current_fold
-from spikeflow.learn._processes import check_process_group, processes_to_sync
 from spikeflow.learn.eligibility import eligibility_stdp_update
 from spikeflow.learn.stdp_rule import _identity, check_synapse, stdp_update
 from spikeflow.memory.recompute import reruns_forward

@@ -415,15 +415,25 @@ class DetectionTask:
                 f"{name} cannot be built with model_kwargs {config.model_kwargs}: {exc}"
             ) from exc
 
-    def make_loss(self, config: TrainConfig, model: nn.Module) -> nn.Module:
+    def make_loss(
+        self, config: TrainConfig, model: nn.Module, sync_processes: bool = False
+    ) -> nn.Module:
         """The detector's loss (``model.criterion(**loss_kwargs)``: DetectionLoss on its
-        stride(s)), with ``--loss-kwargs``.
+        stride(s)), with ``--loss-kwargs``; ``sync_processes``: the loss divides by the
+        global batch's counts (the trainer's under ``torchrun``, where DDP averages the
+        processes' gradients and every process calls the loss once per step).
 
         Raises:
-            ConfigurationError: an argument the loss does not take.
+            ConfigurationError: an argument the loss does not take, or one the run sets.
         """
+        for key in ("sync_processes", "process_group"):
+            if key in config.loss_kwargs:
+                raise ConfigurationError(
+                    f"--loss-kwargs {key}=...: set by the run (the loss sums its counts "
+                    "over the processes under torchrun, where DDP trains), not here"
+                )
         try:
-            return model.criterion(**config.loss_kwargs)
+            return model.criterion(**config.loss_kwargs, sync_processes=sync_processes)
         except TypeError as exc:
             takes = (
                 "lambda_coord, lambda_obj, lambda_noobj, lambda_cls, lambda_iou, alpha_iou, "

@@ -87,7 +87,10 @@ class DetectionTrainer(TaskTrainer):
     task_of = staticmethod(detection_task)
 
     def _run_loss(self) -> Any:
-        return self.task.make_loss(self.config, self.raw_model)
+        # under torchrun (DDP over the default group) the loss divides by the global
+        # batch's counts: every process calls it once per training step, gradients on
+        # (its evaluation, without gradients, communicates nothing)
+        return self.task.make_loss(self.config, self.raw_model, self.ctx.distributed)
 
     def _resolved_readout(self) -> str:
         return "detection"

@@ -1,4 +1,5 @@
-"""The torch.distributed group a local learning rule synchronises over."""
+"""The torch.distributed group a local learning rule (spikeflow.learn) or a detection loss
+synchronises over."""
 
 from __future__ import annotations
 
