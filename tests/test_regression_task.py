@@ -81,11 +81,19 @@ def test_r2_of_several_outputs_is_sklearns_uniform_average():
     assert per_step.metrics()["r2"] == pytest.approx(
         r2_score(np.concatenate([target, target]), both), rel=1e-9
     )
+    # one output (1-D pairs)
+    one = RegressionSums()
+    one.add_pairs(0.0, torch.tensor(pred[:, 2]), torch.tensor(target[:, 2]), 60)
+    assert one.metrics()["r2"] == pytest.approx(r2_score(target[:, 2], pred[:, 2]), rel=1e-9)
     # a constant output has no R² and is left out of the mean
     flat = np.concatenate([target[:, :2], np.full((60, 1), 3.0)], 1)
     one_flat = RegressionSums()
     one_flat.add_pairs(0.0, torch.tensor(pred), torch.tensor(flat), 60)
     assert one_flat.metrics()["r2"] == pytest.approx(r2_score(flat[:, :2], pred[:, :2]))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        raw = r2_score(flat, pred, multioutput="raw_values", force_finite=False)
+    assert one_flat.metrics()["r2"] == pytest.approx(raw[np.isfinite(raw)].mean(), rel=1e-9)
+    assert r2_score(flat, pred) != pytest.approx(one_flat.metrics()["r2"])  # (its default: 0)
     with pytest.raises(ShapeError, match="2 output"):
         sums.add_pairs(0.0, torch.zeros(4, 2), torch.zeros(4, 2), 4)
     with pytest.raises(ShapeError, match="differ in shape"):
@@ -107,6 +115,56 @@ def test_per_output_sums_survive_a_checkpoint_of_two_processes():
     whole.add_pairs(0.0, torch.tensor([[1.0, 2.0], [3.0, 1.0], [0.0, 0.0]]),
                     torch.tensor([[0.0, 5.0], [2.0, 4.0], [1.0, 1.0]]), 3)  # fmt: skip
     assert merged.metrics() == pytest.approx(whole.metrics())
+
+
+class _TwoProcesses:
+    """What DistContext's reductions return with two processes: these sums and
+    ``other``'s."""
+
+    def __init__(self, other: RegressionSums) -> None:
+        self.other = other
+
+    def all_reduce_sum(self, values: list[float]) -> list[float]:
+        import dataclasses
+
+        theirs = [getattr(self.other, f.name) for f in dataclasses.fields(self.other)]
+        return [a + b for a, b in zip(values, theirs)]
+
+    def all_gather_object(self, obj):
+        return [obj, (self.other.output_sse, self.other.output_y, self.other.output_y2)]
+
+
+def test_a_resume_from_sums_without_per_output_ones_stays_pooled_for_the_epoch():
+    """A mid-epoch checkpoint written before the per-output sums holds the pooled ones
+    only: the rest of the epoch adds both, and R² must not take the per-output sums of
+    part of the epoch over the values of all of it. It falls back to the pooled R² of
+    the whole epoch, in one process and in two (one resumed, one starting afresh: a
+    checkpoint of another process count gives process 0 all its sums)."""
+    rng = np.random.default_rng(3)
+    target = rng.normal(size=(40, 2)) * np.array([1.0, 20.0]) + np.array([0.0, 50.0])
+    pred = target + rng.normal(size=target.shape) * 2.0
+    before = RegressionSums()
+    before.add_pairs(0.0, torch.tensor(pred[:20]), torch.tensor(target[:20]), 20)
+    old_state = {k: v for k, v in before.state_dict().items() if not k.startswith("output")}
+    resumed = RegressionSums(**old_state)
+    resumed.add_pairs(0.0, torch.tensor(pred[20:]), torch.tensor(target[20:]), 20)
+    error = pred - target
+    pooled = 1 - (error**2).sum() / ((target - target.mean()) ** 2).sum()
+    assert resumed.metrics()["r2"] == pytest.approx(pooled, rel=1e-10)
+    fresh = RegressionSums()
+    fresh.add_pairs(0.0, torch.tensor(pred[30:]), torch.tensor(target[30:]), 10)
+    resumed = RegressionSums(**old_state)
+    resumed.add_pairs(0.0, torch.tensor(pred[20:30]), torch.tensor(target[20:30]), 10)
+    for a, b in ((resumed, fresh), (fresh, resumed)):
+        assert a.reduced(_TwoProcesses(b)).metrics()["r2"] == pytest.approx(pooled, rel=1e-10)
+    # two processes that both kept per-output sums: scikit-learn's R² of the whole split
+    from sklearn.metrics import r2_score
+
+    halves = [RegressionSums(), RegressionSums()]
+    for half, rows in zip(halves, (slice(0, 25), slice(25, 40))):
+        half.add_pairs(0.0, torch.tensor(pred[rows]), torch.tensor(target[rows]), 1)
+    total = halves[0].reduced(_TwoProcesses(halves[1]))
+    assert total.metrics()["r2"] == pytest.approx(r2_score(target, pred), rel=1e-10)
 
 
 def test_readouts_and_losses_by_hand():

@@ -218,13 +218,16 @@ class RegressionSums(EpochSums):
     """:class:`~spikeflow.training.loop.EpochSums` (loss x samples, samples) with the
     sums behind the metrics, over every decoded value: squared and absolute errors,
     the targets and their squares, and how many values; and per output (the pairs'
-    last dimension) the squared errors, the targets and their squares, for R²."""
+    last dimension) the squared errors, the targets and their squares, for R², with how
+    many values they cover (``output_values``: fewer than ``values`` after a resume from
+    a checkpoint written before the per-output sums, where R² falls back to pooled)."""
 
     sse: float = 0.0
     sae: float = 0.0
     y: float = 0.0
     y2: float = 0.0
     values: float = 0.0
+    output_values: float = 0.0
     output_sse: list[float] = dataclasses.field(default_factory=list)
     output_y: list[float] = dataclasses.field(default_factory=list)
     output_y2: list[float] = dataclasses.field(default_factory=list)
@@ -258,6 +261,7 @@ class RegressionSums(EpochSums):
         self.y += float(y.sum())
         self.y2 += float((y * y).sum())
         self.values += float(y.numel())
+        self.output_values += float(y.numel())
         for name, column_sums in (
             ("output_sse", (error * error).sum(0)),
             ("output_y", y.sum(0)),
@@ -285,11 +289,14 @@ class RegressionSums(EpochSums):
         value, and ``r2``: per output ``1 - SSE / Σ (y - ȳ)²`` (0 for the predictor of
         that output's mean), then the mean over the outputs (scikit-learn's
         ``r2_score``, ``multioutput="uniform_average"``); an output whose targets are
-        constant has no R² and is left out (NaN if all are)."""
+        constant has no R² and is left out (NaN if all are; scikit-learn's default
+        scores it 0 and keeps it). Pooled (one mean over all outputs) where the
+        per-output sums cover fewer values than the epoch (a resume from a checkpoint
+        written before them)."""
         n = self.values
         if not n:
             return {"mse": math.nan, "mae": math.nan, "r2": math.nan}
-        if self.output_sse:
+        if self.output_sse and self.output_values == n:
             rows = n / len(self.output_sse)
             scores = [
                 _r2(sse, y, y2, rows)
@@ -297,7 +304,7 @@ class RegressionSums(EpochSums):
             ]
             scores = [r for r in scores if not math.isnan(r)]
             r2 = sum(scores) / len(scores) if scores else math.nan
-        else:  # running sums of a checkpoint written before the per-output sums: pooled
+        else:  # some of the epoch's sums come from a checkpoint without per-output ones
             r2 = _r2(self.sse, self.y, self.y2, n)
         return {"mse": self.sse / n, "mae": self.sae / n, "r2": r2}
 
