@@ -24,7 +24,8 @@ def yolo_args(root, out, *extra):
         "train", "--dataset", "nmnist_detection", "--data-dir", root, "--output-dir", str(out),
         "--train-samples", "16", "--test-samples", "8", "--batch-size", "8", "-T", "2",
         "--epochs", "1", "--model", "tiny_yolov3", "--model-kwargs", "width_mult=0.125",
-        "--dataset-kwargs", "canvas_size=72", "digits=[1,2]", "--no-progress", "--threads", "1",
+        "--dataset-kwargs", "canvas_size=[80,72]", "digits=[1,2]", "--no-progress",
+        "--threads", "1",
         *extra,
     ]  # fmt: skip
 
@@ -42,8 +43,9 @@ def test_a_tiny_yolov3_run_trains_with_the_yolo_loss_and_is_evaluated(
     monkeypatch.setattr(YOLOLoss, "forward", spy)
     out = tmp_path / "run"
     assert main(yolo_args(root, out, "--loss-kwargs", "time_reduction=mean")) == 0
-    # training and evaluation clip the boxes to the 72x72 canvas, not the padded 96x96
-    assert sizes == {(72, 72)}
+    # training and evaluation clip the boxes to the 80x72 canvas (height 72, width 80;
+    # not square, so a swap would show), not the padded 96x96
+    assert sizes == {(72, 80)}
     config = (out / "config.toml").read_text()
     assert 'model = "tiny_yolov3"' in config and 'loss = "yolo"' in config
     assert "time_reduction" in config
