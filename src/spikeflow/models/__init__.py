@@ -28,6 +28,7 @@ See ``docs/models.md``.
 * :mod:`~spikeflow.models.snasnet`: SNASNet, the searched cells of spiking architecture search.
 * :mod:`~spikeflow.models.spike_dhs`: SpikeDHS, searched cells with a surrogate gradient search.
 * :mod:`~spikeflow.models.mobilenet`: spiking MobileNetV2 (inverted residuals, depthwise convs).
+* :mod:`~spikeflow.models.efficientnet`: EfficientNet B0-B7, float and sigma-delta (Lava-DL's).
 * :mod:`~spikeflow.models.max_resnet`: Max-ResNet (membrane shortcuts, max-pool downsampling).
 * :mod:`~spikeflow.models.decolle_net`: the DECOLLE network (``spikeflow train --decolle``).
 * :mod:`~spikeflow.models.eventprop_snn`: current-based LIF layers for EventProp (``--eventprop``).
@@ -44,6 +45,7 @@ from spikeflow.models import (
     decolle_net,
     delays,
     digits,
+    efficientnet,
     eprop_rsnn,
     event_driven,
     eventprop_snn,
@@ -92,6 +94,7 @@ __all__ = [
     "decolle_net",
     "delays",
     "digits",
+    "efficientnet",
     "eprop_rsnn",
     "event_driven",
     "eventprop_snn",

@@ -12,7 +12,12 @@ maps its key layout onto the zoo model:
   blocks' ``conv*``/``bn*``/``downsample.*`` and ``fc`` keep their names;
 * VGGs (``vgg11`` ... ``vgg19``, ``_bn``) into ``spiking_vgg*``: ``features.i`` keep
   their indices, ``classifier.0/3/6`` go to ``classifier.1/4/7`` (spikeflow's
-  classifier starts with a Flatten).
+  classifier starts with a Flatten);
+* EfficientNets (``efficientnet_b0`` ... ``b7``) into ``efficientnet_b*`` (the float
+  twin: the same names) and ``efficientnet_b*_sdnn``: a convolution inside a
+  ``DeltaSynapse`` drops ``.layer``, a unit's batch norm ``.activation.0``, the
+  squeeze-and-excitation unit ``.activation`` (``features.1.0.block.0.1.activation.0``
+  is torchvision's ``features.1.0.block.0.1``); the classifier's bias sits on its synapse.
 
 Every source tensor is used once, every shape is checked, and whatever the model keeps
 (a skipped classifier, neuron parameters such as PLIF's ``w``) is in the returned
@@ -24,6 +29,7 @@ norm or weight standardisation), so its weights would load by shape but mean not
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,6 +39,8 @@ import torch
 from torch import Tensor, nn
 
 from spikeflow.errors import ConfigurationError, DataFormatError, ShapeError
+from spikeflow.layers.sigma_delta import DeltaSynapse
+from spikeflow.models.efficientnet import EfficientNet, EfficientNetSDNN
 from spikeflow.models.resnet import (
     GROUPED_VARIANTS,
     BasicBranch,
@@ -171,12 +179,27 @@ def _key_map(model: nn.Module) -> tuple[str, dict[str, str], list[str]]:
         # spikeflow's classifier starts with a Flatten: one index after torchvision's.
         heads = {f"classifier.{i}": f"classifier.{i - 1}" for i in linears}
         return arch, {**modules, **heads}, list(heads)
+    if isinstance(model, (EfficientNet, EfficientNetSDNN)):
+        modules = {
+            name: _efficientnet_name(name)
+            for name, module in model.named_modules()
+            if isinstance(module, (*_LAYERS, DeltaSynapse)) and name
+        }
+        return f"efficientnet_{model.variant}", modules, ["classifier.1"]
     raise ConfigurationError(
         "load_torchvision_weights takes the zoo's spiking_resnet*, sew_resnet* (ResNeXt and "
-        "wide ones included) and spiking_vgg* models; "
+        "wide ones included), spiking_vgg* and efficientnet_b* models; "
         f"{type(model).__name__} has no torchvision counterpart (MS-ResNet, Max-ResNet and "
         "OTTT's VGG compute other functions)"
     )
+
+
+def _efficientnet_name(name: str) -> str:
+    """torchvision's module name of an EfficientNet module (the sigma-delta network's
+    wrappers dropped: a synapse's ``.layer``, a unit's ``.activation`` and its ``.0``)."""
+    name = re.sub(r"\.layer$", "", name)
+    name = re.sub(r"\.activation\.0$", "", name)
+    return name.replace(".activation.fc", ".fc")
 
 
 def _source_architecture(state: Mapping[str, Tensor]) -> str:
@@ -192,6 +215,8 @@ def _source_architecture(state: Mapping[str, Tensor]) -> str:
         names = [f"resnet{d}" for d, depths in known.items() if depths == stages]
         kind = "bottleneck" if bottleneck else "basic"
         return names[0] if names else f"a ResNet of {kind} blocks, depths {list(stages)}"
+    if "features.1.0.block.0.0.weight" in state:
+        return "an EfficientNet"
     convs = [v.shape[0] for k, v in state.items() if k.startswith("features.") and v.dim() == 4]
     for depth, config in VGG_CONFIGS.items():
         if convs and [c for c in config if c != "M"] == convs:
@@ -286,7 +311,9 @@ def load_torchvision_weights(
         )
     model = getattr(model, "_orig_mod", model)  # a torch.compile'd model: its module
     arch, modules, heads = _key_map(model)
-    skip = {"load": [], "skip_last": heads[-1:], "skip_all": heads}[classifier]
+    heads_left = {"load": [], "skip_last": heads[-1:], "skip_all": heads}[classifier]
+    # a head's modules with it (a sigma-delta classifier's synapse holds its layer)
+    skip = [k for k in modules if any(k == h or k.startswith(f"{h}.") for h in heads_left)]
     pairs, targets = _pairs(model, {k: v for k, v in modules.items() if k not in skip})
     state = _read_source(source)
     skipped_pairs, _ = _pairs(model, {k: modules[k] for k in skip})
