@@ -10,6 +10,7 @@ import math
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from spikeflow import interop
 from spikeflow.errors import ConfigurationError, ShapeError
@@ -193,6 +194,60 @@ def _torchvision_b0_state(num_classes: int = 1000, width: float = 1.0) -> dict:
     state["classifier.1.weight"] = torch.randn(num_classes, 4 * ch(320), generator=gen)
     state["classifier.1.bias"] = torch.randn(num_classes, generator=gen)
     return state
+
+
+def _torchvision_forward(state: dict, x: torch.Tensor) -> torch.Tensor:
+    """torchvision's ``EfficientNet.forward`` (eval) written from its state dict with
+    ``torch.nn.functional``: conv-BN-SiLU triplets, sigmoid-gated excitation, residual
+    sums where the stride is 1 and the channels match, pool, linear."""
+
+    def cbn(prefix: str, h: torch.Tensor, stride: int = 1, act: bool = True) -> torch.Tensor:
+        w = state[f"{prefix}.0.weight"]
+        groups = h.shape[1] // w.shape[1]
+        h = F.conv2d(h, w, None, stride, w.shape[-1] // 2, groups=groups)
+        mean, var = state[f"{prefix}.1.running_mean"], state[f"{prefix}.1.running_var"]
+        gamma, beta = state[f"{prefix}.1.weight"], state[f"{prefix}.1.bias"]
+        h = F.batch_norm(h, mean, var, gamma, beta, False, 0.0, 1e-5)
+        return F.silu(h) if act else h
+
+    strides = {1: 1, 2: 2, 3: 2, 4: 2, 5: 1, 6: 2, 7: 1}
+    h = cbn("features.0", x, stride=2)
+    for stage, first_stride in strides.items():
+        j = 0
+        while f"features.{stage}.{j}.block.0.0.weight" in state:
+            p, inp = f"features.{stage}.{j}.block", h
+            expands = f"{p}.3.0.weight" in state
+            if expands:
+                h = cbn(f"{p}.0", h)
+            i = 1 if expands else 0
+            h = cbn(f"{p}.{i}", h, stride=first_stride if j == 0 else 1)
+            se = F.silu(F.conv2d(h.mean((2, 3), keepdim=True), state[f"{p}.{i + 1}.fc1.weight"],
+                                 state[f"{p}.{i + 1}.fc1.bias"]))  # fmt: skip
+            se = F.conv2d(se, state[f"{p}.{i + 1}.fc2.weight"], state[f"{p}.{i + 1}.fc2.bias"])
+            h = cbn(f"{p}.{i + 2}", h * torch.sigmoid(se), act=False)
+            if h.shape == inp.shape and (j > 0 or first_stride == 1):
+                h = h + inp
+            j += 1
+    h = cbn("features.8", h).mean((2, 3))
+    return F.linear(h, state["classifier.1.weight"], state["classifier.1.bias"])
+
+
+def test_both_networks_compute_torchvisions_function():
+    state = {k: v.double() if v.is_floating_point() else v
+             for k, v in _torchvision_b0_state(num_classes=5, width=0.25).items()}  # fmt: skip
+    for k in state:  # tame the random network, so that its output follows its input
+        if k.endswith(".weight") and state[k].dim() == 4:
+            state[k] *= 1.5 / math.sqrt(state[k][0].numel())
+        if k.endswith(("bias", "running_mean")):
+            state[k] *= 0.1
+    x = torch.rand(3, 2, 3, 48, 40, dtype=torch.float64)
+    expected = torch.stack([_torchvision_forward(state, step) for step in x])
+    assert expected.std() > 0.1 and (expected[0] - expected[1]).abs().max() > 1e-2
+    small = dict(num_classes=5, width_mult=0.25, activation="silu", gate="sigmoid")
+    for name in ("efficientnet_b0", "efficientnet_b0_sdnn"):
+        model = create_model(name, **small).double().eval()
+        load_torchvision_weights(model, state)
+        torch.testing.assert_close(model(x), expected, rtol=1e-9, atol=1e-9, msg=name)
 
 
 def test_torchvision_state_dict_loads_into_both_networks():
