@@ -342,3 +342,28 @@ def test_exporters_refuse_the_networks_by_name():
         interop.export_to_nir(sdnn, torch.rand(2, 1, 3, 16, 16))
     with pytest.raises(ConfigurationError, match="got EfficientNetSDNN"):
         interop.export_netx(sdnn, "unused.net", (3, 16, 16))
+
+
+def test_builders_load_a_weights_file(tmp_path):
+    path = tmp_path / "efficientnet_b0.pth"
+    state = _torchvision_b0_state(width=0.25)
+    torch.save(state, path)
+    sdnn = create_model("efficientnet_b0_sdnn", width_mult=0.25, pretrained=str(path))
+    assert torch.equal(sdnn.state_dict()["features.8.1.activation.0.running_var"],
+                       state["features.8.1.running_var"])  # fmt: skip
+    ann = create_model("efficientnet_b0", width_mult=0.25, num_classes=7, pretrained=str(path),
+                       pretrained_classifier="skip_last")  # fmt: skip
+    assert torch.equal(ann.features[0][0].weight, state["features.0.0.weight"])
+    assert ann.classifier[1].weight.shape == (7, 320)
+    with pytest.raises(FileNotFoundError, match=r"none.pth. does not exist.*efficientnet_b0"):
+        create_model("efficientnet_b0", pretrained=str(tmp_path / "none.pth"))
+
+
+def test_a_relu1_gate_starts_half_open():
+    """ReLU1 is 0 at 0, where a sigmoid is 0.5: its excitation's fc2 bias starts at 0.5,
+    so a freshly built network passes half its activation, as with a sigmoid."""
+    for gate, bias in (("relu1", 0.5), ("sigmoid", 0.0)):
+        model = create_model("efficientnet_b0_sdnn", gate=gate, **SMALL)
+        biases = [m.activation.fc2.bias for m in model.modules() if hasattr(m, "activation")
+                  and hasattr(m.activation, "fc2")]  # fmt: skip
+        assert len(biases) == 8 and all(bool((b == bias).all()) for b in biases), gate

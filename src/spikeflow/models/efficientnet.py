@@ -325,6 +325,9 @@ class _EfficientNetBase(nn.Module):
         last = self.classifier[-1]
         if isinstance(last, nn.Linear):
             nn.init.zeros_(last.bias)
+        for m in self.modules():  # a ReLU1 gate opens at 0.5, as a sigmoid's at 0
+            if isinstance(m, SqueezeExcitation) and isinstance(m.scale_activation, ReLU1):
+                nn.init.constant_(m.fc2.bias, 0.5)
 
 
 class EfficientNet(_EfficientNetBase):
@@ -436,8 +439,17 @@ class EfficientNetSDNN(_EfficientNetBase):
 
 _DOC = (
     "EfficientNet-{v} ({kind}; width {w}, depth {d}, {r}x{r} images in the paper): "
-    ":class:`{cls}` with ``variant='{v}'``; ``kwargs`` are its arguments."
+    ":class:`{cls}` with ``variant='{v}'``; ``kwargs`` are its arguments. "
+    "``pretrained``: the path of a torchvision ``efficientnet_{v}`` state dict file (or "
+    "of a trained twin's state dict, the same keys) loaded by "
+    ":func:`~spikeflow.models.load_torchvision_weights` with ``pretrained_classifier``."
 )
+
+
+def _pretrained(model: _EfficientNetBase, pretrained: Any, classifier: str) -> Any:
+    from spikeflow.models.torchvision_weights import load_pretrained  # (it imports this)
+
+    return load_pretrained(model, pretrained, classifier)
 
 
 def _register(variant: str, sdnn: bool) -> Callable[..., _EfficientNetBase]:
@@ -445,13 +457,19 @@ def _register(variant: str, sdnn: bool) -> Callable[..., _EfficientNetBase]:
     width, depth, res, _ = EFFICIENTNET_VARIANTS[variant]
     if sdnn:
 
-        def build(**kwargs: Any) -> EfficientNetSDNN:
-            return EfficientNetSDNN(variant=variant, **kwargs)
+        def build(
+            pretrained: str | None = None, pretrained_classifier: str = "load", **kwargs: Any
+        ) -> EfficientNetSDNN:
+            model = EfficientNetSDNN(variant=variant, **kwargs)
+            return _pretrained(model, pretrained, pretrained_classifier)
 
     else:
 
-        def build(**kwargs: Any) -> EfficientNet:  # type: ignore[misc]
-            return EfficientNet(variant=variant, **kwargs)
+        def build(  # type: ignore[misc]
+            pretrained: str | None = None, pretrained_classifier: str = "load", **kwargs: Any
+        ) -> EfficientNet:
+            model = EfficientNet(variant=variant, **kwargs)
+            return _pretrained(model, pretrained, pretrained_classifier)
 
     name = f"efficientnet_{variant}{'_sdnn' if sdnn else ''}"
     cls = "EfficientNetSDNN" if sdnn else "EfficientNet"
