@@ -14,9 +14,9 @@ from torch.nn import functional as F
 
 from spikeflow import interop
 from spikeflow.errors import ConfigurationError, ShapeError
-from spikeflow.layers.sigma_delta import delta_activity
+from spikeflow.layers.sigma_delta import SigmaDelta, delta_activity
 from spikeflow.models import create_model, load_torchvision_weights, model_arguments
-from spikeflow.models.efficientnet import EfficientNet, StochasticDepth
+from spikeflow.models.efficientnet import EfficientNet, SqueezeExcitation, StochasticDepth
 from spikeflow.models.mobilenet import make_divisible
 
 #: torchvision's ``num_params`` of ``efficientnet_b0`` ... ``b7`` (its weights' meta).
@@ -360,10 +360,23 @@ def test_builders_load_a_weights_file(tmp_path):
 
 
 def test_a_relu1_gate_starts_half_open():
-    """ReLU1 is 0 at 0, where a sigmoid is 0.5: its excitation's fc2 bias starts at 0.5,
-    so a freshly built network passes half its activation, as with a sigmoid."""
-    for gate, bias in (("relu1", 0.5), ("sigmoid", 0.0)):
+    """ReLU1 is 0 at 0, where a sigmoid is 0.5: its excitation starts with fc2's weights
+    0 and bias 0.5, so every gate passes half its activation, inside ReLU1's linear
+    range (He-initialised, a third of them would start clamped, without gradient)."""
+    seen = []
+    for gate in ("relu1", "sigmoid"):
         model = create_model("efficientnet_b0_sdnn", gate=gate, **SMALL)
-        biases = [m.activation.fc2.bias for m in model.modules() if hasattr(m, "activation")
-                  and hasattr(m.activation, "fc2")]  # fmt: skip
-        assert len(biases) == 8 and all(bool((b == bias).all()) for b in biases), gate
+        units = [m.activation for m in model.modules() if isinstance(m, SigmaDelta)
+                 and isinstance(m.activation, SqueezeExcitation)]  # fmt: skip
+        assert len(units) == 8
+        hooks = [u.scale_activation.register_forward_hook(lambda m, a, o: seen.append(o))
+                 for u in units]  # fmt: skip
+        model(torch.rand(2, 3, 3, 16, 16))
+        gates = torch.cat([g.flatten() for g in seen])
+        if gate == "relu1":
+            assert bool((gates == 0.5).all())
+        else:  # torchvision's: He-initialised fc2, zero bias
+            assert gates.std() > 0.01 and bool(((gates > 0) & (gates < 1)).all())
+        seen.clear()
+        for h in hooks:
+            h.remove()

@@ -325,9 +325,10 @@ class _EfficientNetBase(nn.Module):
         last = self.classifier[-1]
         if isinstance(last, nn.Linear):
             nn.init.zeros_(last.bias)
-        for m in self.modules():  # a ReLU1 gate opens at 0.5, as a sigmoid's at 0
+        for m in self.modules():  # a ReLU1 gate starts at 0.5 (a sigmoid's value at 0),
             if isinstance(m, SqueezeExcitation) and isinstance(m.scale_activation, ReLU1):
-                nn.init.constant_(m.fc2.bias, 0.5)
+                nn.init.zeros_(m.fc2.weight)  # inside its linear range: He-initialised, a
+                nn.init.constant_(m.fc2.bias, 0.5)  # third of the gates start clamped
 
 
 class EfficientNet(_EfficientNetBase):
