@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 import torch
 
-from spikeflow.data.image_augment import TrivialAugmentWide
+from spikeflow.data.image_augment import TrivialAugmentWide, imagenet_trivial_augment_transform
 from spikeflow.data.image_augment_ops import IMAGE_OPERATIONS, apply_image_operation
 from spikeflow.data.image_autoaugment import (
     AUTO_AUGMENT_NAMES,
@@ -38,6 +38,7 @@ from spikeflow.data.image_autoaugment import (
     AutoAugment,
     RandAugment,
     augment_policy_transform,
+    imagenet_policy_transform,
     policy_magnitude,
 )
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
@@ -312,6 +313,18 @@ def test_policy_names_build_their_transforms():
         (lambda: RandAugment(num_magnitude_bins=1), "num_magnitude_bins"),
         (lambda: RandAugment(generator="seed"), "generator"),
         (lambda: augment_policy_transform("rand"), r"'ra', 'ta_wide', 'imagenet', 'cifar10'"),
+        (lambda: AutoAugment(["svhn"]), r"policy must be one of .*; got \['svhn'\]"),
+        # A probability out of [0, 1] is refused, not read as "no erasing".
+        (
+            lambda: imagenet_policy_transform(32, "ra", erasing=-0.1),
+            r"imagenet_policy_transform: erasing must be a finite real number "
+            r"in \[0, 1\], got -0\.1",
+        ),
+        (lambda: imagenet_policy_transform(32, "ra", erasing=float("nan")), "erasing must be"),
+        (
+            lambda: imagenet_trivial_augment_transform(32, erasing=-1.0),
+            "imagenet_trivial_augment_transform: erasing must be",
+        ),
     ],
 )
 def test_bad_arguments_are_named(make, message):
@@ -332,3 +345,18 @@ def test_bad_inputs_are_named():
         apply_image_operation(digit(), "Blur", 1.0)
     with pytest.raises(ConfigurationError, match="fill has 3 values for an image of 1"):
         AutoAugment(fill=(1, 2, 3)).apply(digit(), "Rotate", 5.0)
+    # apply_image_operation checks what the policies check for it, with the same messages.
+    image = photo()
+    with pytest.raises(ConfigurationError, match="interpolation must be 'nearest' or 'bilinear'; "
+                       "got 'bicubic'"):  # fmt: skip
+        apply_image_operation(image, "Rotate", 5.0, "bicubic")
+    with pytest.raises(ConfigurationError, match=r"fill must be a grey level 0\.\.255 .*\(300,\)"):
+        apply_image_operation(image, "Rotate", 5.0, "nearest", (300,))
+    with pytest.raises(DTypeError, match="apply_image_operation takes a PIL image of mode L or "
+                       "RGB; got mode 'CMYK'"):  # fmt: skip
+        apply_image_operation(Image.new("CMYK", (4, 4)), "Rotate", 5.0)
+    with pytest.raises(DTypeError, match="takes a PIL image of mode L or RGB; got Tensor"):
+        apply_image_operation(torch.zeros(3, 4, 4), "Rotate", 5.0)
+    # One grey level as an int, as the policies take it.
+    assert np.array_equal(np.asarray(apply_image_operation(image, "Rotate", 30.0, fill=7)),
+                          np.asarray(image.rotate(30.0, NEAREST, fillcolor=(7, 7, 7))))  # fmt: skip

@@ -243,4 +243,5 @@ def imagenet_trivial_augment_transform(
     random steps (one stream each, derived from it)."""
     from spikeflow.data.image_autoaugment import imagenet_policy_transform
 
+    erasing = check_real("imagenet_trivial_augment_transform: erasing", erasing, 0.0, 1.0)
     return imagenet_policy_transform(size, "ta_wide", mean, std, erasing, generator)

@@ -67,6 +67,13 @@ def _shear_factor(m: float, vertical: bool) -> float:
     return math.sin(angle) / math.cos(angle) if vertical else math.tan(angle)
 
 
+def _check_interpolation(interpolation: Any, owner: str) -> str:
+    if interpolation not in ("nearest", "bilinear"):
+        raise ConfigurationError(f"{owner}: interpolation must be 'nearest' or 'bilinear'; "
+                                 f"got {interpolation!r}")  # fmt: skip
+    return str(interpolation)
+
+
 def _fill_levels(fill: Any, owner: str) -> tuple[int, ...]:
     values = (fill,) if isinstance(fill, numbers.Real) else fill
     ok = isinstance(values, Sequence | np.ndarray) and not isinstance(values, str)
@@ -89,16 +96,18 @@ def apply_image_operation(
     op: str,
     magnitude: float,
     interpolation: str = "nearest",
-    fill: Sequence[int] = (0,),
+    fill: int | Sequence[int] = 0,
     owner: str = "apply_image_operation",
 ) -> Any:
     """``op`` (one of :data:`IMAGE_OPERATIONS`, see the module docstring) at the signed
     ``magnitude`` on a PIL image of mode ``L`` or ``RGB``; ``interpolation``
-    (``"nearest"`` or ``"bilinear"``) and ``fill`` (one grey level, or one per channel)
-    for the geometric ones.
+    (``"nearest"`` or ``"bilinear"``) and ``fill`` (a grey level 0..255, or one per
+    channel) for the geometric ones.
 
     Raises:
-        ConfigurationError: an unknown ``op``, or ``fill`` of another channel count.
+        ConfigurationError: an unknown ``op`` or ``interpolation``, or ``fill`` not grey
+            levels or of another channel count.
+        DTypeError: ``image`` not a PIL image of mode ``L`` or ``RGB``.
     """
     pil = pil_image_module(owner)
     from PIL import ImageEnhance, ImageOps
@@ -106,6 +115,11 @@ def apply_image_operation(
     if op not in IMAGE_OPERATIONS:
         raise ConfigurationError(f"{owner}: unknown operation {op!r}; the operations are "
                                  f"{', '.join(IMAGE_OPERATIONS)}")  # fmt: skip
+    if not _is_pil(image) or image.mode not in _PIL_MODES:
+        got = f"mode {image.mode!r}" if _is_pil(image) else type(image).__name__
+        raise DTypeError(f"{owner} takes a PIL image of mode L or RGB; got {got}")
+    _check_interpolation(interpolation, owner)
+    fill = _fill_levels(fill, owner)
     channels = _PIL_MODES[image.mode]
     if len(fill) not in (1, channels):
         raise ConfigurationError(f"{owner}: fill has {len(fill)} values for an image of "
@@ -165,10 +179,7 @@ class PillowPolicy(_RandomFrames):
         **params: Any,
     ) -> None:
         owner = type(self).__name__
-        if interpolation not in ("nearest", "bilinear"):
-            raise ConfigurationError(f"{owner}: interpolation must be 'nearest' or "
-                                     f"'bilinear'; got {interpolation!r}")  # fmt: skip
-        self.interpolation = interpolation
+        self.interpolation = _check_interpolation(interpolation, owner)
         self.fill = _fill_levels(fill, owner)
         super().__init__(generator, **params, interpolation=interpolation, fill=self.fill)
 

@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from spikeflow._checks import check_real
 from spikeflow.data.image_augment import (
     TRIVIAL_AUGMENT_WIDE_OPS,
     RandomErasing,
@@ -209,7 +210,7 @@ class AutoAugment(PillowPolicy):
         fill: int | Sequence[int] = 0,
         generator: torch.Generator | int | None = None,
     ) -> None:
-        if policy not in AUTO_AUGMENT_POLICIES:
+        if not isinstance(policy, str) or policy not in AUTO_AUGMENT_POLICIES:
             names = ", ".join(repr(n) for n in AUTO_AUGMENT_POLICIES)
             raise ConfigurationError(f"AutoAugment: policy must be one of {names}; got {policy!r}")
         self.policy = policy
@@ -336,7 +337,12 @@ def imagenet_policy_transform(
     > 0, :class:`~spikeflow.data.image_augment.RandomErasing` with that probability (fill
     0: the mean colour once normalised). ``generator`` seeds the random steps (an int
     seed ``s``: ``s``, ``s + 1``, ``s + 2``, ``s + 3`` for the crop, flip, policy and
-    erasing; a ``torch.Generator`` is shared)."""
+    erasing; a ``torch.Generator`` is shared).
+
+    Raises:
+        ConfigurationError: an unknown ``policy``, or ``erasing`` not in [0, 1].
+    """
+    erasing = check_real("imagenet_policy_transform: erasing", erasing, 0.0, 1.0)
     gens: list[torch.Generator | int | None] = [generator] * 4
     if isinstance(generator, numbers.Integral) and not isinstance(generator, bool):
         gens = [int(generator) + k for k in range(4)]
