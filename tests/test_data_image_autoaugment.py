@@ -345,6 +345,22 @@ def test_bad_inputs_are_named():
         apply_image_operation(digit(), "Blur", 1.0)
     with pytest.raises(ConfigurationError, match="fill has 3 values for an image of 1"):
         AutoAugment(fill=(1, 2, 3)).apply(digit(), "Rotate", 5.0)
+    # A float image outside [0, 1] (normalised, or NaN) would be clipped to 256 levels.
+    normalised = (torch.from_numpy(np.asarray(photo()).copy()).permute(2, 0, 1) / 255 - 0.5) / 0.25
+    for make in (AutoAugment, RandAugment, TrivialAugmentWide):
+        message = rf"{make.__name__} takes a float tensor in \[0, 1\] .*got values in \[-1.969, 2\]"
+        with pytest.raises(ConfigurationError, match=message + ": apply it before Normalize"):
+            make(generator=0)(normalised)
+    with pytest.raises(ConfigurationError, match=r"got values in \[nan, nan\]"):
+        RandAugment()(torch.full((1, 4, 4), float("nan")))
+    # Rounding noise within half a level is taken: 1 + 1e-4 is level 255, -1e-4 level 0.
+    grey = torch.from_numpy(np.asarray(digit()).copy())[None]
+    grey[0, 0, :2] = torch.tensor([0, 255], dtype=torch.uint8)
+    noisy = grey.double() / 255 + 1e-4 * (grey == 255) - 1e-4 * (grey == 0)
+    assert noisy.max() > 1 and noisy.min() < 0
+    out = RandAugment(generator=3)(noisy)
+    assert out.dtype == torch.float64
+    assert torch.equal((out * 255).round().to(torch.uint8), RandAugment(generator=3)(grey))
     # apply_image_operation checks what the policies check for it, with the same messages.
     image = photo()
     with pytest.raises(ConfigurationError, match="interpolation must be 'nearest' or 'bilinear'; "

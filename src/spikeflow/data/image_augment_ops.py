@@ -165,7 +165,7 @@ class PillowPolicy(_RandomFrames):
 
     Input: a PIL image of mode ``L`` or ``RGB`` (returns one), or a tensor ``[C, H, W]``
     with C = 1 or 3, uint8 or float in [0, 1] (rounded to 256 levels; returned in its
-    dtype).
+    dtype; a float tensor outside [0, 1], a normalised one say, is refused).
     """
 
     #: The operations the policy draws from (:meth:`apply` refuses others).
@@ -205,6 +205,20 @@ class PillowPolicy(_RandomFrames):
         return restore(self.augment(pil_input))
 
 
+def _check_unit_range(x: torch.Tensor, owner: str) -> None:
+    """A float image must be in [0, 1] (up to half a level of 255: rounding noise), or
+    256 levels would clip it silently (a normalised image, say)."""
+    if x.numel() == 0:
+        return
+    low, high = (float(v) for v in torch.aminmax(x.detach().float()))
+    slack = 0.5 / 255.0
+    if not (math.isfinite(low) and math.isfinite(high)) or low < -slack or high > 1 + slack:
+        raise ConfigurationError(
+            f"{owner} takes a float tensor in [0, 1] (it works on its 256 levels); got values "
+            f"in [{low:.4g}, {high:.4g}]: apply it before Normalize, or give uint8 levels"
+        )
+
+
 def _tensor_to_pil(x: Any, owner: str) -> tuple[Any, Any]:
     """A tensor ``[C, H, W]`` (C = 1 or 3; uint8, or float in [0, 1]) as a PIL image, and
     the function that turns a PIL result back into a tensor of ``x``'s dtype."""
@@ -217,6 +231,7 @@ def _tensor_to_pil(x: Any, owner: str) -> tuple[Any, Any]:
     if x.dtype == torch.uint8:
         levels = x
     elif x.is_floating_point():
+        _check_unit_range(x, owner)
         levels = (x.detach() * 255.0).round_().clamp_(0, 255).to(torch.uint8)
     else:
         raise DTypeError(f"{owner} takes a uint8 or float tensor; got {x.dtype}")
