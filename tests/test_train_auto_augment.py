@@ -167,6 +167,26 @@ def test_dataset_refusals(tmp_path, kwargs, message):
         ImageFolder(tmp_path / "folders", train=True, **kwargs)
 
 
+def test_policy_draws_repeat_with_the_seed_in_dataloader_workers(tmp_path):
+    # The policies draw from torch's global generator, which each DataLoader worker
+    # seeds from the loader's seed: the same seed repeats the batches with 2 workers,
+    # the workers' draws differ, and another seed gives others.
+    write_mnist(tmp_path)
+    data = MNIST(tmp_path, augment=True, auto_augment="ra")  # the policy is the only step
+
+    def epoch(seed: int, workers: int) -> torch.Tensor:
+        loader = torch.utils.data.DataLoader(
+            torch.utils.data.ConcatDataset([data] * 4), batch_size=6, num_workers=workers,
+            generator=torch.Generator().manual_seed(seed),
+        )  # fmt: skip
+        return torch.stack([x for x, _ in loader])
+
+    first = epoch(0, 2)
+    assert torch.equal(first, epoch(0, 2))
+    assert not torch.equal(first[0], first[1])  # the two workers' first batches: same images
+    assert not torch.equal(first, epoch(1, 2))
+
+
 # -- spikeflow train -----------------------------------------------------------------------
 
 
