@@ -345,6 +345,15 @@ def test_bad_inputs_are_named():
         apply_image_operation(digit(), "Blur", 1.0)
     with pytest.raises(ConfigurationError, match="fill has 3 values for an image of 1"):
         AutoAugment(fill=(1, 2, 3)).apply(digit(), "Rotate", 5.0)
+    # On every call, not only when a geometric operation is drawn: here none runs
+    # (u > p), Equalize is drawn, or Invert and Equalize.
+    for policy in (drawn(AutoAugment(fill=(1, 2, 3)), [0.9, 0.9], [0, 0, 0]),
+                   drawn(TrivialAugmentWide(fill=(1, 2, 3)), [], [13]),
+                   drawn(RandAugment(num_ops=0, fill=(1, 2)), [], [])):  # fmt: skip
+        with pytest.raises(ConfigurationError, match=r"fill has \d values for an image of 1"):
+            policy(digit())
+        with pytest.raises(ConfigurationError, match=r"fill has \d values for an image of 1"):
+            policy(torch.zeros(1, 4, 4, dtype=torch.uint8))
     # A float image outside [0, 1] (normalised, or NaN) would be clipped to 256 levels.
     normalised = (torch.from_numpy(np.asarray(photo()).copy()).permute(2, 0, 1) / 255 - 0.5) / 0.25
     for make in (AutoAugment, RandAugment, TrivialAugmentWide):

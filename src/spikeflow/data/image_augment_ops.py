@@ -200,9 +200,19 @@ class PillowPolicy(_RandomFrames):
             if image.mode not in _PIL_MODES:
                 raise DTypeError(f"{type(self).__name__} takes a PIL image of mode L or RGB; "
                                  f"got mode {image.mode!r}")  # fmt: skip
+            self._check_fill(image)
             return self.augment(image)
         pil_input, restore = _tensor_to_pil(image, type(self).__name__)
+        self._check_fill(pil_input)
         return restore(self.augment(pil_input))
+
+    def _check_fill(self, image: Any) -> None:
+        """``fill`` fits the image's channels: checked on every call, not only when a
+        geometric operation happens to be drawn."""
+        channels = _PIL_MODES[image.mode]
+        if len(self.fill) not in (1, channels):
+            raise ConfigurationError(f"{type(self).__name__}: fill has {len(self.fill)} values "
+                                     f"for an image of {channels} channel(s)")  # fmt: skip
 
 
 def _check_unit_range(x: torch.Tensor, owner: str) -> None:
