@@ -150,6 +150,26 @@ def test_image_folder_pipeline_order(tmp_path):
     assert type(plain[2]) is TrivialAugmentWide and plain[2].interpolation == "bilinear"
 
 
+def test_ta_wide_is_psn_own_policy(tmp_path):
+    # auto_augment="ta_wide" with psn is psn itself (TrivialAugment-wide in the same place,
+    # nearest for CIFAR, bilinear for the folders): the same samples for the same seed.
+    write_cifar10_binary(tmp_path / "cifar")
+    write_folders(tmp_path / "folders")
+    pairs = [
+        (CIFAR10(tmp_path / "cifar", augment="psn", auto_augment="ta_wide"),
+         CIFAR10(tmp_path / "cifar", augment="psn")),
+        (ImageFolder(tmp_path / "folders", train=True, augment="psn", auto_augment="ta_wide",
+                     image_size=24),
+         ImageFolder(tmp_path / "folders", train=True, augment="psn", image_size=24)),
+    ]  # fmt: skip
+    for policy, psn in pairs:
+        for seed in range(40):  # erasing (p = 0.1) happens in some
+            torch.manual_seed(seed)
+            got = policy[seed % 2][0]
+            torch.manual_seed(seed)
+            assert torch.equal(got, psn[seed % 2][0]), (type(psn).__name__, seed)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
