@@ -267,3 +267,9 @@ def test_train_option_is_checked_and_saved(tmp_path, capsys):
     assert code == 0
     saved = tomllib.loads((out / "config.toml").read_text())
     assert saved["auto_augment"] == "ra"
+    # What the run computes: a resume may not change it (nor drop it for another value).
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out / "last.pt"), "--auto-augment", "svhn"]) == 2
+    assert "--resume continues the checkpoint's run, which fixed ['auto_augment']" in (
+        capsys.readouterr().err
+    )
