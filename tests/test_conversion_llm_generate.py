@@ -23,7 +23,7 @@ from spikeflow.conversion.llm_generate import (
     check_decoding_options,
     process_scores,
 )
-from spikeflow.errors import ConfigurationError
+from spikeflow.errors import ConfigurationError, ShapeError
 
 transformers = pytest.importorskip("transformers")
 
@@ -339,3 +339,36 @@ def test_options_that_would_be_ignored_or_are_unknown_are_refused():
             snn.generate(ids, 2, **options)
     with pytest.raises(ConfigurationError, match="max_new_tokens must be an integer >= 0"):
         snn.generate(ids, -1)
+
+
+def test_prompts_that_cannot_be_continued_are_refused_by_name():
+    """Where Hugging Face's generate crashes deep inside (an empty prompt, a pad id
+    outside the embedding), warns and continues after padding (right padding) or never
+    ends (an eos id outside the vocabulary), ours refuses before running the model."""
+    snn = convert_causal_lm(_model(), steps=2)
+    ids, mask = _prompts()
+    right = mask.clone()
+    right[1] = 1
+    right[1, -2:] = 0  # right padding: the new tokens would follow two pads
+    empty_row = torch.ones_like(mask)
+    empty_row[2] = 0
+    refusals = [
+        (dict(input_ids=ids[:, :0]), ShapeError, r"at least one token, got \[3, 0\]"),
+        (dict(input_ids=ids[:0]), ShapeError, r"at least one prompt .* got \[0, 9\]"),
+        (dict(attention_mask=mask[:, 1:]), ShapeError, r"attention_mask must be \[B, S\]"),
+        (dict(attention_mask=right), ShapeError, r"rows \[1\] end with padding"),
+        (dict(attention_mask=empty_row), ShapeError, r"rows \[2\] end with padding"),
+        (dict(eos_token_id=[3, VOCAB]), ConfigurationError, r"eos_token_id \[97\] outside"),
+        (dict(eos_token_id=3, pad_token_id=VOCAB + 5), ConfigurationError, "pad_token_id 102"),
+        (
+            dict(input_ids=ids.to("meta"), do_sample=True, generator=torch.Generator()),
+            ConfigurationError,
+            "generator is on cpu, input_ids on meta",
+        ),
+    ]
+    for options, error, message in refusals:
+        options = {"input_ids": ids, "attention_mask": mask, **options}
+        with pytest.raises(error, match=message):
+            snn.generate(max_new_tokens=3, **options)
+    # the same pad id is fine where no eos id could make a sequence reach it
+    assert snn.generate(ids, 2, attention_mask=mask, pad_token_id=VOCAB + 5).shape == (3, 11)

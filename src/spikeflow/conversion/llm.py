@@ -43,6 +43,7 @@ from spikeflow.conversion.llm_encode import (
 from spikeflow.conversion.llm_generate import (
     SpikingGenerationOutput,
     check_decoding_options,
+    check_prompts,
     decode,
     stop_tokens,
 )
@@ -465,9 +466,9 @@ class SpikingCausalLM(nn.Module):
         the first eos id), and decoding stops once every sequence is (so ``new`` may be
         smaller). ``output_scores``: a :class:`~spikeflow.conversion.llm_generate.
         SpikingGenerationOutput` with the processed scores of each step (and beam
-        search's sequence scores). An option this method lacks or one that would be
-        ignored (a sampling option without ``do_sample=True``, ...) is refused by name.
-        """
+        search's sequence scores). An option this method lacks, one that would be ignored
+        (a sampling option without ``do_sample=True``, ...) and right padding are refused
+        (:func:`~spikeflow.conversion.llm_generate.check_prompts`)."""
         if unsupported:
             raise ConfigurationError(
                 f"generate: unsupported option(s) {sorted(unsupported)}; supported: "
@@ -480,7 +481,8 @@ class SpikingCausalLM(nn.Module):
         )  # fmt: skip
         sources = (getattr(self, "generation_config", None), self.config)
         eos, pad = stop_tokens(sources, eos_token_id, pad_token_id)
-        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+        vocab = self.embed_tokens.num_embeddings
+        mask = check_prompts(input_ids, attention_mask, vocab, pad, eos, generator)
         return decode(
             self, input_ids, mask, max_new_tokens, options, eos, pad, generator=generator,
             use_cache=use_cache, mode=mode, output_scores=output_scores,

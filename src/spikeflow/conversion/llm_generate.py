@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from spikeflow.errors import ConfigurationError
+from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 
 __all__ = [
     "DecodingOptions",
@@ -39,6 +39,7 @@ __all__ = [
     "apply_top_k",
     "apply_top_p",
     "check_decoding_options",
+    "check_prompts",
     "decode",
     "process_scores",
     "stop_tokens",
@@ -127,6 +128,64 @@ def stop_tokens(
     if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
         raise ConfigurationError(f"pad_token_id must be a token id >= 0, got {pad!r}")
     return torch.tensor(ids), pad
+
+
+def check_prompts(
+    input_ids: object,
+    attention_mask: Tensor | None,
+    vocab_size: int,
+    pad: int | None,
+    eos: Tensor | None,
+    generator: torch.Generator | None,
+) -> Tensor:
+    """The attention mask of ``input_ids [B, S]`` (all ones when None) once the prompts
+    can be continued: at least one prompt of at least one token, the mask ``[B, S]``
+    with each row's last position a token (generation continues every row after its
+    last column: right padding or an empty row would put padding before the new tokens;
+    ``transformers`` only warns), the ``eos`` ids and ``pad`` tokens of the vocabulary
+    (of ``vocab_size``) and ``generator`` on the prompts' device."""
+    if not isinstance(input_ids, Tensor) or input_ids.dim() != 2 or input_ids.is_floating_point():
+        raise ShapeError(f"input_ids must be an integer tensor [B, S], got {input_ids!r}")
+    batch, length = input_ids.shape
+    if batch == 0 or length == 0:
+        raise ShapeError(
+            f"input_ids must hold at least one prompt of at least one token, got "
+            f"[{batch}, {length}]"
+        )
+    if generator is not None and generator.device != input_ids.device:
+        raise ConfigurationError(
+            f"generator is on {generator.device}, input_ids on {input_ids.device}: "
+            "torch.multinomial draws on the model's device (torch.Generator(device=...))"
+        )
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    if not isinstance(attention_mask, Tensor):
+        raise DTypeError(f"attention_mask must be a tensor, got {type(attention_mask).__name__}")
+    if tuple(attention_mask.shape) != (batch, length):
+        raise ShapeError(
+            f"attention_mask must be [B, S] = [{batch}, {length}] like input_ids, got "
+            f"{tuple(attention_mask.shape)}"
+        )
+    padded_last = (attention_mask[:, -1] == 0).nonzero().flatten().tolist()
+    if padded_last:
+        raise ShapeError(
+            f"attention_mask rows {padded_last} end with padding (or hold none of their "
+            "prompt's tokens): generate continues each row after its last column, so pad "
+            "prompts on the left (a tokenizer's padding_side='left')"
+        )
+    if eos is not None:
+        outside = [int(i) for i in eos if int(i) >= vocab_size]
+        if outside:
+            raise ConfigurationError(
+                f"eos_token_id {outside} outside the vocabulary (size {vocab_size}): no "
+                "sequence could end"
+            )
+        if pad is not None and pad >= vocab_size:
+            raise ConfigurationError(
+                f"pad_token_id {pad} outside the vocabulary (size {vocab_size}): it follows "
+                "the end of a sequence, and greedy or sampled decoding feeds it to the model"
+            )
+    return attention_mask
 
 
 def check_decoding_options(
