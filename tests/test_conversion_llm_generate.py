@@ -67,13 +67,13 @@ def _both(model, snn, ids, mask, new, seed=7, **options):
     return ours, theirs
 
 
-def _assert_same(ours, theirs):
+def _assert_same(ours, theirs, rtol=0.0, atol=1e-6):
     assert ours.sequences.shape == theirs.sequences.shape
     assert torch.equal(ours.sequences, theirs.sequences)
     assert len(ours.scores) == len(theirs.scores)
     for mine, hf in zip(ours.scores, theirs.scores):
         assert mine.dtype == torch.float32
-        torch.testing.assert_close(mine, hf, rtol=0, atol=1e-6)
+        torch.testing.assert_close(mine, hf, rtol=rtol, atol=atol)
 
 
 SAMPLING = {
@@ -372,3 +372,47 @@ def test_prompts_that_cannot_be_continued_are_refused_by_name():
             snn.generate(max_new_tokens=3, **options)
     # the same pad id is fine where no eos id could make a sequence reach it
     assert snn.generate(ids, 2, attention_mask=mask, pad_token_id=VOCAB + 5).shape == (3, 11)
+
+
+EDGES = {
+    "1 new token, beams": (dict(num_beams=3, num_return_sequences=3), 1),
+    "prompts of 1 token, beam sampling": (dict(num_beams=2, do_sample=True), 4),
+    "top_k above the vocabulary, 2 each": (
+        dict(do_sample=True, top_k=500, num_return_sequences=2),
+        4,
+    ),
+    "tiny temperature": (dict(do_sample=True, temperature=1e-4), 4),
+    # top_k 1 keeps as many tokens as there are eos ids + 1 (2 without)
+    "top_k 1 then min_p, beams": (dict(do_sample=True, top_k=1, min_p=0.3, num_beams=2), 4),
+    "no cache, beams with a penalty": (
+        dict(num_beams=2, repetition_penalty=1.4, use_cache=False),
+        4,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(EDGES))
+def test_edge_cases_give_hugging_face_tokens_in_float32(case):
+    """Float32 (the suite's other tests run float64), one row padded up to its last
+    token, batch sizes 1 and 3, end ids hit at the first new token (pad: the first one)."""
+    model = _model().float()
+    snn = convert_causal_lm(model, steps=2)
+    ids, mask = _prompts()
+    mask[1, :-1] = 0  # a prompt of one token after 8 pads
+    options, new = EDGES[case]
+    # float32 logits to 1e-5 (a temperature scales them and their rounding)
+    tolerance = dict(rtol=0.0, atol=1e-5 / options.get("temperature", 1.0))
+    if case.startswith("prompts of 1"):
+        ids, mask = ids[:, -1:], mask[:, -1:]
+    ours, theirs = _both(model, snn, ids, mask, new, **options)
+    _assert_same(ours, theirs, **tolerance)
+    first = snn.generate(ids, 1, attention_mask=mask)[:, -1].tolist()
+    for rows in (slice(0, 1), slice(0, 3)):
+        ours, theirs = _both(
+            model, snn, ids[rows], mask[rows], new, eos_token_id=first[rows], **options
+        )
+        _assert_same(ours, theirs, **tolerance)
+        if options.get("num_beams"):
+            torch.testing.assert_close(
+                ours.sequences_scores, theirs.sequences_scores, rtol=0, atol=1e-5
+            )
