@@ -331,6 +331,7 @@ def test_options_that_would_be_ignored_or_are_unknown_are_refused():
         (dict(num_beams=2, length_penalty=float("nan")), "length_penalty must be a finite"),
         (dict(num_beams=0), "num_beams must be an integer >= 1"),
         (dict(num_beams=2, early_stopping="sometimes"), "early_stopping must be True"),
+        (dict(num_beams=2, early_stopping=1), "early_stopping must be True, False or 'never'"),
         (dict(do_sample=1), "do_sample must be True or False"),
         (dict(do_sample=True, generator=3), "generator must be a torch.Generator"),
     ]

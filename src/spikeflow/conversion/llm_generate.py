@@ -241,7 +241,10 @@ def check_decoding_options(
         raise ConfigurationError(
             f"num_return_sequences ({num_return_sequences}) must be <= num_beams ({num_beams})"
         )
-    if early_stopping is not None and early_stopping not in (True, False, "never"):
+    # not `in (True, False, "never")`: 1 == True would pass and then act as False
+    if early_stopping is not None and not (
+        isinstance(early_stopping, bool) or early_stopping == "never"
+    ):
         raise ConfigurationError(
             f"early_stopping must be True, False or 'never', got {early_stopping!r}"
         )
