@@ -9,6 +9,8 @@ processors' distributions worked out by hand in float64.
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -417,3 +419,38 @@ def test_edge_cases_give_hugging_face_tokens_in_float32(case):
             torch.testing.assert_close(
                 ours.sequences_scores, theirs.sequences_scores, rtol=0, atol=1e-5
             )
+
+
+def test_a_checkpoint_s_decoding_defaults_left_out_are_warned_about():
+    """An instruct checkpoint's generation_config (do_sample=True, temperature 0.7,
+    top_p 0.8, repetition penalty 1.05) makes transformers' generate sample; ours
+    decodes with the options given and says which of the config's it leaves out."""
+    model = _model()
+    snn = convert_causal_lm(model, steps=2)
+    ids, mask = _prompts()
+    config = model.generation_config
+    config.update(do_sample=True, temperature=0.7, top_p=0.8, repetition_penalty=1.05)
+    config.update(length_penalty=0.5)  # not warned: transformers ignores it without beams
+    message = (
+        r"generation_config sets do_sample=True, repetition_penalty=1.05, temperature=0.7, "
+        r"top_p=0.8, which transformers' generate would apply"
+    )
+    with pytest.warns(UserWarning, match=message) as caught:
+        greedy = snn.generate(ids, 4, attention_mask=mask)
+    assert caught[0].filename == __file__  # points at the call
+    assert torch.equal(
+        greedy,
+        model.generate(
+            ids, attention_mask=mask, max_new_tokens=4, do_sample=False, repetition_penalty=1.0
+        ),
+    )
+    given = dict(do_sample=True, temperature=0.7, top_p=0.8, repetition_penalty=1.05)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ours, theirs = _both(model, snn, ids, mask, 4, **given)  # what transformers applies
+        _assert_same(ours, theirs)
+        config.update(do_sample=False, num_beams=1, repetition_penalty=1.0, length_penalty=1.0)
+        snn.generate(ids, 4, attention_mask=mask)  # only temperature and top_p, not sampling
+    config.update(num_beams=3, length_penalty=0.5)
+    with pytest.warns(UserWarning, match=r"sets num_beams=3, length_penalty=0.5, which"):
+        snn.generate(ids, 2, attention_mask=mask, length_penalty=None)

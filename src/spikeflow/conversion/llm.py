@@ -44,6 +44,7 @@ from spikeflow.conversion.llm_generate import (
     SpikingGenerationOutput,
     check_decoding_options,
     check_prompts,
+    config_options_left_out,
     decode,
     stop_tokens,
 )
@@ -436,13 +437,13 @@ class SpikingCausalLM(nn.Module):
         mode: str | None = None,
         eos_token_id: int | Iterable[int] | None = None,
         pad_token_id: int | None = None,
-        do_sample: bool = False,
+        do_sample: bool | None = None,
         temperature: float | None = None,
         top_k: int | None = None,
         top_p: float | None = None,
         min_p: float | None = None,
         repetition_penalty: float | None = None,
-        num_beams: int = 1,
+        num_beams: int | None = None,
         num_return_sequences: int = 1,
         length_penalty: float | None = None,
         early_stopping: bool | str | None = None,
@@ -475,9 +476,15 @@ class SpikingCausalLM(nn.Module):
                 "do_sample, temperature, top_k, top_p, min_p, repetition_penalty, num_beams, "
                 "num_return_sequences, length_penalty, early_stopping, generator"
             )
+        given = dict(
+            do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+            repetition_penalty=repetition_penalty, num_beams=num_beams,
+            length_penalty=length_penalty, early_stopping=early_stopping,
+        )  # fmt: skip
+        config_options_left_out(self.generation_config, given)
         options = check_decoding_options(
-            max_new_tokens, do_sample, temperature, top_k, top_p, min_p, repetition_penalty,
-            num_beams, num_return_sequences, length_penalty, early_stopping, generator,
+            max_new_tokens, **given, num_return_sequences=num_return_sequences,
+            generator=generator,
         )  # fmt: skip
         sources = (getattr(self, "generation_config", None), self.config)
         eos, pad = stop_tokens(sources, eos_token_id, pad_token_id)
