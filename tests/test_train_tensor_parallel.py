@@ -199,6 +199,13 @@ def test_the_plan_pairs_the_zoos_vgg_and_resnet_layers():
     # 5 output channels do not split over 2 processes: that pair is left whole
     odd = nn.Sequential(layers.Linear(4, 5), LIFNode(), layers.Linear(5, 3))
     assert channel_plan(odd, world_size=2) == [] and len(channel_plan(odd, world_size=1)) == 1
+    # pooling pairs only over the column layer's spatial dims (else it mixes channels)
+    pooled = nn.Sequential(layers.Conv1d(2, 8, 3), nn.MaxPool1d(2), layers.Conv1d(8, 4, 3),
+                           nn.AvgPool1d(3, 1, 1), layers.Conv1d(4, 4, 1),
+                           layers.Linear(4, 8), nn.MaxPool1d(3, 1, 1), layers.Linear(8, 2))  # fmt: skip
+    assert [(p.column, p.between, p.row) for p in channel_plan(pooled, 2)] == [("0", ("1",), "2")]
+    # a Linear after a conv reads its last (spatial) dim, not its channels: no pair
+    assert channel_plan(nn.Sequential(layers.Conv1d(2, 4, 1), layers.Linear(4, 2)), 2) == []
     # a Sequential with its own forward may not run its children in order: not looked into
     assert channel_plan(_Skipping(layers.Linear(4, 4), LIFNode(), layers.Linear(4, 4)), 2) == []
 
@@ -259,6 +266,15 @@ def test_a_sharded_layer_names_itself_on_a_wrong_input():
          ChannelPair("0", ("1",), "2"), r"'2' \(4 input channels\) cannot take the output"),
         (nn.Sequential(layers.Linear(4, 4), LIFNode(), layers.Linear(4, 4)),
          ChannelPair("0", ("3",), "2"), r"the model has no module '3'"),
+        # pooling that would mix channels: over a Linear's features, over a Conv1d's
+        # channels (a MaxPool2d on [B, C, L]), after a Flatten
+        (nn.Sequential(layers.Linear(4, 8), nn.AvgPool1d(3, 1, 1), layers.Linear(8, 2)),
+         ChannelPair("0", ("1",), "2"), r"cannot shard '1' \(AvgPool1d\)"),
+        (nn.Sequential(layers.Conv1d(4, 8, 3), nn.MaxPool2d(3, 1, 1), layers.Conv1d(8, 2, 3)),
+         ChannelPair("0", ("1",), "2"), r"cannot shard '1' \(MaxPool2d\)"),
+        (nn.Sequential(layers.Conv1d(4, 8, 3), layers.Flatten(), nn.MaxPool1d(1),
+                       layers.Linear(16, 2)),
+         ChannelPair("0", ("1", "2"), "3"), r"cannot shard '2' \(MaxPool1d\)"),
     ],
 )  # fmt: skip
 def test_a_pair_that_cannot_be_split_is_refused_naming_the_module(model, pair, message):

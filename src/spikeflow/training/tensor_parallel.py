@@ -19,7 +19,9 @@ channel alone:
   ``tau`` or threshold) are sliced too; a parameter shared by every channel (a scalar
   ``w``) stays whole, and its gradient (each rank's share from its channels) is summed
   over the ranks by a gradient hook;
-* pooling, activations and ``Flatten`` from the channel dim on need nothing; spikeflow's
+* activations, ``Flatten`` from the channel dim on, and pooling over the spatial dims
+  of the column layer's output (a ``MaxPool2d`` after a ``Conv2d``; no pooling after a
+  ``Linear`` or a ``Flatten``, where it would mix channels) need nothing; spikeflow's
   ``Dropout``/``Dropout2d`` draw the whole layer's mask (the same on every rank, from
   the same seed) and keep their slice, so the sharded model drops what the whole model
   drops.
@@ -51,20 +53,18 @@ from spikeflow.training.tensor_parallel_layers import (
 
 __all__ = ["ChannelPair", "ChannelShards", "channel_plan", "parallelize_channels"]
 
-#: Modules that act on each channel alone and hold nothing per channel.
-_PASS_THROUGH = (
-    nn.modules.pooling._MaxPoolNd,
-    nn.modules.pooling._AvgPoolNd,
-    nn.modules.pooling._AdaptiveAvgPoolNd,
-    nn.modules.pooling._AdaptiveMaxPoolNd,
-    nn.ReLU,
-    nn.LeakyReLU,
-    nn.GELU,
-    nn.SiLU,
-    nn.Sigmoid,
-    nn.Tanh,
-    nn.Identity,
-)
+#: Modules that act on each element alone and hold nothing per channel.
+_ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Identity)
+
+#: Pooling layers by the number of spatial dims they pool over: channel-wise only on a
+#: layout with that many spatial dims after the channels (a MaxPool2d on a Conv1d's
+#: ``[B, C, L]``, or an AvgPool1d on a Linear's ``[B, F]``, pools across channels).
+_POOLS = {
+    1: (nn.MaxPool1d, nn.AvgPool1d, nn.AdaptiveAvgPool1d, nn.AdaptiveMaxPool1d),
+    2: (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d),
+    3: (nn.MaxPool3d, nn.AvgPool3d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool3d),
+}
+_ANY_POOL = tuple(pool for pools in _POOLS.values() for pool in pools)
 
 
 @dataclass(frozen=True)
@@ -122,13 +122,33 @@ def _flattens_channels(module: nn.Module) -> bool:
     return isinstance(module, Flatten) and module.start_dim == 1 and module.end_dim == -1
 
 
-def _channel_wise(module: nn.Module) -> bool:
-    """Whether ``module`` may run on a slice of the channels (see the module doc)."""
+def _spatial_dims(column: nn.Module) -> int:
+    """How many spatial dims follow the channels in ``column``'s output (Linear: 0)."""
+    return column.weight.dim() - 2 if _weighted(column) == "conv" else 0
+
+
+def _channel_wise(module: nn.Module, spatial: int) -> bool:
+    """Whether ``module`` may run on a slice of the channels (see the module doc) of a
+    layout with ``spatial`` dims after the channels."""
     if isinstance(module, nn.Dropout):
         return module.p == 0.0
+    if isinstance(module, _ANY_POOL):
+        return isinstance(module, _POOLS.get(spatial, ()))
     return isinstance(
-        module, (*_PASS_THROUGH, nn.modules.batchnorm._BatchNorm, BaseNode, _SequenceDropout)
+        module, (*_ELEMENTWISE, nn.modules.batchnorm._BatchNorm, BaseNode, _SequenceDropout)
     ) or _flattens_channels(module)
+
+
+def _channel_wise_run(column: nn.Module, between: list[nn.Module]) -> int:
+    """How many of ``between`` (in order after ``column``) run on a slice of its
+    channels: a ``Flatten`` leaves no spatial dims for the pooling after it."""
+    spatial = _spatial_dims(column)
+    for count, module in enumerate(between):
+        if not _channel_wise(module, spatial):
+            return count
+        if _flattens_channels(module):
+            spatial = 0
+    return len(between)
 
 
 def _width(layer: nn.Module, side: str) -> int:
@@ -144,7 +164,8 @@ def _pairs_up(column: nn.Module, between: list[nn.Module], row: nn.Module, world
         return False
     if any(_flattens_channels(m) for m in between):
         return _weighted(row) == "linear" and _weighted(column) == "conv" and into % out == 0
-    return into == out and not (_weighted(column) == "linear" and _weighted(row) == "conv")
+    # (a Linear row after a conv column without Flatten would read the spatial dim)
+    return into == out and _weighted(column) == _weighted(row)
 
 
 def _chain_pairs(
@@ -159,9 +180,7 @@ def _chain_pairs(
         if _weighted(column) is None:
             i += 1
             continue
-        j = i + 1
-        while j < len(children) and _channel_wise(children[j][1]):
-            j += 1
+        j = i + 1 + _channel_wise_run(column, [m for _, m in children[i + 1 :]])
         between = [m for _, m in children[i + 1 : j]]
         if j < len(children) and _pairs_up(column, between, children[j][1], world):
             names = [f"{prefix}{n}" for n, _ in children[i : j + 1]]
@@ -263,14 +282,16 @@ class _Sharder:
                     "or a Linear"
                 )
         between = [self.module(n) for n in pair.between]
-        for name, module in zip(pair.between, between):
-            if not _channel_wise(module):
-                raise ConfigurationError(
-                    f"parallelize_channels cannot shard {name!r} ({type(module).__name__}): "
-                    "between a column and a row layer only batch norm, spiking neurons, "
-                    "pooling, activations, spikeflow's Dropout (torch's with p=0) and "
-                    "Flatten(1, -1) can run on a slice of the channels"
-                )
+        fits = _channel_wise_run(column, between)
+        if fits < len(between):
+            name, module = pair.between[fits], between[fits]
+            raise ConfigurationError(
+                f"parallelize_channels cannot shard {name!r} ({type(module).__name__}): "
+                "between a column and a row layer only batch norm, spiking neurons, "
+                "activations, spikeflow's Dropout (torch's with p=0), Flatten(1, -1) and "
+                "pooling over the column layer's spatial dims (a Conv2d's 2, none after "
+                "a Linear or a Flatten) can run on a slice of the channels"
+            )
         shard_range(_width(column, "out"), self.rank, self.world, pair.column)
         if not _pairs_up(column, between, row, self.world):
             raise ConfigurationError(
