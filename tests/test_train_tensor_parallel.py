@@ -201,8 +201,8 @@ def test_the_plan_pairs_the_zoos_vgg_and_resnet_layers():
     assert channel_plan(odd, world_size=2) == [] and len(channel_plan(odd, world_size=1)) == 1
     # pooling pairs only over the column layer's spatial dims (else it mixes channels)
     pooled = nn.Sequential(layers.Conv1d(2, 8, 3), nn.MaxPool1d(2), layers.Conv1d(8, 4, 3),
-                           nn.AvgPool1d(3, 1, 1), layers.Conv1d(4, 4, 1),
-                           layers.Linear(4, 8), nn.MaxPool1d(3, 1, 1), layers.Linear(8, 2))  # fmt: skip
+                           nn.AvgPool1d(3, 1, 1), layers.Conv1d(4, 4, 1), layers.Linear(4, 8),
+                           nn.MaxPool1d(3, 1, 1), layers.Linear(8, 2))  # fmt: skip
     assert [(p.column, p.between, p.row) for p in channel_plan(pooled, 2)] == [("0", ("1",), "2")]
     # a Linear after a conv reads its last (spatial) dim, not its channels: no pair
     assert channel_plan(nn.Sequential(layers.Conv1d(2, 4, 1), layers.Linear(4, 2)), 2) == []
@@ -290,6 +290,31 @@ def test_a_model_without_pairs_and_a_neuron_with_a_foreign_shape_are_refused():
     odd = nn.Sequential(layers.Linear(4, 6), _plif(3, 2), layers.Linear(6, 2))
     with pytest.raises(ConfigurationError, match=r"cannot shard 1\.w of shape \(3, 2\)"):
         parallelize_channels(odd, pairs=[ChannelPair("0", ("1",), "2")])
+
+
+def test_a_module_used_twice_is_planned_in_run_order_and_refused_in_a_pair():
+    # a softmax over the features used twice: its second use (between "2" and "4")
+    # mixes the channels, so no pair may run across it
+    softmax = nn.Softmax(dim=-1)
+    net = nn.Sequential(layers.Linear(4, 4), softmax, layers.Linear(4, 6), softmax,
+                        layers.Linear(6, 2))  # fmt: skip
+    assert channel_plan(net, world_size=2) == []
+    # a scalar PLIF w used inside a pair and outside (whole): its gradient hook would sum
+    # the outside use over the processes; a per-channel one's slice would not fit it
+    for neuron in (ParametricLIFNode(), _plif(6)):
+        net = nn.Sequential(layers.Linear(4, 6), neuron, layers.Linear(6, 6), neuron,
+                            layers.Linear(6, 2))  # fmt: skip
+        before = copy.deepcopy(net.state_dict())
+        with pytest.raises(ConfigurationError, match=r"cannot shard '1' \(ParametricLIFNode\): "
+                           r"its 'w' is also used as '3\.w'"):  # fmt: skip
+            parallelize_channels(net)
+        assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    # a weight tied between a row layer and a layer outside the pairs
+    net = nn.Sequential(layers.Linear(4, 6), LIFNode(), layers.Linear(6, 6), LIFNode(),
+                        layers.Linear(6, 6))  # fmt: skip
+    net[4].weight = net[2].weight
+    with pytest.raises(ConfigurationError, match=r"'2' \(Linear\): its 'weight' is also used"):
+        parallelize_channels(net)
 
 
 def test_uneven_channels_are_refused_naming_the_layer():

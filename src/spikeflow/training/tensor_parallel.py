@@ -212,11 +212,37 @@ def channel_plan(model: nn.Module, world_size: int) -> list[ChannelPair]:
     for name, module in model.named_modules():
         prefix = f"{name}." if name else ""
         if _runs_in_order(module):
-            pairs += _chain_pairs(prefix, list(module.named_children()), world_size)
+            # every child in run order: named_children() drops a module's second use
+            children = [(n, m) for n, m in module._modules.items() if m is not None]
+            pairs += _chain_pairs(prefix, children, world_size)
         elif isinstance(module, ResidualBranch) and hasattr(module, "sn1"):
             chain = [(n, getattr(module, n)) for n in ("conv1", "bn1", "sn1", "conv2")]
             pairs += _chain_pairs(prefix, chain, world_size)
     return pairs
+
+
+def _refuse_shared(model: nn.Module, pairs: list[ChannelPair]) -> None:
+    """Refuse a pair whose module holds a parameter or buffer that is also reached
+    under another name (the module used twice, or a tied weight), naming both: its
+    slice would not fit the other use, and a shared parameter's gradient, summed over
+    the ranks, would count the other (whole, the same on every rank) use once per rank."""
+    places: dict[int, list[str]] = {}
+    for name, tensor in [
+        *model.named_parameters(remove_duplicate=False),
+        *model.named_buffers(remove_duplicate=False),
+    ]:
+        places.setdefault(id(tensor), []).append(name)
+    for pair in pairs:
+        for name in (pair.column, *pair.between, pair.row):
+            module = model.get_submodule(name)
+            for key, tensor in [*module.named_parameters(), *module.named_buffers()]:
+                others = [n for n in places.get(id(tensor), []) if n != f"{name}.{key}"]
+                if others:
+                    raise ConfigurationError(
+                        f"parallelize_channels cannot shard {name!r} ({type(module).__name__}):"
+                        f" its {key!r} is also used as {others[0]!r}; a module or weight "
+                        "used in two places cannot be split (give each place its own)"
+                    )
 
 
 class _SumGradOverShards:
@@ -383,7 +409,8 @@ def parallelize_channels(
     Raises:
         ConfigurationError: no pair found, or a pair naming a module that cannot be split
             (a grouped or transposed convolution, a layer norm, attention, ...), naming
-            it; channels that do not split evenly; a model wrapped for data parallelism.
+            it; a module of a pair also used elsewhere (or a tied weight), naming both;
+            channels that do not split evenly; a model wrapped for data parallelism.
     """
     if isinstance(model, nn.parallel.DistributedDataParallel) or hasattr(model, "_fsdp_state"):
         raise ConfigurationError(
@@ -405,6 +432,7 @@ def parallelize_channels(
         raise ConfigurationError(f"parallelize_channels: {repeated} named in two pairs")
     for pair in pairs:
         sharder.check(pair)
+    _refuse_shared(model, pairs)
     for pair in pairs:
         sharder.apply(pair)
     return ChannelShards(pairs, sharder.split_dims, group)
