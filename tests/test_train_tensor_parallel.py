@@ -131,6 +131,52 @@ def _against_spikingjelly() -> dict | None:
     return diffs
 
 
+def _clip_and_reload() -> dict:
+    """ChannelShards.clip_grad_norm_ (2-norm and max-norm) against torch's on the whole
+    model, and the gathered state loaded back: into a sharded model built from other
+    weights (load_full_state_dict) and into an unsharded one."""
+    torch.manual_seed(0)
+    whole = _vgg_like().double()
+    sharded = copy.deepcopy(whole)
+    shards = parallelize_channels(sharded)
+    x = (torch.rand(4, 2, 2, 8, 8, dtype=torch.float64) < 0.4).double()
+    found: dict = {"norm": 0.0, "grad": 0.0, "local_norms": [], "whole_norms": []}
+    for norm_type in (2.0, float("inf")):
+        for model in (whole, sharded):
+            torch.manual_seed(7)
+            model.zero_grad()
+            model(x).square().mean().backward()
+        found["local_norms"].append(
+            float(torch.nn.utils.get_total_norm([p.grad for p in sharded.parameters()], norm_type))
+        )
+        expected = torch.nn.utils.clip_grad_norm_(whole.parameters(), 1e-3, norm_type)
+        got = shards.clip_grad_norm_(sharded, 1e-3, norm_type)
+        found["whole_norms"].append(float(expected))
+        found["norm"] = max(found["norm"], float((expected - got).abs()))
+        grads = shards.full_grads(sharded)
+        for key, p in whole.named_parameters():
+            found["grad"] = max(found["grad"], float((p.grad - grads[key]).abs().max()))
+    torch.optim.SGD(sharded.parameters(), lr=0.5).step()
+    full = shards.full_state_dict(sharded)
+    torch.manual_seed(3)  # other weights, loaded over
+    other = _vgg_like().double()
+    unsharded = copy.deepcopy(other)
+    unsharded.load_state_dict(full)
+    reloaded = parallelize_channels(other)
+    reloaded.load_full_state_dict(other, full)
+    outs = []
+    for model in (sharded, other, unsharded):
+        torch.manual_seed(8)
+        outs.append(model(x).detach())
+    found["reload"] = max(float((outs[0] - o).abs().max()) for o in outs[1:])
+    found["spikes"] = float(outs[0].abs().sum())
+    try:
+        reloaded.load_full_state_dict(other, other.state_dict())  # a shard's, not the whole
+    except ConfigurationError as exc:
+        found["refused"] = str(exc)
+    return found
+
+
 def _worker(rank: int, world_size: int, port: int, root: str) -> None:
     _join(rank, world_size, port)
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
@@ -140,7 +186,7 @@ def _worker(rank: int, world_size: int, port: int, root: str) -> None:
         target = torch.tensor([0, 3, 4])
         out = {"vgg": _compare("vgg", _vgg_like, x, target, steps=3),
                "sew": _compare("sew", _sew_resnet, x, target, steps=2),
-               "sj": _against_spikingjelly()}  # fmt: skip
+               "sj": _against_spikingjelly(), "clip": _clip_and_reload()}  # fmt: skip
         torch.save(out, f"{root}/tp{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -171,6 +217,25 @@ def test_the_shards_are_spikingjellys_channel_shards(runs):
     for found in runs:
         assert set(found["sj"]) == {"column", "row", "bn", "bn_stats"}
         assert all(diff < 1e-12 for diff in found["sj"].values()), found["sj"]
+
+
+def test_gradient_clipping_takes_the_whole_models_norm_over_the_shards(runs):
+    """torch's clip_grad_norm_ on one process's parameters sees its slices only."""
+    for found in runs:
+        clip = found["clip"]
+        # (this process's slices alone: a smaller 2-norm than the whole model's)
+        assert 0 < clip["local_norms"][0] < 0.99 * clip["whole_norms"][0]
+        assert clip["whole_norms"][1] > 1e-3  # (the clipping scales the gradients)
+        assert clip["norm"] < 1e-12 and clip["grad"] < 1e-12, clip
+    assert runs[0]["clip"]["local_norms"] != runs[1]["clip"]["local_norms"]
+
+
+def test_the_gathered_state_loads_into_sharded_and_unsharded_models(runs):
+    for found in runs:
+        clip = found["clip"]
+        assert clip["spikes"] > 0 and clip["reload"] < 1e-12, clip
+        message = "'0.weight' has shape (4, 2, 3, 3), the unsharded model's is (8, 2, 3, 3)"
+        assert message in clip["refused"]
 
 
 def test_each_process_holds_a_share_of_the_parameters(runs):

@@ -99,6 +99,69 @@ class ChannelShards:
             for name, p in model.named_parameters()
         }
 
+    def load_full_state_dict(self, model: nn.Module, state: dict[str, Tensor]) -> None:
+        """Load an unsharded ``state_dict`` (:meth:`full_state_dict`'s, or a whole
+        model's) into the sharded ``model``: each sliced entry keeps this rank's part
+        (the inverse of :meth:`full_state_dict`; no communication).
+
+        Raises:
+            ConfigurationError: keys missing from or foreign to the model, or an entry
+                whose shape is not the unsharded one, named.
+        """
+        rank, world = group_rank_and_size(self.group)
+        own = model.state_dict()
+        missing, foreign = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+        if missing or foreign:
+            raise ConfigurationError(
+                f"load_full_state_dict: the state lacks {missing[:5]} and has keys the "
+                f"model does not {foreign[:5]}"
+            )
+        local = {}
+        for key, value in state.items():
+            dim, shape = self.split_dims.get(key), list(own[key].shape)
+            if dim is not None:
+                shape[dim] *= world
+            if tuple(value.shape) != tuple(shape):
+                raise ConfigurationError(
+                    f"load_full_state_dict: {key!r} has shape {tuple(value.shape)}, "
+                    f"the unsharded model's is {tuple(shape)}"
+                )
+            if dim is not None:
+                part = own[key].shape[dim]
+                value = value.narrow(dim, rank * part, part)
+            local[key] = value
+        model.load_state_dict(local)
+
+    def clip_grad_norm_(self, model: nn.Module, max_norm: float, norm_type: float = 2.0) -> Tensor:
+        """``torch.nn.utils.clip_grad_norm_`` over the whole model: the norm of every
+        gradient, the slices of every rank together (each whole parameter counted
+        once), and the same scale on every rank. ``clip_grad_norm_`` on one rank's
+        parameters would see its own slices only: a smaller norm, different on each
+        rank, whose scale would make the ranks' copies of the whole parameters drift
+        apart. Returns the total norm (every rank joins)."""
+        norm_type = float(norm_type)
+        split, whole = [], []
+        for name, param in model.named_parameters():
+            if param.grad is not None:
+                (split if name in self.split_dims else whole).append(param.grad.detach())
+        device = (split + whole)[0].device if split + whole else torch.device("cpu")
+        sharded, replicated = _norms(split, norm_type, device), _norms(whole, norm_type, device)
+        _, world = group_rank_and_size(self.group)
+        if norm_type == float("inf"):
+            total = sharded.max()
+            if world > 1:
+                dist.all_reduce(total, op=dist.ReduceOp.MAX, group=self.group)
+            total = torch.maximum(total, replicated.max())
+        else:
+            total = sharded.pow(norm_type).sum()
+            if world > 1:
+                dist.all_reduce(total, group=self.group)
+            total = (total + replicated.pow(norm_type).sum()).pow(1.0 / norm_type)
+        scale = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+        for grad in split + whole:
+            grad.mul_(scale.to(grad.dtype))
+        return total
+
     def _gather(self, name: str, value: Tensor) -> Tensor:
         dim = self.split_dims.get(name)
         _, world_size = group_rank_and_size(self.group)
@@ -107,6 +170,13 @@ class ChannelShards:
         parts = [torch.empty_like(value) for _ in range(world_size)]
         dist.all_gather(parts, value.detach().contiguous(), group=self.group)
         return torch.cat(parts, dim)
+
+
+def _norms(grads: list[Tensor], norm_type: float, device: torch.device) -> Tensor:
+    """Each gradient's norm (float64, on ``device``); ``[0]`` for none."""
+    if not grads:
+        return torch.zeros(1, dtype=torch.float64, device=device)
+    return torch.stack([torch.linalg.vector_norm(g, norm_type).double() for g in grads])
 
 
 def _weighted(module: nn.Module) -> str | None:
