@@ -14,8 +14,9 @@ from torch import nn
 
 from spikeflow import layers
 from spikeflow.errors import ConfigurationError
+from spikeflow.functional import set_streaming
 from spikeflow.neurons import LIFNode, ParametricLIFNode
-from spikeflow.training.pipeline import pipeline, stage_bounds
+from spikeflow.training.pipeline import _checked_loss, pipeline, stage_bounds
 from test_train_distributed import _join, _spawn
 
 pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is absent")
@@ -106,3 +107,19 @@ def test_stage_bounds_balance_parameters_and_refuse_bad_cuts():
         pipeline(nn.Module(), _loss, microbatches=2)
     with pytest.raises(ConfigurationError, match=r"bounds \[0, 4\] must run from 0 to 9"):
         pipeline(net, _loss, microbatches=2, bounds=[0, 4])
+
+
+def test_a_streaming_model_and_a_loss_that_is_no_tensor_are_refused():
+    net = _net()
+    set_streaming(net, True)  # would carry one micro-batch's state into the next
+    with pytest.raises(ConfigurationError, match=r"'2' is streaming"):
+        pipeline(net, _loss, microbatches=2)
+    out, target = torch.rand(3, 2, 5, requires_grad=True), torch.tensor([1, 4])
+    assert _checked_loss(_loss)(out, target) == _loss(out, target)
+    with pytest.raises(ConfigurationError, match=r"one-element tensor .* got float"):
+        _checked_loss(lambda o, t: float(_loss(o, t)))(out, target)
+    per_sample = _checked_loss(
+        lambda o, t: nn.functional.cross_entropy(o.mean(0), t, reduction="none")
+    )
+    with pytest.raises(ConfigurationError, match=r"got a tensor of shape \(2,\)"):
+        per_sample(out, target)

@@ -119,6 +119,30 @@ class _UndoFirstForward:
             handle.remove()
 
 
+def _checked_loss(
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+) -> Callable[[Tensor, Tensor], Tensor]:
+    """``loss_fn`` refusing, by a clear error, what the schedule's backward cannot take
+    (a Python float, a per-sample loss): torch's schedule fails on it with an assertion
+    on the last stage only, the other stages waiting for ever."""
+
+    def loss(output: Tensor, target: Tensor) -> Tensor:
+        value = loss_fn(output, target)
+        if not isinstance(value, Tensor) or value.numel() != 1:
+            got = (
+                f"a tensor of shape {tuple(value.shape)}"
+                if isinstance(value, Tensor)
+                else type(value).__name__
+            )
+            raise ConfigurationError(
+                "pipeline: loss_fn must return the micro-batch's loss as a one-element "
+                f"tensor (differentiable, not .item()), got {got}"
+            )
+        return value
+
+    return loss
+
+
 def pipeline(
     model: nn.Sequential,
     loss_fn: Callable[[Tensor, Tensor], Tensor],
@@ -140,8 +164,10 @@ def pipeline(
         device: where this stage runs.
 
     Raises:
-        ConfigurationError: a model that is not an ``nn.Sequential``, bounds that do not
-            cover it in one stage per process, or a torch without ``pipelining``.
+        ConfigurationError: a model that is not an ``nn.Sequential``, a streaming
+            module in it (named), bounds that do not cover it in one stage per process,
+            or a torch without ``pipelining``; on the last stage's step, a ``loss_fn``
+            that returns no one-element tensor.
     """
     try:
         from torch.distributed.pipelining import PipelineStage, ScheduleGPipe
@@ -154,6 +180,13 @@ def pipeline(
         raise ConfigurationError(
             f"pipeline cuts an nn.Sequential into stages, got {type(model).__name__}: put "
             "its parts in a Sequential, each a module that takes one tensor"
+        )
+    streaming = [name for name, m in model.named_modules() if getattr(m, "streaming", False)]
+    if streaming:
+        raise ConfigurationError(
+            f"pipeline: {streaming[0]!r} is streaming (carries its state from one call to "
+            "the next): the micro-batches are different samples, each a whole sequence "
+            "from rest; set_streaming(model, False) first"
         )
     rank, world = group_rank_and_size(group)
     bounds = stage_bounds(model, world) if bounds is None else list(bounds)
@@ -171,7 +204,7 @@ def pipeline(
     schedule = ScheduleGPipe(
         stage,
         n_microbatches=microbatches,
-        loss_fn=loss_fn,
+        loss_fn=_checked_loss(loss_fn),
         args_chunk_spec=(by_batch,),
         kwargs_chunk_spec={},
         output_merge_spec=by_batch,
