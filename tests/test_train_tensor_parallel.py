@@ -177,6 +177,23 @@ def _clip_and_reload() -> dict:
     return found
 
 
+def _copied() -> dict:
+    """A copy (copy.deepcopy) of a sharded net with a scalar PLIF w between split
+    channels: the largest gradient difference from the whole net's, and w's gradient."""
+    torch.manual_seed(0)
+    whole = nn.Sequential(layers.Linear(4, 6), ParametricLIFNode(v_threshold=0.1),
+                          layers.Linear(6, 2)).double()  # fmt: skip
+    sharded = copy.deepcopy(whole)
+    shards = parallelize_channels(sharded)
+    copied = copy.deepcopy(sharded)  # new parameters: the tensor hooks stay behind
+    x = torch.rand(3, 2, 4, dtype=torch.float64)
+    for model in (whole, copied):
+        model(x).square().sum().backward()
+    grads = shards.full_grads(copied)
+    diff = max(float((p.grad - grads[k]).abs().max()) for k, p in whole.named_parameters())
+    return {"grad": diff, "w_grad": float(whole[1].w.grad)}
+
+
 def _worker(rank: int, world_size: int, port: int, root: str) -> None:
     _join(rank, world_size, port)
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
@@ -186,7 +203,8 @@ def _worker(rank: int, world_size: int, port: int, root: str) -> None:
         target = torch.tensor([0, 3, 4])
         out = {"vgg": _compare("vgg", _vgg_like, x, target, steps=3),
                "sew": _compare("sew", _sew_resnet, x, target, steps=2),
-               "sj": _against_spikingjelly(), "clip": _clip_and_reload()}  # fmt: skip
+               "sj": _against_spikingjelly(), "clip": _clip_and_reload(),
+               "copied": _copied()}  # fmt: skip
         torch.save(out, f"{root}/tp{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -236,6 +254,11 @@ def test_the_gathered_state_loads_into_sharded_and_unsharded_models(runs):
         assert clip["spikes"] > 0 and clip["reload"] < 1e-12, clip
         message = "'0.weight' has shape (4, 2, 3, 3), the unsharded model's is (8, 2, 3, 3)"
         assert message in clip["refused"]
+
+
+def test_a_copy_of_the_sharded_model_still_sums_the_shared_gradient(runs):
+    for found in runs:
+        assert found["copied"]["w_grad"] != 0 and found["copied"]["grad"] < 1e-12, found["copied"]
 
 
 def test_each_process_holds_a_share_of_the_parameters(runs):

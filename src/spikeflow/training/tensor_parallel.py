@@ -330,6 +330,24 @@ class _SumGradOverShards:
         return grad
 
 
+class _HookSharedParams:
+    """A forward pre-hook on a channel-wise module that puts :class:`_SumGradOverShards`
+    on its parameters shared by every channel (by name), once per parameter object:
+    a copy of the model (``copy.deepcopy``) has new parameters, which tensor hooks do
+    not follow, but keeps the module's hooks, so its parameters get theirs at its first
+    forward."""
+
+    def __init__(self, names: list[str], group: Any) -> None:
+        self.names, self.group = names, group
+
+    def __call__(self, module: nn.Module, args: Any) -> None:
+        for name in self.names:
+            param = module.get_parameter(name)
+            if not getattr(param, "_spikeflow_sums_over_shards", False):
+                param.register_hook(_SumGradOverShards(self.group))
+                param._spikeflow_sums_over_shards = True  # type: ignore[attr-defined]
+
+
 class _SlicedMask:
     """A dropout's ``_draw_mask`` that draws the whole layer's mask (the same on every
     rank: same seed, same draws) and keeps this rank's channels."""
@@ -438,13 +456,14 @@ class _Sharder:
         """Slice ``module``'s own per-channel parameters and buffers; hook the gradient
         of the parameters that every channel shares."""
         owned = [*module._parameters.items(), *module._buffers.items()]
+        shared = []
         for key, tensor in owned:
             if tensor is None:
                 continue
             dim = tensor.dim() - from_end
             if dim < 0 or tensor.shape[dim] == 1:  # shared by every channel
                 if isinstance(tensor, nn.Parameter) and tensor.requires_grad:
-                    tensor.register_hook(_SumGradOverShards(self.group))
+                    shared.append(key)
                 continue
             if tensor.shape[dim] != width:
                 raise ConfigurationError(
@@ -461,7 +480,11 @@ class _Sharder:
             self.split_dims[f"{name}.{key}"] = dim
         for sub, param in module.named_parameters(prefix="", recurse=True):
             if "." in sub and param.requires_grad:  # (a learnable surrogate's)
-                param.register_hook(_SumGradOverShards(self.group))
+                shared.append(sub)
+        if shared:
+            hook = _HookSharedParams(shared, self.group)
+            hook(module, ())
+            module.register_forward_pre_hook(hook)
 
 
 def parallelize_channels(
