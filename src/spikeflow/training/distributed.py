@@ -18,11 +18,25 @@ import torch.distributed as dist
 
 from spikeflow.errors import ConfigurationError
 
-__all__ = ["DistContext", "ddp_options", "pick_device", "setup_distributed"]
+__all__ = [
+    "DistContext",
+    "ddp_options",
+    "group_rank_and_size",
+    "pick_device",
+    "setup_distributed",
+]
 
 #: How many process groups this process has joined: each one's keys go under their own
 #: prefix of torchrun's store (see :func:`setup_distributed`).
 _GROUPS_JOINED = itertools.count()
+
+
+def group_rank_and_size(group: Any) -> tuple[int, int]:
+    """This process's rank in ``group`` (None: the default group) and the group's size;
+    ``(0, 1)`` where no process group has been joined."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return 0, 1
+    return dist.get_rank(group), dist.get_world_size(group)
 
 
 def ddp_options(model: torch.nn.Module) -> dict[str, Any]:

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from spikeflow.errors import ConfigurationError
-from spikeflow.training.tensor_parallel_layers import group_rank_and_size
+from spikeflow.training.distributed import group_rank_and_size
 
 __all__ = ["PipelineRun", "pipeline", "stage_bounds"]
 

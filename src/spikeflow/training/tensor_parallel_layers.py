@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from spikeflow.base import StepModule
 from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.training.distributed import group_rank_and_size
 
 __all__ = [
     "ChannelShardedConv",
@@ -39,14 +40,6 @@ __all__ = [
 ]
 
 ShardMode = Literal["column", "row"]
-
-
-def group_rank_and_size(group: Any) -> tuple[int, int]:
-    """This process's rank in ``group`` (None: the default group) and the group's size;
-    ``(0, 1)`` where no process group has been joined."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return 0, 1
-    return dist.get_rank(group), dist.get_world_size(group)
 
 
 def shard_range(total: int, rank: int, world_size: int, what: str) -> slice:
