@@ -177,6 +177,50 @@ def _clip_and_reload() -> dict:
     return found
 
 
+def _optimizer_round_trip() -> dict:
+    """Adam's state gathered from the sharded model against the whole model's Adam, and
+    a resume: a sharded model from other weights given the gathered model and optimizer
+    state, stepped once more beside the whole model."""
+    torch.manual_seed(0)
+    whole = _vgg_like().double()
+    sharded = copy.deepcopy(whole)
+    stale = torch.optim.Adam(sharded.parameters())  # made before the split
+    shards = parallelize_channels(sharded)
+    x = (torch.rand(4, 2, 2, 8, 8, dtype=torch.float64) < 0.4).double()
+
+    def step(model: nn.Module, opt: torch.optim.Optimizer) -> None:
+        torch.manual_seed(9)
+        opt.zero_grad()
+        model(x).square().mean().backward()
+        opt.step()
+
+    opts = [torch.optim.Adam(m.parameters(), lr=0.01) for m in (whole, sharded)]
+    for model, opt in zip((whole, sharded), opts):
+        step(model, opt)
+    full, expected = shards.full_optimizer_state(sharded, opts[1]), opts[0].state_dict()
+    found = {"state": max(float((value - full["state"][i][key]).abs().max())
+                          for i, entries in expected["state"].items()
+                          for key, value in entries.items())}  # fmt: skip
+    found["moment"] = float(expected["state"][0]["exp_avg"].abs().sum())
+    torch.manual_seed(3)  # other weights and a fresh optimizer, loaded over
+    other = _vgg_like().double()
+    reloaded = parallelize_channels(other)
+    reloaded.load_full_state_dict(other, shards.full_state_dict(sharded))
+    opt = torch.optim.Adam(other.parameters(), lr=0.01)
+    reloaded.load_full_optimizer_state(other, opt, full)
+    step(whole, opts[0])
+    step(other, opt)
+    resumed = reloaded.full_state_dict(other)
+    found["resumed"] = max(float((v - resumed[k]).abs().max())
+                           for k, v in whole.state_dict().items()
+                           if v.is_floating_point())  # fmt: skip
+    try:
+        shards.full_optimizer_state(sharded, stale)
+    except ConfigurationError as exc:
+        found["refused"] = str(exc)
+    return found
+
+
 def _copied() -> dict:
     """A copy (copy.deepcopy) of a sharded net with a scalar PLIF w between split
     channels: the largest gradient difference from the whole net's, and w's gradient."""
@@ -204,7 +248,7 @@ def _worker(rank: int, world_size: int, port: int, root: str) -> None:
         out = {"vgg": _compare("vgg", _vgg_like, x, target, steps=3),
                "sew": _compare("sew", _sew_resnet, x, target, steps=2),
                "sj": _against_spikingjelly(), "clip": _clip_and_reload(),
-               "copied": _copied()}  # fmt: skip
+               "copied": _copied(), "adam": _optimizer_round_trip()}  # fmt: skip
         torch.save(out, f"{root}/tp{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -254,6 +298,13 @@ def test_the_gathered_state_loads_into_sharded_and_unsharded_models(runs):
         assert clip["spikes"] > 0 and clip["reload"] < 1e-12, clip
         message = "'0.weight' has shape (4, 2, 3, 3), the unsharded model's is (8, 2, 3, 3)"
         assert message in clip["refused"]
+
+
+def test_the_optimizer_state_gathers_and_loads_back_to_resume(runs):
+    for found in runs:
+        adam = found["adam"]
+        assert adam["moment"] > 0 and adam["state"] < 1e-12 and adam["resumed"] < 1e-12, adam
+        assert "create the optimizer after parallelize_channels" in adam["refused"]
 
 
 def test_a_copy_of_the_sharded_model_still_sums_the_shared_gradient(runs):

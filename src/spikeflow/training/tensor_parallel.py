@@ -132,6 +132,63 @@ class ChannelShards:
             local[key] = value
         model.load_state_dict(local)
 
+    def full_optimizer_state(
+        self, model: nn.Module, optimizer: torch.optim.Optimizer
+    ) -> dict[str, Any]:
+        """``optimizer.state_dict()`` with the state of each sliced parameter
+        (momentum, Adam's moments: the tensors shaped as the parameter) gathered whole:
+        the state an optimizer of the unsharded model would hold (every rank joins)."""
+        saved = optimizer.state_dict()
+        params = self._optimized(model, optimizer)
+        state = {}
+        for index, entries in saved["state"].items():
+            name, param = params[index]
+            state[index] = {
+                key: self._gather(name, value) if _like(value, param) else value
+                for key, value in entries.items()
+            }
+        return {**saved, "state": state}
+
+    def load_full_optimizer_state(
+        self, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]
+    ) -> None:
+        """Load :meth:`full_optimizer_state`'s (or an unsharded model's optimizer's)
+        state into ``optimizer`` of the sharded ``model``: each sliced parameter's
+        state keeps this rank's part."""
+        rank, world = group_rank_and_size(self.group)
+        params = self._optimized(model, optimizer)
+        local = {}
+        for index, entries in state["state"].items():
+            name, param = params[int(index)]
+            dim = self.split_dims.get(name)
+            local[index] = {}
+            for key, value in entries.items():
+                if dim is not None and isinstance(value, Tensor) and value.dim() == param.dim():
+                    part = param.shape[dim]
+                    if value.shape[dim] != part * world:
+                        raise ConfigurationError(
+                            f"load_full_optimizer_state: {key!r} of {name!r} has shape "
+                            f"{tuple(value.shape)}, not the unsharded parameter's"
+                        )
+                    value = value.narrow(dim, rank * part, part)
+                local[index][key] = value
+        optimizer.load_state_dict({**state, "state": local})
+
+    @staticmethod
+    def _optimized(model: nn.Module, optimizer: torch.optim.Optimizer) -> list[tuple[str, Tensor]]:
+        """The optimizer's parameters in its ``state_dict`` order, with their names in
+        ``model``; an optimizer made before :func:`parallelize_channels` is refused."""
+        names = {id(p): n for n, p in model.named_parameters()}
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        foreign = [i for i, p in enumerate(params) if id(p) not in names]
+        if foreign:
+            raise ConfigurationError(
+                f"the optimizer's parameter {foreign[0]} is not the model's: create the "
+                "optimizer after parallelize_channels (it replaces the split layers' "
+                "parameters)"
+            )
+        return [(names[id(p)], p) for p in params]
+
     def clip_grad_norm_(self, model: nn.Module, max_norm: float, norm_type: float = 2.0) -> Tensor:
         """``torch.nn.utils.clip_grad_norm_`` over the whole model: the norm of every
         gradient, the slices of every rank together (each whole parameter counted
@@ -170,6 +227,11 @@ class ChannelShards:
         parts = [torch.empty_like(value) for _ in range(world_size)]
         dist.all_gather(parts, value.detach().contiguous(), group=self.group)
         return torch.cat(parts, dim)
+
+
+def _like(value: Any, param: Tensor) -> bool:
+    """Whether an optimizer state entry is shaped as its parameter (is sliced with it)."""
+    return isinstance(value, Tensor) and value.shape == param.shape
 
 
 def _norms(grads: list[Tensor], norm_type: float, device: torch.device) -> Tensor:
