@@ -238,9 +238,9 @@ def _stop_worker(rank: int, world_size: int, port: int, root: str, step: int | N
         dist.destroy_process_group()
 
 
-def _spawn(worker, *args: object, limit_s: float = 300) -> None:
-    """Run ``worker(rank, 2, port, *args)`` in 2 processes; fail on an error or a hang
-    (``limit_s`` seconds).
+def _spawn(worker, *args: object, limit_s: float = 300, world_size: int = 2) -> None:
+    """Run ``worker(rank, world_size, port, *args)`` in ``world_size`` processes (2 by
+    default); fail on an error or a hang (``limit_s`` seconds).
 
     The rendezvous store is created here, on a port the system picks, and lives until
     both processes are done (as torchrun's agent holds it): picking a free port and
@@ -251,15 +251,16 @@ def _spawn(worker, *args: object, limit_s: float = 300) -> None:
     new processes, as torchrun's, without two fresh interpreters' imports in every test.
     The trainer seeds every generator; the workers set their own environment."""
     start_method = fork_server_context().get_start_method()
-    store = dist.TCPStore("127.0.0.1", 0, 3, is_master=True, wait_for_workers=False)
-    procs = mp.start_processes(worker, args=(2, store.port, *args), nprocs=2, join=False,
-                               start_method=start_method)  # fmt: skip
+    store = dist.TCPStore("127.0.0.1", 0, world_size + 1, is_master=True,
+                          wait_for_workers=False)  # fmt: skip
+    procs = mp.start_processes(worker, args=(world_size, store.port, *args), nprocs=world_size,
+                               join=False, start_method=start_method)  # fmt: skip
     deadline = time.monotonic() + limit_s
     while not procs.join(timeout=2):  # raises if a process failed
         if time.monotonic() > deadline:  # a hang must fail the test, not stall the suite
             for proc in procs.processes:
                 proc.kill()
-            pytest.fail(f"the two gloo processes did not finish within {limit_s} s")
+            pytest.fail(f"the {world_size} gloo processes did not finish within {limit_s} s")
     del store
 
 

@@ -321,6 +321,36 @@ def test_each_process_holds_a_share_of_the_parameters(runs):
     assert runs[1]["vgg"]["params"] == vgg["params"]
 
 
+def _three_worker(rank: int, world_size: int, port: int, root: str) -> None:
+    """3 processes: a net whose 6 and 12 channels split in 3 (a conv pair, a pair through
+    Flatten, a Linear pair): outputs, loss and gathered gradients against the whole."""
+    _join(rank, world_size, port)
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    try:
+        build = lambda: nn.Sequential(  # noqa: E731
+            layers.Conv2d(2, 6, 3, padding=1), layers.BatchNorm2d(6), _plif(6, 1, 1),
+            layers.Dropout2d(0.5), layers.Conv2d(6, 6, 3, padding=1), layers.BatchNorm2d(6),
+            ParametricLIFNode(v_threshold=0.2), layers.MaxPool2d(2), layers.Flatten(),
+            layers.Linear(96, 12), _plif(12), layers.Linear(12, 5),
+        )  # fmt: skip
+        torch.manual_seed(1)
+        x = (torch.rand(4, 3, 2, 8, 8, dtype=torch.float64) < 0.4).double()
+        target = torch.tensor([0, 3, 4])
+        found = _compare("three", build, x, target, steps=2)
+        torch.save(found, f"{root}/tp3_{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_three_processes_give_the_whole_models_outputs_gradients_and_steps(tmp_path):
+    _spawn(_three_worker, str(tmp_path), limit_s=120, world_size=3)
+    for rank in range(3):
+        found = torch.load(tmp_path / f"tp3_{rank}.pt", weights_only=False)
+        assert found["spikes"] > 0 and found["grad_norm"] > 0 and found["moved"] > 1e-4
+        assert found["params"] < 0.6 * found["whole_params"]
+        assert all(diff < 1e-10 for diff in found["three"].values()), found["three"]
+
+
 # -- in one process (no process group: one shard holds everything) ----------------------
 
 
