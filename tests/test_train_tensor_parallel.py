@@ -491,3 +491,13 @@ def test_uneven_channels_are_refused_naming_the_layer():
 
     with pytest.raises(ConfigurationError, match="conv1: 6 channels do not split evenly over 4"):
         shard_range(6, 0, 4, "conv1")
+
+
+def test_a_state_with_missing_or_foreign_keys_is_refused_naming_them():
+    net = nn.Sequential(layers.Linear(4, 6), LIFNode(), layers.Linear(6, 2))
+    shards = parallelize_channels(net)
+    state = shards.full_state_dict(net)
+    state["9.weight"] = state.pop("0.bias")
+    with pytest.raises(ConfigurationError, match=r"missing from the state: \['0\.bias'\]; "
+                       r"keys the model does not have: \['9\.weight'\]"):  # fmt: skip
+        shards.load_full_state_dict(net, state)

@@ -113,8 +113,8 @@ class ChannelShards:
         missing, foreign = sorted(set(own) - set(state)), sorted(set(state) - set(own))
         if missing or foreign:
             raise ConfigurationError(
-                f"load_full_state_dict: the state lacks {missing[:5]} and has keys the "
-                f"model does not {foreign[:5]}"
+                f"load_full_state_dict: keys missing from the state: {missing[:5]}; keys "
+                f"the model does not have: {foreign[:5]}"
             )
         local = {}
         for key, value in state.items():
