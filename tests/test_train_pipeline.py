@@ -117,7 +117,7 @@ def test_a_streaming_model_and_a_loss_that_is_no_tensor_are_refused():
     out, target = torch.rand(3, 2, 5, requires_grad=True), torch.tensor([1, 4])
     assert _checked_loss(_loss)(out, target) == _loss(out, target)
     with pytest.raises(ConfigurationError, match=r"one-element tensor .* got float"):
-        _checked_loss(lambda o, t: float(_loss(o, t)))(out, target)
+        _checked_loss(lambda o, t: _loss(o, t).item())(out, target)
     per_sample = _checked_loss(
         lambda o, t: nn.functional.cross_entropy(o.mean(0), t, reduction="none")
     )
