@@ -139,6 +139,22 @@ def test_sigma_delta_trains_as_its_float_twin_at_zero_threshold():
             torch.testing.assert_close(grad, theirs[name].grad, rtol=1e-8, atol=1e-10)
 
 
+def test_sigma_delta_drops_a_residual_at_every_step_as_its_twin():
+    """Stochastic depth in training mode: drawn alike (one draw per sample), the SDNN's
+    output at every step is the twin's; a branch dropped on some steps only would leave
+    its other steps' changes in the sum and differ."""
+    ann, sdnn = _pair(dropout=0.0, stochastic_depth_prob=0.9)
+    ann.train(), sdnn.train()
+    x = torch.rand(4, 6, 3, 16, 16, dtype=torch.float64)
+    torch.manual_seed(5)
+    theirs = ann(x)
+    torch.manual_seed(5)
+    ours = sdnn(x)
+    torch.testing.assert_close(ours, theirs, rtol=1e-8, atol=1e-9)
+    torch.manual_seed(6)  # another draw differs: masks were drawn
+    assert not torch.allclose(sdnn(x), theirs, rtol=1e-6, atol=1e-6)
+
+
 def test_a_threshold_sends_fewer_changes_and_stays_close():
     ann, _ = _pair()
     ann.eval()
