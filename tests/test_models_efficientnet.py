@@ -110,6 +110,7 @@ def test_stages_follow_the_scaled_table():
         ("pl_silu", "relu1", "cifar", True),
         ("silu", "sigmoid", "imagenet", True),
         ("relu", "relu1", "cifar", False),
+        ("pl_silu", "hardsigmoid", "cifar", True),
     ],
 )
 def test_sigma_delta_equals_its_float_twin_at_every_step(activation, gate, stem, residual):
@@ -212,7 +213,7 @@ def _torchvision_b0_state(num_classes: int = 1000, width: float = 1.0) -> dict:
     return state
 
 
-def _torchvision_forward(state: dict, x: torch.Tensor) -> torch.Tensor:
+def _torchvision_forward(state: dict, x: torch.Tensor, gate=torch.sigmoid) -> torch.Tensor:
     """torchvision's ``EfficientNet.forward`` (eval) written from its state dict with
     ``torch.nn.functional``: conv-BN-SiLU triplets, sigmoid-gated excitation, residual
     sums where the stride is 1 and the channels match, pool, linear."""
@@ -240,7 +241,7 @@ def _torchvision_forward(state: dict, x: torch.Tensor) -> torch.Tensor:
             se = F.silu(F.conv2d(h.mean((2, 3), keepdim=True), state[f"{p}.{i + 1}.fc1.weight"],
                                  state[f"{p}.{i + 1}.fc1.bias"]))  # fmt: skip
             se = F.conv2d(se, state[f"{p}.{i + 1}.fc2.weight"], state[f"{p}.{i + 1}.fc2.bias"])
-            h = cbn(f"{p}.{i + 2}", h * torch.sigmoid(se), act=False)
+            h = cbn(f"{p}.{i + 2}", h * gate(se), act=False)
             if h.shape == inp.shape and (j > 0 or first_stride == 1):
                 h = h + inp
             j += 1
@@ -264,6 +265,16 @@ def test_both_networks_compute_torchvisions_function():
         model = create_model(name, **small).double().eval()
         load_torchvision_weights(model, state)
         torch.testing.assert_close(model(x), expected, rtol=1e-9, atol=1e-9, msg=name)
+    # the hard sigmoid gate: clamp(x / 6 + 0.5, 0, 1), 0.5 at 0 as a sigmoid (ReLU1: 0)
+    expected = torch.stack([_torchvision_forward(state, s, _hard_sigmoid) for s in x])
+    for name in ("efficientnet_b0", "efficientnet_b0_sdnn"):
+        model = create_model(name, **{**small, "gate": "hardsigmoid"}).double().eval()
+        load_torchvision_weights(model, state)
+        torch.testing.assert_close(model(x), expected, rtol=1e-9, atol=1e-9, msg=name)
+
+
+def _hard_sigmoid(s: torch.Tensor) -> torch.Tensor:
+    return (s / 6 + 0.5).clamp(0, 1)
 
 
 def test_torchvision_state_dict_loads_into_both_networks():

@@ -90,8 +90,14 @@ EFFICIENTNET_ACTIVATIONS: dict[str, type[nn.Module]] = {
     "pl_silu": PiecewiseLinearSiLU,
     "relu": nn.ReLU,
 }
-#: ``gate=``: the squeeze-and-excitation's gate (Lava-DL's ``ReLU1`` for ``sigmoid``).
-EFFICIENTNET_GATES: dict[str, type[nn.Module]] = {"sigmoid": nn.Sigmoid, "relu1": ReLU1}
+#: ``gate=``: the squeeze-and-excitation's gate (Lava-DL's ``ReLU1`` for ``sigmoid``;
+#: ``hardsigmoid``, ``clamp(x / 6 + 0.5, 0, 1)``, is also piecewise linear but, unlike
+#: ReLU1, 0.5 at 0 as a sigmoid, so a sigmoid-trained network's gates keep their values).
+EFFICIENTNET_GATES: dict[str, type[nn.Module]] = {
+    "sigmoid": nn.Sigmoid,
+    "relu1": ReLU1,
+    "hardsigmoid": nn.Hardsigmoid,
+}
 
 
 class SqueezeExcitation(nn.Module):
@@ -344,7 +350,8 @@ class EfficientNet(_EfficientNetBase):
         stochastic_depth_prob: of the last block (0.2; block ``i`` of ``n``: ``0.2 i / n``).
         activation: ``"silu"`` (torchvision's), ``"pl_silu"`` (Lava-DL's Loihi
             PiecewiseLinearSiLU) or ``"relu"``.
-        gate: the excitation's gate: ``"sigmoid"`` (torchvision's) or ``"relu1"``.
+        gate: the excitation's gate: ``"sigmoid"`` (torchvision's), ``"relu1"``
+            (Lava-DL's, ``clamp(x, 0, 1)``) or ``"hardsigmoid"`` (``clamp(x/6 + 0.5, 0, 1)``).
         residual: add the blocks' residuals (Lava-DL's ``use_res``).
         stem: ``"imagenet"`` (stride-2 stem) or ``"cifar"`` (stride 1, small images).
 
