@@ -140,6 +140,18 @@ def test_sigma_delta_trains_as_its_float_twin_at_zero_threshold():
             torch.testing.assert_close(grad, theirs[name].grad, rtol=1e-8, atol=1e-10)
 
 
+def test_the_compiled_twin_drops_a_sample_at_every_step():
+    """Compiled code does not see the thread's time fold: the twin tells its stochastic
+    depth the steps itself. A still input then gives the same output at every step
+    (training mode), which per-step masks would not."""
+    torch.manual_seed(0)
+    net = EfficientNet(**SMALL, stochastic_depth_prob=0.9, dropout=0.0).train()
+    compiled = torch.compile(net, backend="aot_eager", fullgraph=False)
+    out = compiled(torch.rand(1, 32, 3, 8, 8).expand(3, -1, -1, -1, -1))
+    assert torch.equal(out[0], out[1]) and torch.equal(out[0], out[2])
+    assert all(m.steps is None for m in net.modules() if isinstance(m, StochasticDepth))
+
+
 def test_sigma_delta_drops_a_residual_at_every_step_as_its_twin():
     """Stochastic depth in training mode: drawn alike (one draw per sample), the SDNN's
     output at every step is the twin's; a branch dropped on some steps only would leave

@@ -135,6 +135,9 @@ class StochasticDepth(nn.Module):
         super().__init__()
         self.p = float(p)
         self.time_major = time_major
+        #: steps folded into the batch, set by :meth:`EfficientNet.forward` while it runs
+        #: (the thread's fold is not visible in compiled code); else the current fold.
+        self.steps: int | None = None
 
     def forward(self, x: Tensor) -> Tensor:
         """``x`` (evaluation, ``p = 0``), or ``x`` with dropped samples zeroed."""
@@ -144,8 +147,11 @@ class StochasticDepth(nn.Module):
             shape = (1, x.shape[1]) + (1,) * (x.dim() - 2)
             mask = x.new_empty(shape).bernoulli_(1.0 - self.p)
         else:
-            fold = current_fold()
-            steps, batch = fold if fold and fold[0] * fold[1] == x.shape[0] else (1, x.shape[0])
+            steps = self.steps
+            if steps is None:
+                fold = current_fold()
+                steps = fold[0] if fold and fold[0] * fold[1] == x.shape[0] else 1
+            batch = x.shape[0] // steps
             mask = x.new_empty((1, batch)).bernoulli_(1.0 - self.p).expand(steps, batch)
             mask = mask.reshape((x.shape[0],) + (1,) * (x.dim() - 1))
         return x * mask / (1.0 - self.p)
@@ -384,7 +390,16 @@ class EfficientNet(_EfficientNetBase):
     def forward(self, x: Tensor) -> Tensor:
         """``[T, B, C, H, W]`` → ``[T, B, num_classes]``."""
         check_input(x, type(self).__name__, "[T, B, C, H, W]", 5, self.in_channels)
-        return fold_time(self.forward_step, x)
+        if not self.training:
+            return fold_time(self.forward_step, x)
+        drops = [m for m in self.modules() if isinstance(m, StochasticDepth)]
+        for m in drops:  # one mask per sample for all its steps, compiled or not
+            m.steps = x.shape[0]
+        try:
+            return fold_time(self.forward_step, x)
+        finally:
+            for m in drops:
+                m.steps = None
 
 
 class EfficientNetSDNN(_EfficientNetBase):
