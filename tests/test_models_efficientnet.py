@@ -88,9 +88,14 @@ def test_b0_parameters_match_the_hand_count_and_torchvision():
 def test_compound_scaling_gives_torchvision_parameter_counts(variant):
     with torch.device("meta"):
         model = create_model(f"efficientnet_{variant}")
-    assert _n_params(model) == TORCHVISION_PARAMS[variant]
-    eps = 1e-3 if variant in ("b5", "b6", "b7") else 1e-5  # torchvision's B5-B7 norms
-    assert {m.eps for m in model.modules() if isinstance(m, nn.BatchNorm2d)} == {eps}
+        sdnn = create_model(f"efficientnet_{variant}_sdnn")
+    assert _n_params(model) == TORCHVISION_PARAMS[variant] == _n_params(sdnn)
+    # torchvision's B5-B7 norms: eps 1e-3, momentum 0.01 (B0-B4: PyTorch's defaults)
+    norm = (1e-3, 0.01) if variant in ("b5", "b6", "b7") else (1e-5, 0.1)
+    for net in (model, sdnn):
+        assert {(m.eps, m.momentum) for m in net.modules() if isinstance(m, nn.BatchNorm2d)} == {
+            norm
+        }
 
 
 def test_stages_follow_the_scaled_table():
