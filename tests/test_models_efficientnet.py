@@ -368,6 +368,23 @@ def test_arguments_are_checked_by_name():
     assert {"threshold", "gate", "activation"} <= set(model_arguments("efficientnet_b0_sdnn"))
 
 
+def test_empty_frames_are_refused_by_shape():
+    """H or W of 0 (and no step for the SDNN, whose delta encoder needs a first one) is
+    a ShapeError naming the shape, not an error from inside a convolution."""
+    ann = create_model("efficientnet_b0", **SMALL).eval()
+    sdnn = create_model("efficientnet_b0_sdnn", **SMALL).eval()
+    for model in (ann, sdnn):
+        with pytest.raises(ShapeError, match=r"H >= 1 and W >= 1, got shape \(2, 1, 3, 0, 8\)"):
+            model(torch.rand(2, 1, 3, 0, 8))
+        with pytest.raises(ShapeError, match=r"got shape \(2, 1, 3, 8, 0\)"):
+            model(torch.rand(2, 1, 3, 8, 0))
+        assert model(torch.rand(1, 1, 3, 1, 1)).shape == (1, 1, 7)  # T = B = H = W = 1
+    with pytest.raises(ShapeError, match=r"EfficientNetSDNN needs T >= 1"):
+        sdnn(torch.rand(0, 2, 3, 8, 8))
+    assert ann(torch.rand(0, 2, 3, 8, 8)).shape == (0, 2, 7)
+    assert sdnn(torch.rand(2, 0, 3, 8, 8)).shape == (2, 0, 7)
+
+
 def test_registry_builds_small_learnable_thresholds_that_train():
     model = create_model("efficientnet_b0_sdnn", in_channels=1, threshold=0.05,
                          learn_threshold=True, **SMALL)  # fmt: skip

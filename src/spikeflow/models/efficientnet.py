@@ -39,7 +39,7 @@ from torch import Tensor, nn
 
 from spikeflow import layers
 from spikeflow.conversion.loihi_activations import PiecewiseLinearSiLU, ReLU1
-from spikeflow.errors import ConfigurationError
+from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.layers._time import current_fold, fold_time
 from spikeflow.layers.sigma_delta import DeltaEncoder, DeltaSynapse, SigmaDecoder, SigmaDelta
 from spikeflow.models.common import check_input, check_positive_int
@@ -242,6 +242,16 @@ def _number(name: str, value: object, low: float, high: float, closed: bool = Fa
     return float(value)
 
 
+def _check_frames(model: nn.Module, x: Tensor, min_steps: int) -> None:
+    """``x`` is a float ``[T, B, C, H, W]`` with the model's channels, ``H, W >= 1`` and
+    ``T >= min_steps``, else a ShapeError / DTypeError naming the shape."""
+    name = type(model).__name__
+    check_input(x, name, "[T, B, C, H, W]", 5, model.in_channels)
+    if x.shape[3] < 1 or x.shape[4] < 1 or x.shape[0] < min_steps:
+        steps = f"T >= {min_steps}, " if min_steps else ""
+        raise ShapeError(f"{name} needs {steps}H >= 1 and W >= 1, got shape {tuple(x.shape)}")
+
+
 class _EfficientNetBase(nn.Module):
     """The construction shared by the float and the sigma-delta EfficientNet."""
 
@@ -389,7 +399,7 @@ class EfficientNet(_EfficientNetBase):
 
     def forward(self, x: Tensor) -> Tensor:
         """``[T, B, C, H, W]`` → ``[T, B, num_classes]``."""
-        check_input(x, type(self).__name__, "[T, B, C, H, W]", 5, self.in_channels)
+        _check_frames(self, x, 0)
         if not self.training:
             return fold_time(self.forward_step, x)
         drops = [m for m in self.modules() if isinstance(m, StochasticDepth)]
@@ -455,7 +465,7 @@ class EfficientNetSDNN(_EfficientNetBase):
 
     def forward(self, x: Tensor) -> Tensor:
         """``[T, B, C, H, W]`` → ``[T, B, num_classes]`` (accumulated)."""
-        check_input(x, type(self).__name__, "[T, B, C, H, W]", 5, self.in_channels)
+        _check_frames(self, x, 1)  # (a delta encoder needs a first step)
         deltas = self.features(self.input(x))
         return self.output(self.classifier(self.flatten(self.avgpool(deltas))))
 
