@@ -55,16 +55,16 @@ class _PaperSTDB(torch.autograd.Function):
 
 def _step_loop(x_seq, theta, leak, v0, stdb=None, detach_reset=False):
     """One layer of DIET-SNN neurons as a float64 loop: U = λ·U + X, z = U/θ − 1,
-    S = Θ(z), output θ·S, U ← U − θ·S; STDB: Δt = t − (step of the last spike), the
-    last spike at step −1000 before any (the authors' bookkeeping)."""
+    S = Θ(z), output θ·S, U ← U − θ·S; STDB: Δt = t − 1 − last, last ← t − 1 where the
+    neuron fired, last = −1000 before any spike (the authors' bookkeeping, verbatim)."""
     v = torch.zeros_like(x_seq[0]) + v0 * theta
     last = torch.full_like(x_seq[0], -1000.0)
     out = []
     for t, x in enumerate(x_seq):
         h = leak * v + x
         z = h / theta - 1.0
-        s = _Triangle.apply(z) if stdb is None else _PaperSTDB.apply(z, t - last, *stdb)
-        last = torch.where(s > 0, torch.full_like(last, float(t)), last)
+        s = _Triangle.apply(z) if stdb is None else _PaperSTDB.apply(z, t - 1 - last, *stdb)
+        last = torch.where(s > 0, torch.full_like(last, float(t - 1)), last)
         v = h - theta * (s.detach() if detach_reset else s)
         out.append(theta * s)
     return torch.stack(out)
@@ -102,7 +102,7 @@ def test_stdb_gradient_is_the_authors_formula_of_the_spike_time():
     expected = 0.4 * torch.exp(-1 * dt) ** 0.05  # as the authors' code computes it
     torch.testing.assert_close(surrogate.derivative(dt), expected, rtol=1e-12, atol=0)
     # ... which underflows (exp(−Δt) = 0 from Δt ≈ 745 in float64, 104 in float32): 0
-    # for a neuron that has not fired (Δt ≥ 1000); the formula gives α·exp(−β·Δt)
+    # for a neuron that has not fired (Δt ≥ 999); the formula gives α·exp(−β·Δt)
     far = torch.tensor([1000.0], dtype=F64)
     assert float(0.4 * torch.exp(-1 * far) ** 0.05) == 0.0
     assert float(surrogate.derivative(far)) == pytest.approx(0.4 * 2.718281828459045**-50)
@@ -112,15 +112,19 @@ def test_stdb_gradient_is_the_authors_formula_of_the_spike_time():
     (grad,) = torch.autograd.grad(spikes.sum(), z)
     torch.testing.assert_close(grad, expected, rtol=1e-14, atol=0)  # not a function of z
     assert (STDB().alpha, STDB().beta) == (0.3, 0.01)  # the authors' defaults
-    # Δt in a neuron: 1000 at the first step for a neuron that has not fired, then one
-    # more per step, 1 on the step after a spike; one neuron whose input fires at step 2
+    # Δt in a neuron: 999 at the first step for a neuron that has not fired (the authors'
+    # t − 1 − last with last = −1000), then one more per step, 1 on the step after a
+    # spike; one neuron whose input fires at step 2
     neuron = TrainableIFNode(1.0, surrogate_function="stdb", learnable_threshold=False)
     x = torch.tensor([[0.4], [0.7], [0.1], [0.1]], dtype=F64, requires_grad=True)
     out = neuron(x)
     assert out[:, 0].tolist() == [0.0, 1.0, 0.0, 0.0]
-    (grad,) = torch.autograd.grad(out[:, 0] @ torch.tensor([0, 0, 0, 1.0], dtype=F64), x)
+    last = out[:, 0] @ torch.tensor([0, 0, 0, 1.0], dtype=F64)
+    (grad,) = torch.autograd.grad(last, x, retain_graph=True)
     # ∂out_4/∂x_4 = θ·α·exp(−β·Δt)/θ with Δt = 2 (spike at step 2 of 1..4)
     assert float(grad[3, 0]) == pytest.approx(0.3 * math.exp(-0.02), rel=1e-12)
+    (first,) = torch.autograd.grad(out[0, 0], x)
+    assert float(first[0, 0]) == pytest.approx(0.3 * math.exp(-0.01 * 999), rel=1e-12)
 
 
 def test_gradcheck_of_the_leak_with_the_smooth_surrogate():
@@ -149,8 +153,9 @@ def _mlp_loop(x, linears, neurons, steps, stdb):
         for lin, n, st in zip(linears, neurons, states):
             h = n.leak * st["v"] + nn.functional.linear(a, lin.weight, lin.bias)
             z = h / n.v_threshold - 1.0
-            s = _Triangle.apply(z) if stdb is None else _PaperSTDB.apply(z, t - st["last"], *stdb)
-            st["last"] = torch.where(s > 0, torch.full_like(st["last"], float(t)), st["last"])
+            dt = t - 1 - st["last"]  # the authors' Δt (their last ← t − 1 at a spike)
+            s = _Triangle.apply(z) if stdb is None else _PaperSTDB.apply(z, dt, *stdb)
+            st["last"] = torch.where(s > 0, torch.full_like(dt, float(t - 1)), st["last"])
             st["v"] = h - n.v_threshold * s
             a = n.v_threshold * s
         outputs.append(nn.functional.linear(a, linears[-1].weight, linears[-1].bias))

@@ -7,8 +7,9 @@ how near its membrane is to the threshold:
     ∂S/∂z = α·exp(−β·Δt)        Δt = steps since the neuron's last spike
 
 with ``z = (H − θ)/θ`` (the authors' ``mem/θ − 1``) and ``α = 0.3``, ``β = 0.01`` (their
-defaults). A neuron that has not fired yet counts from a spike 1000 steps before the
-first step, as the authors' code (its last-spike times start at −1000). DIET-SNN (Rathi
+defaults). A neuron that has not fired yet has ``Δt = 999`` at the first step, one more
+at each step after, as in the authors' code (their last-spike times start at −1000 and
+they count ``Δt = t − 1 − last``, a spike at step ``t`` storing ``t − 1``). DIET-SNN (Rathi
 and Roy 2021) also learns a membrane leak ``λ`` per layer: ``H = λ·V + X``.
 
 These are the equations :class:`~spikeflow.conversion.hybrid.TrainableIFNode` declares
@@ -28,8 +29,8 @@ from spikeflow.errors import ConfigurationError
 __all__ = ["NEVER_FIRED", "STDB"]
 
 #: Steps since the last spike of a neuron that has not fired, before its first step
-#: (the authors' last-spike time −1000: Δt = 1000 at the first step).
-NEVER_FIRED = 999.0
+#: (the authors' last-spike time −1000 and ``Δt = t − 1 − last``: Δt = 999 at step 0).
+NEVER_FIRED = 998.0
 
 
 class _STDBSpike(torch.autograd.Function):
