@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> Results:
     parser.add_argument("--seeds", type=_seeds, default=(0, 1, 2), help="e.g. 0,1,2")
     parser.add_argument("--steps", type=parse_steps, default=(2, 4, 8), help="fine-tuning T")
     parser.add_argument("--epochs", type=int, default=20, help="ANN training epochs")
-    parser.add_argument("--finetune-epochs", type=int, default=5, help="per T and variant")
+    parser.add_argument("--finetune-epochs", type=int, default=10, help="per T and variant")
     parser.add_argument("--finetune-lr", type=float, default=5e-3, help="Adam")
     parser.add_argument(
         "--fraction", type=float, default=None,
