@@ -299,3 +299,15 @@ def test_bad_leaks_and_stdb_arguments_are_named():
         _neurons(tuned)[0].leak.fill_(-0.05)  # a step with too large a learning rate
     with pytest.raises(ConfigurationError, match=r"leak -0.05 is not finite and > 0"):
         tuned.rate(torch.rand(2, 4), 3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_learnable_leak_lives_on_the_device_of_the_thresholds():
+    snn, _ = convert(nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 2)).eval(),
+                     torch.rand(32, 4))  # fmt: skip
+    tuned = fine_tunable(snn.cuda(), surrogate_function="stdb", learnable_leak=True)
+    devices = {p.device.type for p in tuned.parameters()}
+    assert devices == {"cuda"}, devices  # one device: DDP and fused optimisers need it
+    out = tuned.rate(torch.rand(3, 4, device="cuda"), 4)
+    out.sum().backward()
+    assert all(n.leak.grad.device.type == "cuda" for n in _neurons(tuned))

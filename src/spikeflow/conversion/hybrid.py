@@ -80,7 +80,8 @@ def _stdb_or_none(surrogate: object, owner: str) -> STDB | None:
 
 def _checked_leak(leak: object, learnable: bool, theta: float | Tensor) -> float | Tensor:
     """A checked leak λ in (0, 1]: a float, or if ``learnable`` a 0-dim ``nn.Parameter``
-    (a tensor's dtype, else θ's, else the default dtype)."""
+    (a tensor's dtype, else θ's, else the default dtype; on θ's device, where the
+    neuron's other parameters are)."""
     if isinstance(leak, Tensor):
         if not leak.is_floating_point():
             raise DTypeError(f"TrainableIFNode: leak must be floating-point, got {leak.dtype}")
@@ -103,7 +104,12 @@ def _checked_leak(leak: object, learnable: bool, theta: float | Tensor) -> float
     dtype = leak.dtype if isinstance(leak, Tensor) else None
     if dtype is None and isinstance(theta, Tensor):
         dtype = theta.dtype
-    return nn.Parameter(torch.tensor(value, dtype=dtype or torch.get_default_dtype()))
+    device = theta.device if isinstance(theta, Tensor) else None
+    if device is None and isinstance(leak, Tensor):
+        device = leak.device
+    return nn.Parameter(
+        torch.tensor(value, dtype=dtype or torch.get_default_dtype(), device=device)
+    )
 
 
 def _relative_fire(h: Tensor, theta: Tensor, spike) -> Tensor:
