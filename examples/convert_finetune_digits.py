@@ -65,11 +65,16 @@ def fine_tune(
     lr: float,
     batch_size: int,
     learnable_threshold: bool = True,
+    readout: str = "mean",
     **options: object,
 ) -> ConvertedSNN:
     """A copy of ``snn`` trained ``epochs`` epochs at ``steps`` steps: Adam, cross-entropy
-    on the mean output over the steps, cosine schedule; ``options``: further arguments of
-    ``fine_tunable`` (``learnable_leak``, ``surrogate_function``)."""
+    on the mean output over the steps (``readout="sum"``: on their sum, the output
+    membrane Rathi et al.'s code accumulates), cosine schedule; ``options``: further
+    arguments of ``fine_tunable`` (``learnable_leak``, ``surrogate_function``)."""
+    if readout not in ("mean", "sum"):
+        raise ValueError(f"fine_tune: readout must be 'mean' or 'sum', got {readout!r}")
+    scale = steps if readout == "sum" else 1
     tuned = fine_tunable(snn, learnable_threshold=learnable_threshold, **options)
     opt = torch.optim.Adam(tuned.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1))
@@ -77,7 +82,7 @@ def fine_tune(
         order = torch.randperm(len(x))
         for i in range(0, len(x), batch_size):
             idx = order[i : i + batch_size]
-            loss = nn.functional.cross_entropy(tuned.rate(x[idx], steps), y[idx])
+            loss = nn.functional.cross_entropy(tuned.rate(x[idx], steps) * scale, y[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()

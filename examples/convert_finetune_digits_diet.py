@@ -14,6 +14,11 @@ variant for the same epochs (Adam, cosine schedule; ``convert_finetune_digits.py
 
     python examples/convert_finetune_digits_diet.py                 # 3 seeds, T = 2, 4, 8
     python examples/convert_finetune_digits_diet.py --fraction 0.3  # DIET-SNN's lowered θ
+    python examples/convert_finetune_digits_diet.py --readout sum   # the authors' loss
+
+``--readout sum`` puts the cross-entropy on the output summed over the T steps, as
+Rathi et al.'s code does (its output layer accumulates a membrane over the steps and
+the loss takes it as it is), instead of on the mean (the rate).
 
 Prints one row per variant: the mean and the spread over the seeds at each T.
 """
@@ -79,6 +84,10 @@ def main(argv: list[str] | None = None) -> Results:
         "--fraction", type=float, default=None,
         help="start from thresholds at this share of max-norm's (DIET-SNN's lowered start)",
     )  # fmt: skip
+    parser.add_argument(
+        "--readout", choices=("mean", "sum"), default="mean",
+        help="cross-entropy on the mean output over T, or on its sum (Rathi et al.'s code)",
+    )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument(
@@ -112,7 +121,7 @@ def main(argv: list[str] | None = None) -> Results:
                 torch.manual_seed(seed)  # the same batches for every variant
                 tuned = fine_tune(
                     snn, x_tr, y_tr, t, args.finetune_epochs, args.finetune_lr,
-                    args.batch_size, **VARIANTS[v],
+                    args.batch_size, readout=args.readout, **VARIANTS[v],
                 )  # fmt: skip
                 results.tuned[v][t].append(accuracy(tuned, x_te, y_te, t))
                 # the learnt λ (a layer runs with min(λ, 1))
@@ -128,7 +137,8 @@ def main(argv: list[str] | None = None) -> Results:
     print(
         f"\n8x8 digits, CNN converted with {f'{args.fraction:g}·' if args.fraction else ''}"
         f"max-norm, seeds {list(args.seeds)}; fine-tuning "
-        f"{args.finetune_epochs} epochs at each T; test accuracy (%), mean ± half range"
+        f"{args.finetune_epochs} epochs at each T, loss on the {args.readout} output; "
+        "test accuracy (%), mean ± half range"
     )
     print(f"{'':<16}" + "".join(f"{f'T={t}':>16}" for t in steps))
     rows = {"converted": results.converted, **results.tuned}
