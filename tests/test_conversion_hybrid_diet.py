@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -278,12 +279,15 @@ def test_bad_leaks_and_stdb_arguments_are_named():
         TrainableIFNode(1.0, leak="0.9")
     with pytest.raises(ConfigurationError, match="learnable_leak"):
         TrainableIFNode(1.0, learnable_leak=1)
-    with pytest.raises(ConfigurationError, match="alpha must be finite and > 0"):
+    with pytest.raises(ConfigurationError, match=r"STDB: alpha must be .* in \(0, inf\)"):
         STDB(alpha=0.0)
-    with pytest.raises(ConfigurationError, match="beta must be finite and >= 0"):
+    with pytest.raises(ConfigurationError, match=r"STDB: beta must be .* in \[0, inf\)"):
         STDB(beta=-0.01)
-    with pytest.raises(ConfigurationError, match="alpha must be a number"):
-        STDB(alpha="0.3")
+    for bad in ("0.3", True, float("inf")):
+        with pytest.raises(ConfigurationError, match="STDB: alpha must be a finite real"):
+            STDB(alpha=bad)
+    stdb = STDB(alpha=np.float32(0.25), beta=np.int64(0))  # numpy numbers are numbers
+    assert (stdb.alpha, stdb.beta) == (0.25, 0.0) and type(stdb.alpha) is float
     with pytest.raises(ConfigurationError, match="backend 'cpu' with the STDB surrogate"):
         TrainableIFNode(1.0, surrogate_function=STDB(), backend="cpu")
     snn, _ = convert(nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 2)).eval(),

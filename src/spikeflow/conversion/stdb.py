@@ -19,12 +19,10 @@ so such a neuron runs on the reference loop (backend ``'torch'``).
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
 
-from spikeflow.errors import ConfigurationError
+from spikeflow._checks import check_real
 
 __all__ = ["NEVER_FIRED", "STDB"]
 
@@ -61,13 +59,14 @@ class STDB(nn.Module):
         beta: β ≥ 0, its decay per step since the last spike (default 0.01).
 
     Raises:
-        ConfigurationError: α not finite and > 0, or β not finite and ≥ 0.
+        ConfigurationError: α not a finite real > 0, or β not a finite real ≥ 0 (Python
+            or numpy numbers; bools and strings are refused).
     """
 
     def __init__(self, alpha: float = 0.3, beta: float = 0.01) -> None:
         super().__init__()
-        self.alpha = _number("alpha", alpha, "> 0", lambda v: v > 0)
-        self.beta = _number("beta", beta, ">= 0", lambda v: v >= 0)
+        self.alpha = check_real("STDB: alpha", alpha, 0.0, low_open=True)
+        self.beta = check_real("STDB: beta", beta, 0.0)
 
     def derivative(self, dt: Tensor) -> Tensor:
         """``α·exp(−β·Δt)``: the gradient of a spike ``Δt`` steps after the last one."""
@@ -79,15 +78,6 @@ class STDB(nn.Module):
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha:g}, beta={self.beta:g}"
-
-
-def _number(name: str, value: object, what: str, ok) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigurationError(f"STDB: {name} must be a number {what}, got {value!r}")
-    value = float(value)
-    if not (math.isfinite(value) and ok(value)):
-        raise ConfigurationError(f"STDB: {name} must be finite and {what}, got {value}")
-    return value
 
 
 # -- the declarations TrainableIFNode runs with a leak or STDB (see hybrid.py) ---------
