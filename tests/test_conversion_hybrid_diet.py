@@ -75,16 +75,18 @@ def _step_loop(x_seq, theta, leak, v0, stdb=None, detach_reset=False):
 @pytest.mark.parametrize("per_channel", [False, True])
 @pytest.mark.parametrize("leak0", [1.0, 0.8])
 @pytest.mark.parametrize("stdb", [None, (0.3, 0.01), (0.5, 0.2)])
-def test_neuron_gradients_match_a_float64_loop(backend, per_channel, leak0, stdb):
+@pytest.mark.parametrize("detach_reset", [False, True])
+def test_neuron_gradients_match_a_float64_loop(backend, per_channel, leak0, stdb, detach_reset):
     torch.manual_seed(0)
     x = (torch.randn(9, 3, 4, dtype=F64) * 0.6 + 0.35).requires_grad_()
     theta0 = torch.rand(4, dtype=F64) + 0.3 if per_channel else torch.tensor(0.7, dtype=F64)
     neuron = TrainableIFNode(
         theta0, 0.5, surrogate_function=STDB(*stdb) if stdb else None,
         leak=torch.tensor(leak0, dtype=F64), learnable_leak=True, backend=backend,
+        detach_reset=detach_reset,
     )  # fmt: skip
     theta, leak = theta0.clone().requires_grad_(), torch.tensor(leak0, dtype=F64).requires_grad_()
-    expected = _step_loop(x, theta, leak, 0.5, stdb)
+    expected = _step_loop(x, theta, leak, 0.5, stdb, detach_reset)
     out = neuron(x)
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
     if leak0 == 1.0:  # the converted neuron, spike for spike
