@@ -10,7 +10,9 @@ variant for the same epochs (Adam, cosine schedule; ``convert_finetune_digits.py
 * ``stdb``: STDB's spike-time surrogate (``surrogate_function="stdb"``);
 * ``stdb + leak``: both;
 * ``stdb detached``: STDB with the reset's spike detached, as the authors' code resets
-  (not run by default: ``--variants``).
+  (not run by default: ``--variants``);
+* ``stdb fixed detached``: STDB as Rathi et al.'s hybrid code trains, the thresholds
+  fixed (not parameters there) and the reset detached (not run by default).
 
     python examples/convert_finetune_digits_diet.py                 # 3 seeds, T = 2, 4, 8
     python examples/convert_finetune_digits_diet.py --fraction 0.3  # DIET-SNN's lowered θ
@@ -46,6 +48,11 @@ VARIANTS: dict[str, dict[str, object]] = {
     "stdb": {"surrogate_function": "stdb"},
     "stdb + leak": {"surrogate_function": "stdb", "learnable_leak": True},
     "stdb detached": {"surrogate_function": "stdb", "detach_reset": True},
+    "stdb fixed detached": {
+        "surrogate_function": "stdb",
+        "detach_reset": True,
+        "learnable_threshold": False,
+    },
 }
 
 
