@@ -331,7 +331,8 @@ def fine_tunable(
         surrogate_function: σ on ``(H − θ)/θ``; each neuron gets its own copy (default
             ``Triangle()``, DIET-SNN's); or :class:`STDB` / ``"stdb"``: STDB's
             spike-time surrogate ``α·exp(−β·Δt)`` (Rathi et al. 2020; the reference
-            loop runs it).
+            loop runs it). The authors put the loss on the output summed over the T
+            steps, not its mean; STDB needs that here (docs/conversion.md measures it).
         learnable_threshold: make every θ a trainable parameter (DIET-SNN).
         detach_reset: no surrogate gradient through the spike in the soft reset, as
             DIET-SNN's code (its reset ``θ·(V/θ − 1 > 0)`` is a hard comparison); the
