@@ -317,3 +317,18 @@ def test_a_learnable_leak_lives_on_the_device_of_the_thresholds():
     out = tuned.rate(torch.rand(3, 4, device="cuda"), 4)
     out.sum().backward()
     assert all(n.leak.grad.device.type == "cuda" for n in _neurons(tuned))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32, F64])
+def test_stdb_counts_the_steps_since_a_spike_past_256_in_every_dtype(dtype):
+    # one spike at step 0, none after: Δt = 299 at the last of 300 steps (bfloat16 holds
+    # integers exactly only up to 256, so a Δt counter in the input's dtype stops there)
+    neuron = TrainableIFNode(1.0, surrogate_function="stdb", learnable_threshold=False)
+    x = torch.zeros(300, 1, 1, dtype=dtype)
+    x[0] = 1.0
+    x.requires_grad_()
+    out = neuron(x)
+    assert out.dtype == dtype and float(out.detach().sum()) == 1.0
+    (grad,) = torch.autograd.grad(out[-1].sum(), x)
+    assert grad.dtype == dtype
+    assert float(grad[-1]) == pytest.approx(0.3 * math.exp(-0.01 * 299), rel=4e-3)

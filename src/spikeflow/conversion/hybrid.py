@@ -251,10 +251,12 @@ class TrainableIFNode(ConversionIFNode):
         return {"leak": self.used_leak()} if self.leaky else {}
 
     def initial_state(self, like: Tensor) -> dict[str, Tensor]:
-        """As the converted neuron's; with STDB also ``Δt`` of a neuron that has not fired."""
+        """As the converted neuron's; with STDB also ``Δt`` of a neuron that has not fired
+        (a step count: float32 at least, as bfloat16 stops counting at 256)."""
         state = super().initial_state(like)
         if self.stdb is not None:
-            state["since"] = torch.full_like(like, NEVER_FIRED)
+            dtype = torch.promote_types(like.dtype, torch.float32)
+            state["since"] = torch.full_like(like, NEVER_FIRED, dtype=dtype)
         return state
 
     def extra_repr(self) -> str:
