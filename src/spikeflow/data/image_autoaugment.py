@@ -180,7 +180,21 @@ def _check_int(owner: str, name: str, value: Any, low: int, high: int | None = N
     return int(value)
 
 
-class AutoAugment(PillowPolicy):
+class _DrawnOperations(PillowPolicy):
+    """A policy whose :meth:`get_params` draws ``(operation, signed magnitude)`` pairs for
+    an image's ``(width, height)``, applied in turn."""
+
+    def get_params(self, size: tuple[int, int]) -> list[tuple[str, float]]:  # pragma: no cover
+        raise NotImplementedError
+
+    def augment(self, image: Any) -> Any:
+        """One draw (:meth:`get_params`) applied to a PIL image."""
+        for op, value in self.get_params(image.size):
+            image = self.apply(image, op, value)
+        return image
+
+
+class AutoAugment(_DrawnOperations):
     """AutoAugment with one of its learned policies (:data:`AUTO_AUGMENT_POLICIES`).
 
     Per call, in torchvision's order: a sub-policy index uniform in ``0..24``, two
@@ -236,14 +250,8 @@ class AutoAugment(PillowPolicy):
             chosen.append((op, value))
         return chosen
 
-    def augment(self, image: Any) -> Any:
-        """One draw (:meth:`get_params`) applied to a PIL image."""
-        for op, value in self.get_params(image.size):
-            image = self.apply(image, op, value)
-        return image
 
-
-class RandAugment(PillowPolicy):
+class RandAugment(_DrawnOperations):
     """RandAugment: per call, ``num_ops`` times in turn, an operation drawn uniformly
     from the 14 of TrivialAugment-wide (:data:`POLICY_OPS` less ``Invert``) at bin
     ``magnitude`` of ``num_magnitude_bins`` (:func:`policy_magnitude`), then (signed ops)
@@ -288,12 +296,6 @@ class RandAugment(PillowPolicy):
                 value = -value
             chosen.append((op, value))
         return chosen
-
-    def augment(self, image: Any) -> Any:
-        """One draw (:meth:`get_params`) applied to a PIL image."""
-        for op, value in self.get_params(image.size):
-            image = self.apply(image, op, value)
-        return image
 
 
 def augment_policy_transform(
