@@ -140,6 +140,33 @@ def _pair(owner: str, name: str, value: int | Sequence[int], low: int) -> tuple[
     return values  # type: ignore[return-value]
 
 
+def _init_convolution(
+    module: nn.Module,
+    weight: Tensor,
+    stride: int | Sequence[int],
+    padding: int | Sequence[int],
+    dilation: int | Sequence[int],
+    groups: int,
+    grouped: str,
+) -> None:
+    """Checks and sets an integer convolution's ``weight`` buffer (4-dim) and its
+    ``stride``, ``padding``, ``dilation`` pairs and ``groups``, which must divide the
+    weight's first dimension (its ``grouped`` channels: "output" or "input")."""
+    owner = type(module).__name__
+    module.register_buffer("weight", _integer_weight(owner, weight, 4))
+    module.stride = _pair(owner, "stride", stride, 1)
+    module.padding = _pair(owner, "padding", padding, 0)
+    module.dilation = _pair(owner, "dilation", dilation, 1)
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+        raise ConfigurationError(f"{owner}: groups must be an integer >= 1, got {groups!r}")
+    channels = module.weight.shape[0]
+    if channels % groups:
+        raise ConfigurationError(
+            f"{owner}: {channels} {grouped} channels do not split into {groups} groups"
+        )
+    module.groups = groups
+
+
 class LoihiConv2d(nn.Module):
     """An integer 2-d convolution (PyTorch's cross-correlation, ``[out, in/groups, kH,
     kW]`` weights) over ``[T, B, C, H, W]``.
@@ -163,18 +190,7 @@ class LoihiConv2d(nn.Module):
         groups: int = 1,
     ) -> None:
         super().__init__()
-        owner = type(self).__name__
-        self.register_buffer("weight", _integer_weight(owner, weight, 4))
-        self.stride = _pair(owner, "stride", stride, 1)
-        self.padding = _pair(owner, "padding", padding, 0)
-        self.dilation = _pair(owner, "dilation", dilation, 1)
-        if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
-            raise ConfigurationError(f"{owner}: groups must be an integer >= 1, got {groups!r}")
-        if self.weight.shape[0] % groups:
-            raise ConfigurationError(
-                f"{owner}: {self.weight.shape[0]} output channels do not split into {groups} groups"
-            )
-        self.groups = groups
+        _init_convolution(self, weight, stride, padding, dilation, groups, "output")
 
     @property
     def in_channels(self) -> int:

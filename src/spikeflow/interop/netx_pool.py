@@ -32,7 +32,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spikeflow.errors import ConfigurationError, ShapeError
-from spikeflow.interop.netx_layers import _integer_input, _integer_weight, _pair
+from spikeflow.interop.netx_layers import (
+    _init_convolution,
+    _integer_input,
+    _integer_weight,
+    _pair,
+)
 
 __all__ = [
     "LoihiAverage",
@@ -206,18 +211,7 @@ class LoihiConvTranspose2d(nn.Module):
         groups: int = 1,
     ) -> None:
         super().__init__()
-        owner = type(self).__name__
-        self.register_buffer("weight", _integer_weight(owner, weight, 4))
-        self.stride = _pair(owner, "stride", stride, 1)
-        self.padding = _pair(owner, "padding", padding, 0)
-        self.dilation = _pair(owner, "dilation", dilation, 1)
-        if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
-            raise ConfigurationError(f"{owner}: groups must be an integer >= 1, got {groups!r}")
-        if self.weight.shape[0] % groups:
-            raise ConfigurationError(
-                f"{owner}: {self.weight.shape[0]} input channels do not split into {groups} groups"
-            )
-        self.groups = groups
+        _init_convolution(self, weight, stride, padding, dilation, groups, "input")
 
     def output_shape(self, shape: Sequence[int]) -> tuple[int, int, int]:
         """The ``(C, H, W)`` output of one step for a ``(C, H, W)`` input."""
