@@ -14,7 +14,7 @@ variant for the same epochs (Adam, cosine schedule; ``convert_finetune_digits.py
 * ``stdb fixed detached``: STDB as Rathi et al.'s hybrid code trains, the thresholds
   fixed (not parameters there) and the reset detached (not run by default).
 
-    python examples/convert_finetune_digits_diet.py                 # 3 seeds, T = 2, 4, 8
+    python examples/convert_finetune_digits_diet.py          # 3 seeds, T = 2, 4, 8: 10 epochs
     python examples/convert_finetune_digits_diet.py --fraction 0.3  # DIET-SNN's lowered θ
     python examples/convert_finetune_digits_diet.py --readout sum   # the authors' loss
 
