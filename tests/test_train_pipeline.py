@@ -107,6 +107,9 @@ def test_stage_bounds_balance_parameters_and_refuse_bad_cuts():
         pipeline(nn.Module(), _loss, microbatches=2)
     with pytest.raises(ConfigurationError, match=r"bounds \[0, 4\] must run from 0 to 9"):
         pipeline(net, _loss, microbatches=2, bounds=[0, 4])
+    assert not dist.is_initialized()  # one process, no group: named, not torch's ValueError
+    with pytest.raises(ConfigurationError, match="no process group is initialised"):
+        pipeline(net, _loss, microbatches=2)
 
 
 def test_a_streaming_model_and_a_loss_that_is_no_tensor_are_refused():

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
 from spikeflow.errors import ConfigurationError
@@ -166,8 +167,8 @@ def pipeline(
     Raises:
         ConfigurationError: a model that is not an ``nn.Sequential``, a streaming
             module in it (named), bounds that do not cover it in one stage per process,
-            or a torch without ``pipelining``; on the last stage's step, a ``loss_fn``
-            that returns no one-element tensor.
+            no initialised process group, or a torch without ``pipelining``; on the
+            last stage's step, a ``loss_fn`` that returns no one-element tensor.
     """
     try:
         from torch.distributed.pipelining import PipelineStage, ScheduleGPipe
@@ -197,6 +198,11 @@ def pipeline(
         )
     if any(a >= b for a, b in itertools.pairwise(bounds)):
         raise ConfigurationError(f"pipeline: bounds {bounds} leave a stage empty")
+    if not (dist.is_available() and dist.is_initialized()):
+        raise ConfigurationError(
+            "pipeline: no process group is initialised: run one process per stage under "
+            "torchrun and call torch.distributed.init_process_group first"
+        )
     stage_module = model[bounds[rank] : bounds[rank + 1]]
     _UndoFirstForward(stage_module)
     stage = PipelineStage(stage_module, rank, world, torch.device(device), group=group)
