@@ -17,6 +17,7 @@ import torch
 
 from conftest import load_example
 from spikeflow.data import NamesByLanguage, encode_name, pad_collate
+from spikeflow.errors import ConfigurationError
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -100,6 +101,54 @@ def test_the_language_models_have_one_size_and_learn(tmp_path):
     size = 4 * 48 * (vocab + 48) + 8 * 48 + 48 * vocab + vocab
     assert spiking["parameters"] == lstm["parameters"] == size
     assert 0.0 < spiking["firing_rate"] < 1.0 and "firing_rate" not in lstm
+    assert spiking["damping"] == 0.1 and "damping" not in lstm  # the default
+    train, val, _ = module.corpus(20000)
+    unigram = round(module.unigram_bits(train, val, vocab), 4)
+    assert spiking["unigram_val_bits_per_char"] == lstm["unigram_val_bits_per_char"] == unigram
     # uniform guessing is log2(vocab) bits per character: both learned below it
     assert lstm["val_bits_per_char"] < math.log2(vocab) - 1.5, lstm
     assert spiking["val_bits_per_char"] < math.log2(vocab) - 1.5, spiking
+
+
+def test_unigram_bits_is_the_smoothed_training_frequencies_on_val_after_its_first():
+    module = load_example("spiking_lstm_text")
+    train, val = torch.tensor([0, 0, 1]), torch.tensor([2, 0, 1])
+    # add-one counts [3, 2, 1] of 6; val[0] is not scored (nothing predicts it)
+    expected = -(math.log2(3 / 6) + math.log2(2 / 6)) / 2
+    assert module.unigram_bits(train, val, 3) == pytest.approx(expected, rel=1e-12)
+
+
+def test_damped_erf_is_erf_with_its_derivative_scaled(float64):
+    module = load_example("spiking_lstm_text")
+    from spikeflow.layers import SpikingLSTM
+    from spikeflow.surrogate import Erf
+
+    x = torch.linspace(-2, 2, 41, requires_grad=True)
+    spikes = module.DampedErf(2.0, 0.3)(x)
+    spikes.sum().backward()
+    assert torch.equal(spikes, Erf()(x))  # the same Heaviside forward
+    hand = 0.3 * (2.0 / math.sqrt(math.pi)) * torch.exp(-4.0 * x.detach() ** 2)
+    torch.testing.assert_close(x.grad, hand, rtol=1e-12, atol=0)
+
+    def grads(damping, steps):
+        torch.manual_seed(3)
+        if damping is None:
+            lstm = SpikingLSTM(5, 7, 1)  # the layer's default Erf
+        else:
+            lstm = SpikingLSTM(5, 7, 1, surrogate_function1=module.DampedErf(2.0, damping))
+        torch.manual_seed(4)
+        y, _ = lstm(torch.randn(steps, 3, 5) * 3)
+        (y * torch.randn(y.shape)).sum().backward()
+        return y, [p.grad for p in lstm.parameters()]
+
+    y_erf, g_erf = grads(None, 6)
+    y_one, g_one = grads(1.0, 6)
+    assert torch.equal(y_erf, y_one) and all(map(torch.equal, g_erf, g_one))
+    # one step from zero states: one gate derivative on every path, so the factor
+    _, g_step = grads(1.0, 1)
+    _, g_damped = grads(0.25, 1)
+    assert any(float(g.abs().max()) > 0 for g in g_step)
+    for damped, plain in zip(g_damped, g_step):
+        torch.testing.assert_close(damped, 0.25 * plain, rtol=1e-12, atol=1e-15)
+    with pytest.raises(ConfigurationError, match="DampedErf: damping must be in"):
+        module.DampedErf(2.0, 0.0)
