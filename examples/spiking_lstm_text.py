@@ -14,7 +14,10 @@ ships with Python, ``pydoc_data.topics.topics`` (the topics in sorted-key order,
 ``examples/spikegpt_text.py`` reads them; first 90% of the characters train, last 10%
 validate). Each character is one-hot over the corpus's characters; the spiking LSTM and
 a float ``torch.nn.LSTM`` of the same size (the same parameter count) train for the
-same steps on the same batches. Reported: validation bits per character (every
+same steps on the same batches. The spiking LSTM's gates spike with :class:`DampedErf`
+(``--damping``, default 0.1): with the undamped ``Erf`` its gradient explodes through
+time and it learns hardly more than the character frequencies (docs/layers.md).
+Reported: validation bits per character (every
 validation character after the first, in windows of ``--context`` from a zero state:
 ``spikegpt_text.bits_per_byte``) against the character frequencies alone
 (:func:`unigram_bits`, no context), the largest gradient norm before clipping, the
@@ -22,6 +25,7 @@ spiking LSTM's firing rate, the wall time.
 
     python examples/spiking_lstm_text.py charlm                  # both models
     python examples/spiking_lstm_text.py charlm --model spiking --steps 200
+    python examples/spiking_lstm_text.py charlm --model spiking --damping 1  # plain Erf
     python examples/spiking_lstm_text.py names --root data       # data/names/*.txt
 """
 
