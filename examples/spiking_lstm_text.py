@@ -63,7 +63,7 @@ class DampedErf(Surrogate):
     gradient of a spiking LSTM passes one gate derivative per step, so a factor below 1
     shrinks the contribution of a step ``k`` steps back by ``damping ** k``. With the
     undamped Erf (peak 1.13) the backpropagated gradient of 128-step windows explodes
-    (norms of 1e4 to 1e11 before clipping) and the clipped update follows the longest
+    (norms up to 1e13 before clipping) and the clipped update follows the longest
     paths. ``damping = 1`` is exactly :class:`~spikeflow.surrogate.Erf`.
     """
 
