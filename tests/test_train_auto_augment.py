@@ -236,8 +236,15 @@ def test_train_builds_the_policy_into_the_training_split_only(tmp_path):
 @pytest.mark.parametrize(
     ("dataset", "what"),
     [
-        ("nmnist", "a neuromorphic dataset: its samples are event frames, not images"),
-        ("shd", "a neuromorphic dataset"),
+        ("nmnist", "a neuromorphic dataset: its samples are event-camera frames, not images"),
+        ("cifar10dvs", "a neuromorphic dataset: its samples are event-camera frames"),
+        ("shd", "an audio dataset: its samples are cochlear spike trains per channel"),
+        ("ssc", "an audio dataset: its samples are cochlear spike trains per channel"),
+        ("ntidigits18", "an audio dataset: its samples are cochlear spike trains"),
+        ("fsdd", "an audio dataset: speech recordings turned into cochlear events"),
+        ("speechcommands", "an audio dataset: speech recordings turned into cochlear events"),
+        ("smnist", "a spike-train dataset: MNIST digits read pixel by pixel as spikes"),
+        ("stmnist", "a tactile dataset: its samples are touch-sensor events"),
         ("digits", "scikit-learn's 8x8 digits"),
         ("diabetes", "a regression dataset"),
         ("nmnist_detection", "a detection dataset"),

@@ -110,8 +110,8 @@ def check_auto_augment(config: TrainConfig) -> None:
 
     Raises:
         ConfigurationError: ``config.auto_augment`` set for a dataset of events, audio,
-            features, detection or regression (the message names it and the image
-            datasets).
+            spikes, touch, features, detection or regression (the message names which and
+            the image datasets).
     """
     if config.auto_augment is None or not isinstance(config.dataset, str):
         return
@@ -128,7 +128,7 @@ def check_auto_augment(config: TrainConfig) -> None:
     elif key == "digits":
         what = "scikit-learn's 8x8 digits, held as a tensor and not augmented"
     elif key in _neuromorphic_classes():
-        what = "a neuromorphic dataset: its samples are event frames, not images"
+        what = _neuromorphic_kind(_neuromorphic_classes()[key])
     else:
         return  # an unknown name: resolve() says so, listing the datasets
     images = ", ".join(sorted([*_image_classes(), *_folder_classes()]))
@@ -136,6 +136,21 @@ def check_auto_augment(config: TrainConfig) -> None:
         f"--auto-augment {config.auto_augment}: dataset {config.dataset!r} is {what}; the "
         f"policies augment the static image datasets ({images})"
     )
+
+
+def _neuromorphic_kind(cls: type) -> str:
+    """What a neuromorphic dataset's samples are, for ``--auto-augment``'s refusal (by the
+    module that defines it: audio, spike trains, touch or event-camera recordings)."""
+    module = cls.__module__.rsplit(".", 1)[-1]
+    if module == "speech":
+        return "an audio dataset: speech recordings turned into cochlear events, not images"
+    if module == "audio":
+        return "an audio dataset: its samples are cochlear spike trains per channel, not images"
+    if module == "smnist":
+        return "a spike-train dataset: MNIST digits read pixel by pixel as spikes, not images"
+    if module == "tactile":
+        return "a tactile dataset: its samples are touch-sensor events, not images"
+    return "a neuromorphic dataset: its samples are event-camera frames, not images"
 
 
 def _training_augment(kwargs: dict[str, Any], cls: type) -> bool | str:
