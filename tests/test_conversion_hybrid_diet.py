@@ -332,3 +332,24 @@ def test_stdb_counts_the_steps_since_a_spike_past_256_in_every_dtype(dtype):
     (grad,) = torch.autograd.grad(out[-1].sum(), x)
     assert grad.dtype == dtype
     assert float(grad[-1]) == pytest.approx(0.3 * math.exp(-0.01 * 299), rel=4e-3)
+
+
+@pytest.mark.parametrize("backend", ["cpu", "triton", "torch", "auto"])
+def test_stdb_runs_fused_neurons_on_the_reference_loop_and_frozen_gives_the_backend_back(
+    backend,
+):
+    x = torch.rand(16, 1, 6, 6)
+    snn, _ = convert(_cnn(nn.AvgPool2d(2)), x)
+    for neuron in _neurons(snn):
+        neuron.backend = backend  # as a user picks one
+    tuned = fine_tunable(snn, surrogate_function="stdb")  # no error on a fused backend
+    neurons = _neurons(tuned)
+    assert all(n.backend == "torch" and n.kept_backend == backend for n in neurons)
+    x_seq = constant_input(x, 5)
+    if backend != "triton":  # (the Triton kernels need a GPU)
+        with torch.no_grad():
+            torch.testing.assert_close(tuned(x_seq), snn(x_seq), rtol=0, atol=0)
+    assert all(n.backend == backend for n in _neurons(frozen(tuned)))
+    # a later phase with a membrane surrogate runs on the user's backend again
+    assert all(n.backend == backend for n in _neurons(fine_tunable(tuned)))
+    assert all(n.backend == backend for n in _neurons(frozen(fine_tunable(tuned))))

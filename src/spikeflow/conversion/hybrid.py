@@ -128,7 +128,8 @@ class TrainableIFNode(ConversionIFNode):
         surrogate_function: σ, applied to ``z = (H − θ)/θ`` (default ``Triangle()``:
             ``σ'(z) = max(0, 1 − |z|)``, DIET-SNN's); or :class:`STDB` / ``"stdb"``:
             ``∂S/∂z = α·exp(−β·Δt)``, Δt the steps since the last spike (then the
-            reference loop runs it: ``backend`` ``'auto'`` or ``'torch'``).
+            reference loop runs it: ``backend`` ``'auto'`` or ``'torch'``, kept in
+            :attr:`kept_backend`, which :func:`frozen` gives back).
         learnable_threshold: θ as an ``nn.Parameter``.
         detach_reset: no surrogate gradient through the spike of the reset ``θ·S``
             (θ itself still gets one there), as DIET-SNN's code resets: the forward is
@@ -187,6 +188,10 @@ class TrainableIFNode(ConversionIFNode):
                     "spike is differentiated by spike times (a custom autograd function), "
                     "which only the reference loop runs: use backend='torch' or 'auto'"
                 )
+        #: The backend asked for, which :func:`frozen` gives back: an STDB neuron runs
+        #: on the reference loop whatever it is (``fine_tunable`` sets a fused one here).
+        self.kept_backend = self.backend
+        if stdb is not None:
             self.backend = "torch"
             self.surrogate_function = stdb  # its α, β go to the fire rule (neuron_params)
         self.leak = _checked_leak(leak, check_flag("TrainableIFNode", "learnable_leak",
@@ -276,16 +281,17 @@ class TrainableIFNode(ConversionIFNode):
         learnable_leak: bool = False,
     ) -> TrainableIFNode:
         """The trainable form of a converted ``neuron`` (its θ, V0, weighting, step mode
-        and backend; θ copied; a fine-tuned neuron's leak kept, else 1)."""
+        and backend; θ copied; a fine-tuned neuron's leak kept, else 1). With STDB, a
+        fused backend (``'cpu'``, ``'triton'``) runs as ``'torch'``, kept in
+        :attr:`kept_backend`."""
         theta = neuron.v_threshold
         theta = theta.detach().clone() if isinstance(theta, Tensor) else theta
         leak = getattr(neuron, "leak", 1.0) if isinstance(neuron, TrainableIFNode) else 1.0
         # (a learnt λ past 1 runs as 1: kept as the 1 it runs as)
         leak = leak.detach().clamp(max=1.0) if isinstance(leak, Tensor) else min(leak, 1.0)
-        backend = neuron.backend
-        if isinstance(neuron, TrainableIFNode) and neuron.stdb is not None:
-            backend = "auto"  # an STDB neuron's forced reference loop, not the user's choice
-        return cls(
+        kept = neuron.kept_backend if isinstance(neuron, TrainableIFNode) else neuron.backend
+        stdb = _stdb_or_none(surrogate_function, "TrainableIFNode") is not None
+        new = cls(
             theta,
             neuron.initial_membrane,
             neuron.weighted,
@@ -295,8 +301,10 @@ class TrainableIFNode(ConversionIFNode):
             leak=leak,
             learnable_leak=learnable_leak,
             step_mode=neuron.step_mode,
-            backend=backend,
+            backend="torch" if stdb and kept not in ("auto", "torch") else kept,
         )
+        new.kept_backend = kept  # the user's, not STDB's reference loop
+        return new
 
 
 #: convert's own spiking parts that have no surrogate gradient here.
@@ -333,8 +341,10 @@ def fine_tunable(
         surrogate_function: σ on ``(H − θ)/θ``; each neuron gets its own copy (default
             ``Triangle()``, DIET-SNN's); or :class:`STDB` / ``"stdb"``: STDB's
             spike-time surrogate ``α·exp(−β·Δt)`` (Rathi et al. 2020; the reference
-            loop runs it). The authors put the loss on the output summed over the T
-            steps, not its mean; STDB needs that here (docs/conversion.md measures it).
+            loop runs it: neurons set to a fused backend run on ``'torch'`` while
+            fine-tuned, and :func:`frozen` gives their backend back). The authors put
+            the loss on the output summed over the T steps, not its mean; STDB needs
+            that here (docs/conversion.md measures it).
         learnable_threshold: make every θ a trainable parameter (DIET-SNN).
         detach_reset: no surrogate gradient through the spike in the soft reset, as
             DIET-SNN's code (its reset ``θ·(V/θ − 1 > 0)`` is a hard comparison); the
@@ -422,7 +432,7 @@ def frozen(snn: ConvertedSNN) -> ConvertedSNN:
     """A copy of a fine-tuned ``snn`` with plain :class:`ConversionIFNode` s (θ as
     buffers, no gradient): the same outputs, for inference, NIR export and the other
     conversion tools. An STDB neuron becomes a plain one too (STDB changes only the
-    backward).
+    backward), with the backend it had before STDB ran it on the reference loop.
 
     Raises:
         ConfigurationError: a learnt θ not finite and > 0, or a neuron whose leak is
@@ -469,5 +479,5 @@ def _frozen_neuron(name: str, neuron: TrainableIFNode) -> ConversionIFNode:
         neuron.initial_membrane,
         neuron.weighted,
         step_mode=neuron.step_mode,
-        backend="auto" if neuron.stdb is not None else neuron.backend,  # STDB's was forced
+        backend=neuron.kept_backend,  # not STDB's reference loop
     )
