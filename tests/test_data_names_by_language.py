@@ -63,13 +63,13 @@ def test_files_languages_and_samples(tmp_path):
         "English": "Smith\r\nJones\r\nSmith\r\n",  # a repeat, CRLF endings
         "Czech": "Dvořák",
     })  # fmt: skip
-    ds = NamesByLanguage(root, "all")
+    ds = NamesByLanguage(root, "all", deduplicate=True)
     assert ds.classes == ("Czech", "English", "Polish")  # sorted file names
     assert ds.names == ["Dvorak", "Smith", "Jones", "Slusarski", "Nowak"]
     assert ds.targets == [0, 1, 1, 2, 2]
     x, y = ds[3]
     assert y == 2 and torch.equal(x, encode_name("Slusarski"))
-    kept = NamesByLanguage(root, "all", deduplicate=False)
+    kept = NamesByLanguage(root, "all")  # the default keeps repeats, as the tutorial
     assert kept.names.count("Smith") == 2 and len(kept) == 6
     shaped = NamesByLanguage(root, "all", transform=lambda t: t.sum(), target_transform=str)
     assert shaped[0] == (torch.tensor(6.0), "0")
@@ -165,3 +165,34 @@ def test_bad_arguments_are_named(tmp_path, kwargs, match):
     root = _layout(tmp_path, {"X": "Li\n"})
     with pytest.raises(ConfigurationError, match=match):
         NamesByLanguage(root, **kwargs)
+
+
+def _tutorial_read(text: str) -> list[str]:
+    """The tutorial's ``readLines``: the file's ends stripped, split on newlines, each
+    line folded as it is."""
+    return [_tutorial_fold(line) for line in text.strip().split("\n")]
+
+
+def test_lines_are_read_as_the_tutorial_reads_them(tmp_path):
+    text = "De la Cruz\r\n O'Neal \nvan\tDyke\nSmith\nSmith\n\n"
+    root = _layout(tmp_path, {"X": text})
+    names = read_names_file(root / "names" / "X.txt")
+    assert names == _tutorial_read(text) == ["De la Cruz", " O'Neal ", "vanDyke", "Smith", "Smith"]
+    assert NamesByLanguage(root, "all").names == names
+
+
+def test_repeats_are_kept_and_split_by_name(tmp_path):
+    # 10 distinct names, name i listed i + 1 times, the copies interleaved
+    lines = [f"N{'a' * i}" for k in range(10) for i in range(10) if k <= i]
+    root = _layout(tmp_path, {"X": "\n".join(lines) + "\n"})
+    train, test = NamesByLanguage(root, "train"), NamesByLanguage(root, "test")
+    assert len(train) + len(test) == len(lines) == 55
+    assert not set(train.names) & set(test.names)  # a name's copies in one split
+    assert len(set(test.names)) == 2  # round(0.2 * 10 distinct names)
+    assert all(test.names.count(n) == lines.count(n) for n in test.names)
+    unique = NamesByLanguage(root, "test", deduplicate=True)
+    assert unique.names == sorted(set(test.names), key=lines.index)  # the same names
+    for seed in range(5):  # other seeds: still no name in both splits
+        a = NamesByLanguage(root, "train", seed=seed).names
+        b = NamesByLanguage(root, "test", seed=seed).names
+        assert not set(a) & set(b) and len(a) + len(b) == 55

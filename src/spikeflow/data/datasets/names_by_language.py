@@ -84,9 +84,14 @@ def encode_name(name: str) -> Tensor:
 
 
 def read_names_file(path: str | os.PathLike) -> list[str]:
-    """The names of one ``<Language>.txt``, folded (:func:`fold_to_ascii`), in file order.
+    """The names of one ``<Language>.txt``, folded (:func:`fold_to_ascii`), in file order,
+    repeats kept.
 
-    Blank lines (a trailing newline, ``"\\r\\n"`` endings) are skipped.
+    As the tutorial reads a file, each line is folded as it is: its spaces (the
+    tutorial's letter ``" "``) are kept, inside a name and at its ends; ``"\\r"`` and tabs
+    are dropped by the folding. Blank lines (a trailing newline, whitespace only) are
+    skipped (the tutorial strips the file's ends; a blank line inside would be an empty
+    name).
 
     Raises:
         DataFormatError: the file is not UTF-8 (its line and byte offset named), holds
@@ -106,8 +111,8 @@ def read_names_file(path: str | os.PathLike) -> list[str]:
     for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
-        folded = fold_to_ascii(line.strip())
-        if not folded:
+        folded = fold_to_ascii(line)
+        if not folded.strip():
             raise DataFormatError(
                 f"{path}, line {number}: {line.strip()!r} has no letter left after folding "
                 'to ASCII (NAME_LETTERS: the ASCII letters and " .,;\'")'
@@ -127,21 +132,24 @@ def _test_count(n: int, fraction: float) -> int:
 class NamesByLanguage(Dataset[tuple[Tensor, Any]]):
     """Surnames labelled with their language (see the module docstring for the layout).
 
-    The split is deterministic and stratified: each language's names (after folding,
-    and with repeats dropped when ``deduplicate``) are shuffled by a generator seeded
-    with ``(seed, crc32 of the language)`` and ``round(test_fraction * n)`` of them
-    (at most ``n - 1``) are the test split, the rest the training split; the samples
-    keep the files' order within a split. The split of a language depends only on its
-    own file and ``seed``. (SpikingJelly's example holds out the last 20% of each file;
-    the files are sorted alphabetically, so that test set is the end of the alphabet.)
+    The split is deterministic, stratified and by name: each language's distinct names
+    (after folding) are shuffled by a generator seeded with ``(seed, crc32 of the
+    language)`` and ``round(test_fraction * n)`` of them (``n`` distinct names, at most
+    ``n - 1``) are held out; every line of a held-out name is in the test split, the
+    other lines in the training split, so a repeated name's copies are never in both.
+    The samples keep the files' order within a split; a language's split depends only
+    on its own file and ``seed``, and is the same names with or without ``deduplicate``.
+    (SpikingJelly's example holds out the last 20% of each file's lines, repeats kept.)
 
     Args:
         root: the folder holding ``names/`` (the tutorial's extracted ``data``).
         split: ``"train"``, ``"test"`` or ``"all"`` (every name).
-        test_fraction: the share of each language held out, in ``[0, 1)`` (default 0.2).
+        test_fraction: the share of each language's distinct names held out, in
+            ``[0, 1)`` (default 0.2).
         seed: the split's seed, an integer >= 0 (default 0).
-        deduplicate: drop a name repeated within a language (default True), so that no
-            name is in both splits of one language; False keeps each file as it is.
+        deduplicate: keep one copy of a name repeated within a language (default
+            False: every line is a sample, as in the tutorial and SpikingJelly, so a
+            frequent name weighs as often as it is listed).
         transform: applied to the ``[L, 57]`` one-hot letters.
         target_transform: applied to the label.
 
@@ -164,7 +172,7 @@ class NamesByLanguage(Dataset[tuple[Tensor, Any]]):
         split: str = "train",
         test_fraction: float = 0.2,
         seed: int = 0,
-        deduplicate: bool = True,
+        deduplicate: bool = False,
         transform: Callable[[Tensor], Any] | None = None,
         target_transform: Callable[[int], Any] | None = None,
     ) -> None:
@@ -185,11 +193,12 @@ class NamesByLanguage(Dataset[tuple[Tensor, Any]]):
         self.targets: list[int] = []
         for label, path in enumerate(files):
             names = read_names_file(path)
-            if self.deduplicate:
-                names = list(dict.fromkeys(names))
-            for i in self._chosen(path.stem, len(names)):
-                self.names.append(names[i])
-                self.targets.append(label)
+            distinct = list(dict.fromkeys(names))
+            chosen = self._chosen(path.stem, distinct)
+            for name in distinct if self.deduplicate else names:
+                if name in chosen:
+                    self.names.append(name)
+                    self.targets.append(label)
 
     def _find_files(self) -> list[Path]:
         folder = self.root / "names"
@@ -212,13 +221,16 @@ class NamesByLanguage(Dataset[tuple[Tensor, Any]]):
             )
         return files
 
-    def _chosen(self, language: str, n: int) -> list[int]:
-        """The indices (in file order) of a language's names in this split."""
+    def _chosen(self, language: str, distinct: list[str]) -> set[str]:
+        """The names of a language (its ``distinct`` ones, in file order) in this split."""
+        n = len(distinct)
         if self.split == "all":
-            return list(range(n))
+            return set(distinct)
         rng = np.random.default_rng([self.seed, zlib.crc32(language.encode("utf-8"))])
         held_out = set(rng.permutation(n)[: _test_count(n, self.test_fraction)].tolist())
-        return [i for i in range(n) if (i in held_out) == (self.split == "test")]
+        return {
+            name for i, name in enumerate(distinct) if (i in held_out) == (self.split == "test")
+        }
 
     def __len__(self) -> int:
         return len(self.names)
