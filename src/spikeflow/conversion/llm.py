@@ -29,10 +29,16 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spikeflow.conversion._checks import check_positive_int
+from spikeflow.conversion.llm_attention import (
+    CausalGQA,
+    attention_scale,
+    merge_heads,
+    rotate,
+    split_heads,
+)
 from spikeflow.conversion.llm_encode import (
     SITES,
     ChannelObserver,
@@ -132,52 +138,6 @@ def _check_source(model: object, feature: str) -> nn.Module:
     return model
 
 
-class _CausalGQA(nn.Module):
-    """Masked scaled dot-product attention with the key/value heads shared by groups of
-    query heads; ``past_*`` (the cache, ``[B, kv_heads, P, D]``) come before the keys."""
-
-    def __init__(self, groups: int, scale: float) -> None:
-        super().__init__()
-        self.groups, self.scale = groups, scale
-
-    def forward(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor, past_k=None, past_v=None):
-        repeat = q.shape[0] // mask.shape[0]  # time folded into the batch
-        if past_k is not None:
-            k = torch.cat([past_k.repeat(repeat, 1, 1, 1), k], dim=2)
-            v = torch.cat([past_v.repeat(repeat, 1, 1, 1), v], dim=2)
-        k = k.repeat_interleave(self.groups, dim=1)
-        v = v.repeat_interleave(self.groups, dim=1)
-        return F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask.repeat(repeat, 1, 1, 1), scale=self.scale
-        )
-
-
-def _rotate(x: Tensor, cos: Tensor, sin: Tensor, heads: int) -> Tensor:
-    """The rotary embedding of ``x [T, B, S, heads*D]`` (the rotate-half convention of
-    Qwen2/Llama), ``cos, sin [B, S, D]``; returns ``[T, B, heads, S, D]``."""
-    x = x.unflatten(-1, (heads, -1)).transpose(2, 3)
-    half = x.shape[-1] // 2
-    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-    return x * cos[None, :, None] + rotated * sin[None, :, None]
-
-
-def _attention_scale(attn: nn.Module) -> float:
-    """The factor of ``q·k``: ``attn.scaling`` (transformers >= 4.48), else
-    ``1/sqrt(head_dim)`` as the attention of transformers 4.45-4.47 divides by."""
-    scaling = getattr(attn, "scaling", None)
-    if scaling is None:
-        scaling = float(attn.head_dim) ** -0.5
-    return float(scaling)
-
-
-def _heads(x: Tensor, heads: int) -> Tensor:
-    return x.unflatten(-1, (heads, -1)).transpose(2, 3)
-
-
-def _merge(x: Tensor) -> Tensor:
-    return x.transpose(2, 3).flatten(-2)
-
-
 class _SpikingDecoderLayer(nn.Module):
     """One decoder layer on streams (parameters shared with the source layer)."""
 
@@ -196,7 +156,7 @@ class _SpikingDecoderLayer(nn.Module):
                 setattr(self, name, StepBias(getattr(getattr(layer, part), name)))
         groups = self.heads // self.kv_heads
         self.attention = TemporalDifference(
-            _CausalGQA(groups, _attention_scale(attn)), streams=(0, 1, 2), name="causal attention"
+            CausalGQA(groups, attention_scale(attn)), streams=(0, 1, 2), name="causal attention"
         )
         self.act = TemporalDifference(mlp.act_fn, name="silu")
         self.product = SpikeProduct("mul")
@@ -206,15 +166,19 @@ class _SpikingDecoderLayer(nn.Module):
         over the steps ``[B, kv_heads, S, D]``)."""
         x = self.input_layernorm(hidden)
         cos, sin = rope
-        q = _merge(_rotate(self.q_proj(x), cos, sin, self.heads))
-        k = _merge(_rotate(self.k_proj(x), cos, sin, self.kv_heads))
+        q = merge_heads(rotate(self.q_proj(x), cos, sin, self.heads))
+        k = merge_heads(rotate(self.k_proj(x), cos, sin, self.kv_heads))
         q, k, v = (
             site(self.index, n, s) for n, s in (("query", q), ("key", k), ("value", self.v_proj(x)))
         )
-        q, k, v = _heads(q, self.heads), _heads(k, self.kv_heads), _heads(v, self.kv_heads)
+        q, k, v = (
+            split_heads(q, self.heads),
+            split_heads(k, self.kv_heads),
+            split_heads(v, self.kv_heads),
+        )
         past_k, past_v = past if past is not None else (None, None)
         attended = self.attention(q, k, v, mask, past_k=past_k, past_v=past_v)
-        hidden = hidden + self.o_proj(_merge(attended))
+        hidden = hidden + self.o_proj(merge_heads(attended))
         x = self.post_attention_layernorm(hidden)
         gated = self.product(self.act(self.gate_proj(x)), self.up_proj(x))
         hidden = hidden + self.down_proj(site(self.index, "mlp", gated))
