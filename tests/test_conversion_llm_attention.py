@@ -2,8 +2,10 @@
 
 Checked against a reference loop over the query heads (softmax of the scaled scores
 with the mask, each query head reading key/value head ``h // groups``), against the
-``repeat_interleave`` form it replaced (bit for bit, float32 and float64), by
-``gradcheck`` in float64, and for not copying the keys and values per query head.
+``repeat_interleave`` form it replaced (bit for bit, float32 and float64, where the
+cache is copied per step; within rounding where the steps are query blocks), by
+``gradcheck`` in float64, and for not copying the keys and values per query head or
+the cache per step.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from spikeflow.conversion.llm_attention import CausalGQA
+from spikeflow.conversion.llm_attention import CausalGQA, _queries_cheaper
 from spikeflow.errors import ShapeError
 
 STEPS, BATCH, HEADS, KV_HEADS, DIM = 3, 2, 6, 2, 8
@@ -59,19 +61,34 @@ def _repeated(q, k, v, mask, past_k, past_v, scale):
     )
 
 
-@pytest.mark.parametrize("length, past", [(5, 0), (1, 7), (4, 6)])
-def test_matches_the_reference_loop(length, past):
+# (1, 7), (4, 6): the steps as query blocks against the cache read once; (20, 1): the
+# block mask would cost more than the cache's copies, so the cache is copied per step
+@pytest.mark.parametrize(
+    "length, past, blocks", [(5, 0, True), (1, 7, True), (4, 6, True), (20, 1, False)]
+)
+def test_matches_the_reference_loop(length, past, blocks):
     args = _inputs(length, past)
+    assert _queries_cheaper(args[0], args[1], args[4], STEPS) is blocks
     ours = CausalGQA(GROUPS, 0.3)(*args[:4], past_k=args[4], past_v=args[5])
     torch.testing.assert_close(ours, _reference(*args, 0.3), rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("length, past", [(5, 0), (1, 40), (3, 9)])
-def test_equals_the_repeated_form_bit_for_bit(dtype, length, past):
-    args = _inputs(length, past, dtype, seed=1)
-    ours = CausalGQA(GROUPS, 0.25)(*args[:4], past_k=args[4], past_v=args[5])
-    assert torch.equal(ours, _repeated(*args, 0.25))
+@pytest.mark.parametrize("length, past", [(5, 0), (1, 40), (3, 9), (20, 1)])
+def test_equals_the_repeated_form(dtype, length, past):
+    """Bit for bit without a cache or with the cache copied per step; with the steps as
+    query blocks the softmax sums run over other key blocks: within rounding."""
+    q, k, v, mask, past_k, past_v = _inputs(length, past, dtype, seed=1)
+    attention = CausalGQA(GROUPS, 0.25)
+    if past == 0:  # no cache
+        assert torch.equal(attention(q, k, v, mask), _repeated(q, k, v, mask, past_k, past_v, 0.25))
+    ours = attention(q, k, v, mask, past_k=past_k, past_v=past_v)
+    expected = _repeated(q, k, v, mask, past_k, past_v, 0.25)
+    if _queries_cheaper(q, k, past_k, STEPS):
+        tolerance = 1e-6 if dtype == torch.float32 else 1e-14
+        torch.testing.assert_close(ours, expected, rtol=0, atol=tolerance)
+    else:
+        assert torch.equal(ours, expected)
 
 
 def test_gradcheck_float64():
@@ -100,15 +117,15 @@ class _Shapes(TorchDispatchMode):
         return out
 
 
-def test_keys_and_values_are_not_copied_per_query_head():
+def test_keys_and_values_are_not_copied_per_query_head_or_step():
     length, past = 1, 30
     q, k, v, mask, past_k, past_v = _inputs(length, past, torch.float32)
     with _Shapes() as record:
         CausalGQA(GROUPS, 0.25)(q, k, v, mask, past_k=past_k, past_v=past_v)
-    per_head = (STEPS * BATCH, HEADS, past + length, DIM)
-    assert per_head not in record.shapes
-    # the cache once per step, per key/value head (each step's keys follow it)
-    assert record.shapes.count((STEPS * BATCH, KV_HEADS, past + length, DIM)) == 2
+    assert (STEPS * BATCH, HEADS, past + length, DIM) not in record.shapes  # per head
+    assert (STEPS * BATCH, KV_HEADS, past + length, DIM) not in record.shapes  # per step
+    # the cache, once, followed by the steps' keys (and values)
+    assert record.shapes.count((BATCH, KV_HEADS, past + STEPS * length, DIM)) == 2
 
 
 def test_refuses_heads_not_in_groups():

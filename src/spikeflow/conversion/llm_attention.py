@@ -4,9 +4,14 @@ head split and merge, and causal grouped-query attention (GQA) over a key/value 
 In ``mode="spikes"`` the ``T`` steps are folded into the batch (``[T*B, heads, S, D]``).
 The key/value heads are never repeated per query head: ``scaled_dot_product_attention``
 with ``enable_gqa=True`` pairs each group of query heads with its key/value head (on CPU
-float32 and float64 the results equal those of ``repeat_interleave``, bit for bit). The
-cache ``[B, kv_heads, P, D]`` is still copied once per step, since each step's new keys
-follow it in one key sequence.
+float32 and float64 the results equal those of ``repeat_interleave``, bit for bit). With
+a cache ``[B, kv_heads, P, D]`` and ``T > 1`` steps, the steps become consecutive
+blocks of queries of one sequence ``[B, heads, T*S, D]`` against the cache followed by
+every step's keys, a block mask letting each block see the cache and its own step's
+keys: the cache is read once instead of copied per step (results equal within rounding,
+the softmax sums running over other key blocks). Where that mask, ``T*S x (P + T*S)``
+per sequence, would cost more than the ``T`` copies of the cache (a long chunk after a
+short cache), the cache is copied per step instead.
 """
 
 from __future__ import annotations
@@ -51,6 +56,8 @@ class CausalGQA(nn.Module):
                 f"head of {k.shape[1]}"
             )
         repeat = q.shape[0] // mask.shape[0]  # time folded into the batch
+        if past_k is not None and repeat > 1 and _queries_cheaper(q, k, past_k, repeat):
+            return self._steps_as_queries(q, k, v, mask, past_k, past_v, repeat)
         if past_k is not None:
             k = torch.cat([past_k.repeat(repeat, 1, 1, 1), k], dim=2)
             v = torch.cat([past_v.repeat(repeat, 1, 1, 1), v], dim=2)
@@ -59,6 +66,36 @@ class CausalGQA(nn.Module):
         return F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, scale=self.scale, enable_gqa=self.groups > 1
         )
+
+    def _steps_as_queries(self, q, k, v, mask, past_k, past_v, steps: int) -> Tensor:
+        """The steps as consecutive query blocks of one sequence ``[B, heads, T*S, D]``
+        against ``[cache; keys of step 1; ...; keys of step T]``, each block seeing the
+        cache and its own step's keys: the cache is read once, not copied per step."""
+        batch, length, past = mask.shape[0], q.shape[2], past_k.shape[2]
+
+        def blocks(x: Tensor) -> Tensor:  # [T*B, h, S, D] -> [B, h, T*S, D]
+            return x.unflatten(0, (steps, batch)).permute(1, 2, 0, 3, 4).flatten(2, 3)
+
+        keys = torch.cat([past_k, blocks(k)], dim=2)
+        values = torch.cat([past_v, blocks(v)], dim=2)
+        to_past = mask[..., :past].unsqueeze(2).expand(-1, -1, steps, -1, -1)
+        same_step = torch.eye(steps, dtype=torch.bool, device=mask.device)[:, None, :, None]
+        to_new = same_step & mask[:, :, None, :, None, past:]  # [B, 1, T, S, T, S]
+        block_mask = torch.cat([to_past.flatten(2, 3), to_new.flatten(4, 5).flatten(2, 3)], dim=-1)
+        out = F.scaled_dot_product_attention(
+            blocks(q), keys, values, attn_mask=block_mask, scale=self.scale,
+            enable_gqa=self.groups > 1,
+        )  # fmt: skip
+        return out.unflatten(2, (steps, length)).permute(2, 0, 1, 3, 4).flatten(0, 1)
+
+
+def _queries_cheaper(q: Tensor, k: Tensor, past_k: Tensor, steps: int) -> bool:
+    """Whether the block mask of ``steps`` steps as queries (bool, and the float copy
+    the attention makes of it) costs fewer bytes than ``steps`` copies of the cache."""
+    length, past, size = q.shape[2], past_k.shape[2], q.element_size()
+    mask_bytes = length * (past + steps * length) * (size + 1)
+    copy_bytes = 2 * k.shape[1] * (past + length) * k.shape[3] * size
+    return mask_bytes < copy_bytes
 
 
 def rotate(x: Tensor, cos: Tensor, sin: Tensor, heads: int) -> Tensor:
