@@ -17,7 +17,7 @@ try:
 except ImportError:  # Windows: no advisory locks; callers fall back on file ages
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["being_written", "file_mode", "give_mode", "lock_while_writing"]
+__all__ = ["being_written", "file_mode", "give_mode", "load_weights_only", "lock_while_writing"]
 
 
 def _umask() -> int:
@@ -85,3 +85,21 @@ def being_written(path: str | os.PathLike) -> bool:
     except OSError:
         return False
     return False
+
+
+def load_weights_only(path: Path, what: str, damage: str, map_location: object = "cpu") -> object:
+    """``torch.load(path, weights_only=True)`` (no pickled code runs); a missing file or
+    one that does not load raises a ``ConfigurationError`` naming ``what`` and ``path``,
+    ``damage`` saying what the file may be (``"truncated or damaged?"``)."""
+    import torch
+
+    from spikeflow.errors import ConfigurationError
+
+    if not path.is_file():
+        raise ConfigurationError(f"{what} {path} does not exist")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:
+        raise ConfigurationError(
+            f"{what} {path} cannot be loaded ({damage}): {type(error).__name__}: {error}"
+        ) from error

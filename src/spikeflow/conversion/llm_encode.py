@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from spikeflow._files import load_weights_only
 from spikeflow.conversion._checks import check_positive_int
 from spikeflow.data.cache import atomic_write_bytes
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
@@ -210,15 +211,9 @@ class LLMCalibration:
         """Read a file :meth:`save` wrote (``weights_only=True``: no pickled code runs).
         A missing, truncated or foreign file raises a ``ConfigurationError`` naming it."""
         path = Path(path)
-        if not path.is_file():
-            raise ConfigurationError(f"calibration file {path} does not exist")
-        try:
-            state = torch.load(path, map_location=map_location, weights_only=True)
-        except Exception as error:
-            raise ConfigurationError(
-                f"calibration file {path} cannot be loaded (truncated or not a torch.save "
-                f"file?): {type(error).__name__}: {error}"
-            ) from error
+        state = load_weights_only(
+            path, "calibration file", "truncated or not a torch.save file?", map_location
+        )
         if not isinstance(state, Mapping) or state.get("format") != CALIBRATION_FORMAT:
             raise ConfigurationError(
                 f"{path} is not a spikeflow LLM calibration (expected format "

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from spikeflow._files import give_mode, lock_while_writing
+from spikeflow._files import give_mode, load_weights_only, lock_while_writing
 from spikeflow.errors import ConfigurationError
 
 __all__ = [
@@ -174,15 +174,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         ConfigurationError: the file is missing or is not a spikeflow training checkpoint.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigurationError(f"checkpoint {path} does not exist")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:
-        raise ConfigurationError(
-            f"checkpoint {path} cannot be loaded (truncated or damaged?): "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
+    payload = load_weights_only(path, "checkpoint", "truncated or damaged?", map_location)
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ConfigurationError(
             f"{path} is not a spikeflow training checkpoint (expected format {CHECKPOINT_FORMAT!r})"
