@@ -10,7 +10,7 @@ delays, time-major ``[T, B, ...]`` and in integers throughout.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -167,6 +167,28 @@ def _init_convolution(
     module.groups = groups
 
 
+def _integer_convolution(
+    module: nn.Module, op: Callable[..., Tensor], x: Tensor, in_channels: int
+) -> Tensor:
+    """``op`` (``F.conv2d`` or ``F.conv_transpose2d``) with ``module``'s integer weight
+    and geometry on the integer ``x [T, B, in_channels, H, W]``, exactly (in float64),
+    returned as int64 ``[T, B, C', H', W']``."""
+    owner = type(module).__name__
+    x = _integer_input(owner, x, 4, "[T, B, C, H, W]")
+    if x.shape[2] != in_channels:
+        raise ShapeError(f"{owner} expects {in_channels} input channels, got {x.shape[2]}")
+    T, B = x.shape[:2]
+    y = op(
+        x.reshape(T * B, *x.shape[2:]).to(torch.float64),
+        module.weight.to(torch.float64),
+        stride=module.stride,
+        padding=module.padding,
+        dilation=module.dilation,
+        groups=module.groups,
+    )
+    return y.to(torch.int64).reshape(T, B, *y.shape[1:])
+
+
 class LoihiConv2d(nn.Module):
     """An integer 2-d convolution (PyTorch's cross-correlation, ``[out, in/groups, kH,
     kW]`` weights) over ``[T, B, C, H, W]``.
@@ -207,21 +229,7 @@ class LoihiConv2d(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """The integer synaptic sums ``[T, B, out, H', W']``."""
-        x = _integer_input(type(self).__name__, x, 4, "[T, B, C, H, W]")
-        if x.shape[2] != self.in_channels:
-            raise ShapeError(
-                f"LoihiConv2d expects {self.in_channels} input channels, got {x.shape[2]}"
-            )
-        T, B = x.shape[:2]
-        y = F.conv2d(
-            x.reshape(T * B, *x.shape[2:]).to(torch.float64),
-            self.weight.to(torch.float64),
-            stride=self.stride,
-            padding=self.padding,
-            dilation=self.dilation,
-            groups=self.groups,
-        )
-        return y.to(torch.int64).reshape(T, B, *y.shape[1:])
+        return _integer_convolution(self, F.conv2d, x, self.in_channels)
 
     def extra_repr(self) -> str:
         out, per_group, kh, kw = self.weight.shape

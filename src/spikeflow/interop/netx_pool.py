@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.interop.netx_layers import (
     _init_convolution,
+    _integer_convolution,
     _integer_input,
     _integer_weight,
     _pair,
@@ -223,22 +224,7 @@ class LoihiConvTranspose2d(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """The integer sums ``[T, B, out, H', W']``."""
-        owner = type(self).__name__
-        x = _integer_input(owner, x, 4, "[T, B, C, H, W]")
-        if x.shape[2] != self.weight.shape[0]:
-            raise ShapeError(
-                f"{owner} expects {self.weight.shape[0]} input channels, got {x.shape[2]}"
-            )
-        T, B = x.shape[:2]
-        y = F.conv_transpose2d(
-            x.reshape(T * B, *x.shape[2:]).to(torch.float64),
-            self.weight.to(torch.float64),
-            stride=self.stride,
-            padding=self.padding,
-            groups=self.groups,
-            dilation=self.dilation,
-        )
-        return y.to(torch.int64).reshape(T, B, *y.shape[1:])
+        return _integer_convolution(self, F.conv_transpose2d, x, int(self.weight.shape[0]))
 
     def extra_repr(self) -> str:
         i, per_group, kh, kw = self.weight.shape
