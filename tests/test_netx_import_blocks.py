@@ -277,11 +277,9 @@ ALIF = {
 }
 
 
-def test_conv_pool_unpool_conv_t_average_on_real_nmnist_equal_lava_dl(tmp_path):
-    """2x34x34 N-MNIST -> conv 8 CUBA -> sum pool 2x2 ALIF -> unpool 2x2 CUBA -> convT 4
-    ALIF (per-channel decays) -> average over 4 groups: every layer's spikes equal the
-    transcription's."""
-    x = _nmnist_spikes()
+def blocks_file(path):
+    """The file of the conv / pool / unpool / convT / average test (Lava-DL's layout);
+    returns its integer weights and the convT layer's per-channel ALIF parameters."""
     rng = np.random.default_rng(0)
     w_conv = _grid(rng, (8, 2, 3, 3), -40, 120)
     w_pool = np.full((1, 1, 2, 2), 2 * 13)  # Lava-DL's pool weight: weight_scale on its grid
@@ -290,7 +288,6 @@ def test_conv_pool_unpool_conv_t_average_on_real_nmnist_equal_lava_dl(tmp_path):
     alif_ch = dict(
         ALIF, iDecay=np.array([500, 1024, 2048, 4096]), thDecay=np.array([0, 100, 300, 4096])
     )
-    path = tmp_path / "blocks.net"
     with h5py.File(path, "w") as f:
         layer = f.create_group("layer")
         _type(layer.create_group("0"), "input")
@@ -325,6 +322,16 @@ def test_conv_pool_unpool_conv_t_average_on_real_nmnist_equal_lava_dl(tmp_path):
         )
         _type(layer.create_group("5"), "average")
         layer["5"].create_dataset("shape", data=np.array([4, 1, 1]))
+    return w_conv, w_pool, w_unpool, w_conv_t, alif_ch
+
+
+def test_conv_pool_unpool_conv_t_average_on_real_nmnist_equal_lava_dl(tmp_path):
+    """2x34x34 N-MNIST -> conv 8 CUBA -> sum pool 2x2 ALIF -> unpool 2x2 CUBA -> convT 4
+    ALIF (per-channel decays) -> average over 4 groups: every layer's spikes equal the
+    transcription's."""
+    x = _nmnist_spikes()
+    path = tmp_path / "blocks.net"
+    w_conv, w_pool, w_unpool, w_conv_t, alif_ch = blocks_file(path)
     net = import_netx(path)
     assert isinstance(net[3], LoihiALIFNode) and isinstance(net[-1], LoihiAverage)
 
@@ -353,11 +360,9 @@ def _complex_file(path, layers):
             build(group.create_group(str(index)))
 
 
-@pytest.mark.parametrize("kind", ["RF_IZHIKEVICH", "RF_PHASE", "ADRF_PHASE"])
-def test_complex_conv_and_dense_resonators_on_real_nmnist_equal_lava_dl(tmp_path, kind):
-    """Complex conv (weight/real, weight/imag) -> resonators -> flatten -> complex dense
-    (per-neuron decays) -> resonators, on real N-MNIST, equal the transcription."""
-    x = _nmnist_spikes(steps=16)
+def resonator_file(path, kind):
+    """The file of the complex conv -> flatten -> complex dense resonator test (Lava-DL's
+    layout); returns the (real, imag) weights and the two layers' neuron fields."""
     rng = np.random.default_rng(1)
     conv = (_grid(rng, (6, 2, 5, 5), -40, 110), _grid(rng, (6, 2, 5, 5), -90, 90))
     dense = (_grid(rng, (20, 6 * 15 * 15), -20, 30), _grid(rng, (20, 6 * 15 * 15), -26, 26))
@@ -393,12 +398,23 @@ def test_complex_conv_and_dense_resonators_on_real_nmnist_equal_lava_dl(tmp_path
     def dense_layer(g):
         _type(g, "dense")
         g.create_dataset("shape", data=np.array([20]))
+        g.create_dataset("inFeatures", data=6 * 15 * 15)  # as Lava-DL's dense blocks
+        g.create_dataset("outFeatures", data=20)
         g.create_dataset("weight/real", data=dense[0])
         g.create_dataset("weight/imag", data=dense[1])
         _neuron(g, second)
 
-    path = tmp_path / "rf.net"
     _complex_file(path, [conv_layer, flatten, dense_layer])
+    return conv, dense, first, second
+
+
+@pytest.mark.parametrize("kind", ["RF_IZHIKEVICH", "RF_PHASE", "ADRF_PHASE"])
+def test_complex_conv_and_dense_resonators_on_real_nmnist_equal_lava_dl(tmp_path, kind):
+    """Complex conv (weight/real, weight/imag) -> resonators -> flatten -> complex dense
+    (per-neuron decays) -> resonators, on real N-MNIST, equal the transcription."""
+    x = _nmnist_spikes(steps=16)
+    path = tmp_path / "rf.net"
+    conv, dense, first, second = resonator_file(path, kind)
     net = import_netx(path)
     cls = LoihiAdaptiveResonatorNode if kind == "ADRF_PHASE" else LoihiResonatorNode
     assert isinstance(net[1], cls)

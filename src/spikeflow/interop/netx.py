@@ -12,6 +12,11 @@ Lava-DL's ``slayer`` blocks export and ``lava.lib.dl.netx.hdf5.Network`` reads::
     optional: bias [C] (the neurons' bias mantissa), delay [C] (whole steps)
     neuron/type = 'CUBA', iDecay, vDecay, vThMant, refDelay = 1, gradedSpike = False
 
+and Lava-DL's ``pool``, ``unpool``, ``convT`` and (last) ``average`` layers, complex
+synapses (``weight/real``, ``weight/imag``) and ``ALIF`` / ``RF_PHASE`` /
+``RF_IZHIKEVICH`` / ``ADRF_PHASE`` neurons, as :func:`import_netx` reads them
+(:mod:`spikeflow.interop.netx_export_blocks`).
+
 Float weights are quantised as Lava-DL's ``quantize_8bit`` does for export (``scale =
 64``): ``w_int = clamp(2 round(32 w), -256, 254)``, the integers a Loihi synapse adds.
 :func:`import_netx` (in :mod:`spikeflow.interop.netx_import`, re-exported here) reads
@@ -38,9 +43,19 @@ from torch.nn.utils import parametrize
 
 from spikeflow._files import give_mode
 from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.interop.netx_export_blocks import (
+    BLOCK_NEURONS,
+    COMPLEX_BLOCK_NEURONS,
+    KERNEL_SYNAPSES,
+    average_layer,
+    block_neuron_fields,
+    check_exact_weights,
+    kernel_layer,
+)
 from spikeflow.interop.netx_import import NETX_MAX_DELAY, import_netx, require_h5py
 from spikeflow.interop.netx_layers import LoihiConv2d, LoihiDense, NetxNetwork
 from spikeflow.interop.netx_plif import plif_as_lif
+from spikeflow.interop.netx_pool import LoihiAverage, LoihiComplexSynapse, LoihiConvTranspose2d
 from spikeflow.interop.netx_sdnn import is_sdnn, sdnn_layers
 from spikeflow.layers import AxonalDelay, Flatten, MeanOnlyBatchNorm
 from spikeflow.neurons import CubaLIFNode, IFNode, LIFNode
@@ -267,6 +282,44 @@ def _synapse(
     }
 
 
+def _any_synapse(
+    module: nn.Module, shape: tuple[int, ...], where: str, voltage_bias: bool
+) -> dict[str, Any]:
+    """The datasets of any synapse netx files hold: dense, conv, pool, unpool, convT (a
+    float ``ConvTranspose2d`` quantised as :func:`lava_dl_weights`), or a complex synapse
+    of two of one kind (written as the real one's layer with ``weight/real`` and
+    ``weight/imag``, as Lava-DL's blocks write it)."""
+    if isinstance(module, LoihiComplexSynapse):
+        layer = _any_synapse(module.real, shape, f"{where}.real", False)
+        imag = _any_synapse(module.imag, shape, f"{where}.imag", False)
+        layer["weight/real"] = layer.pop("weight")
+        layer["weight/imag"] = imag["weight"]
+        return layer
+    if isinstance(module, nn.ConvTranspose2d):
+        problems = []
+        if not voltage_bias and module.bias is not None and bool(module.bias.ne(0).any()):
+            problems.append("a bias (Loihi adds a bias to the voltage: bias=False)")
+        if any(module.output_padding) or module.padding_mode != "zeros":
+            problems.append(
+                f"output_padding={module.output_padding}, padding_mode="
+                f"{module.padding_mode!r} (Lava-DL's ConvTranspose has neither)"
+            )
+        if isinstance(module.padding, str):
+            problems.append(f"padding={module.padding!r} (netx stores numbers)")
+        if problems:
+            raise ConfigurationError(f"export_netx: {where}: " + "; ".join(problems))
+        module = LoihiConvTranspose2d(
+            _float_weights(module, where),
+            module.stride,  # type: ignore[arg-type]
+            module.padding,  # type: ignore[arg-type]
+            module.dilation,  # type: ignore[arg-type]
+            module.groups,
+        )
+    if isinstance(module, KERNEL_SYNAPSES):
+        return kernel_layer(module, shape, where)
+    return _synapse(module, shape, where, voltage_bias)
+
+
 def _channel_bias(bias: Tensor, channels: int, where: str) -> np.ndarray:
     """One bias mantissa per channel (netx broadcasts a channel's to its neurons)."""
     values = bias.detach().cpu().flatten()  # (a model on the GPU is written too)
@@ -360,12 +413,22 @@ def _network_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[dict
             shape = (flat,)
             i += 1
             continue
+        if isinstance(module, LoihiAverage):
+            if i + 1 < len(modules):
+                raise ConfigurationError(
+                    f"export_netx: {where} must be the last module (Lava-DL's average is a "
+                    f"float readout), followed by {names[i + 1]}"
+                )
+            if len(groups) == 1:
+                raise ConfigurationError(
+                    f"export_netx: {where}: an average layer before any synapse layer"
+                )
+            groups.append(average_layer(module, shape, where))
+            break
         follower = modules[i + 1] if i + 1 < len(modules) else None
-        layer = _synapse(module, shape, where, voltage_bias=type(follower) in (IFNode, LIFNode))
-        if not (
-            isinstance(follower, (CubaLIFNode, LoihiCubaLIFNode))
-            or type(follower) in (IFNode, LIFNode)
-        ):
+        layer = _any_synapse(module, shape, where, type(follower) in (IFNode, LIFNode))
+        neurons = (CubaLIFNode, LoihiCubaLIFNode, *BLOCK_NEURONS)
+        if not (isinstance(follower, neurons) or type(follower) in (IFNode, LIFNode)):
             found = (
                 "nothing"
                 if follower is None
@@ -373,16 +436,31 @@ def _network_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[dict
             )
             raise ConfigurationError(
                 f"export_netx: {where} must be followed by a CubaLIFNode, "
-                f"LoihiCubaLIFNode, IFNode or LIFNode (a netx block is a synapse and its "
-                f"neurons), got {found}"
+                f"LoihiCubaLIFNode, IFNode, LIFNode or a netx ALIF / RF / ADRF node (a "
+                f"netx block is a synapse and its neurons), got {found}"
             )
-        neuron = _neuron_params(modules[i + 1], f"module {names[i + 1]}")
-        bias = neuron.pop("bias")
-        if bias is None:
-            bias = _voltage_bias(module, where)
-        if bias is not None:
-            layer["bias"] = _channel_bias(bias, layer["shape"][0], f"module {names[i + 1]}")
-        layer["neuron"] = {"type": "CUBA", **neuron, "refDelay": 1, "gradedSpike": False}
+        complex_neuron = isinstance(follower, COMPLEX_BLOCK_NEURONS)
+        if complex_neuron != isinstance(module, LoihiComplexSynapse):
+            kind = "a complex" if isinstance(module, LoihiComplexSynapse) else "a real"
+            raise ConfigurationError(
+                f"export_netx: {where}: {kind} synapse before module {names[i + 1]} "
+                f"({type(follower).__name__}): the resonators (RF, RF-IZ, ADRF) take a "
+                "LoihiComplexSynapse's (real, imag) sums, the other neurons one real synapse's"
+            )
+        for key in ("weight", "weight/real", "weight/imag"):
+            if key in layer:
+                check_exact_weights(layer[key], where)
+        if isinstance(follower, BLOCK_NEURONS):
+            fields = block_neuron_fields(follower, layer["shape"][0], f"module {names[i + 1]}")
+            layer["neuron"] = fields
+        else:
+            neuron = _neuron_params(follower, f"module {names[i + 1]}")
+            bias = neuron.pop("bias")
+            if bias is None:
+                bias = _voltage_bias(module, where)
+            if bias is not None:
+                layer["bias"] = _channel_bias(bias, layer["shape"][0], f"module {names[i + 1]}")
+            layer["neuron"] = {"type": "CUBA", **neuron, "refDelay": 1, "gradedSpike": False}
         i += 2
         if i < len(modules) and isinstance(modules[i], AxonalDelay):
             layer["delay"] = _delays(modules[i], layer["shape"][0], f"module {names[i]}")
@@ -390,7 +468,7 @@ def _network_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[dict
         groups.append(layer)
         shape = tuple(layer["shape"])
     if len(groups) == 1:
-        raise ConfigurationError("export_netx: the network has no dense or conv layer")
+        raise ConfigurationError("export_netx: the network has no synapse layer")
     return groups
 
 
@@ -401,8 +479,8 @@ def _write_group(h5: Any, group: Any, layer: dict[str, Any]) -> None:
         elif key == "neuron":
             for name, item in value.items():  # neuron/type: a variable-length string
                 group.create_dataset(f"neuron/{name}", data=item)
-        elif key == "weight":
-            group.create_dataset("weight", data=value.cpu().numpy().astype(np.float32))
+        elif key.startswith("weight"):  # weight, or a complex synapse's weight/real, /imag
+            group.create_dataset(key, data=value.cpu().numpy().astype(np.float32))
         else:
             group.create_dataset(key, data=np.asarray(value))
 
@@ -418,7 +496,16 @@ def export_netx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence
     ``ParametricLIFNode`` as that LIF with the 12-bit decay ``round(4096 sigmoid(w))``,
     :mod:`~spikeflow.interop.netx_plif`), optionally an
     ``AxonalDelay`` (exported as whole steps, ``floor(d)``, as Lava-DL does), with
-    ``Flatten`` between a convolution and a dense block; nested ``nn.Sequential`` are
+    ``Flatten`` between a convolution and a dense block. The modules
+    :func:`import_netx` builds for Lava-DL's other blocks are written back in its layout
+    (:mod:`~spikeflow.interop.netx_export_blocks`): ``LoihiSumPool`` (``pool``),
+    ``LoihiUnpool`` (``unpool``), ``LoihiConvTranspose2d`` or a float bias-free
+    ``nn.ConvTranspose2d`` without output padding (``convT``), a ``LoihiComplexSynapse``
+    of two dense / conv / pool / unpool / convT synapses (``weight/real``,
+    ``weight/imag``), a last ``LoihiAverage`` (``average``), and ``LoihiALIFNode``,
+    ``LoihiResonatorNode``, ``LoihiAdaptiveResonatorNode`` neurons (``ALIF``,
+    ``RF_PHASE`` / ``RF_IZHIKEVICH``, ``ADRF_PHASE``; resonators only after a complex
+    synapse). Nested ``nn.Sequential`` are
     unrolled and ``Dropout`` / ``Identity`` (no-ops at inference, which
     :func:`~spikeflow.quant.loihi_grid` trains with) left out. Float weights are quantised as
     :func:`lava_dl_weights`, the neurons as
@@ -444,7 +531,11 @@ def export_netx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence
 
     Raises:
         ConfigurationError: a module netx cannot represent (named with its index), a
-            neuron that is not Lava-DL's CUBA (graded spikes included), a layer bias; in
+            neuron that is not Lava-DL's CUBA or one of the neurons above (graded spikes
+            included), a layer bias, a resonator after a real synapse (or another neuron
+            after a complex one), a layer after an average, per-channel decays of another
+            count than the layer's channels, integer weights beyond 2^24 (the float32
+            weight dataset would round them); in
             a sigma-delta network an activation other than ReLU, ``cum_error``, one
             threshold per neuron, a bias on the output layer.
         ShapeError: layers whose shapes do not chain from ``input_shape``.
