@@ -27,9 +27,11 @@ The fields, as Lava-DL's blocks write them (``slayer/block/base.py``, ``export_h
   ``refDecay``, ``vThStep``. A decay is one value, or one per channel
   (``shared_param=False``).
 
-``concat`` is refused: a netx file is a chain of numbered layers and no Lava-DL block
-writes a concat layer or names the layers it would join (netx's ``create_concat`` is a
-stub), so there is nothing to read its inputs from.
+``concat`` is refused: netx's own reader (``hdf5.Network._create``) raises
+``NotImplementedError`` for it (``create_concat`` is a stub), and a netx file is a chain
+of numbered layers: no Lava-DL block writes a concat layer or names the layers it would
+join, so there is nothing to read its inputs from. The export of these layers and
+neurons is :mod:`spikeflow.interop.netx_export_blocks`.
 """
 
 from __future__ import annotations

@@ -340,9 +340,9 @@ def import_netx(path: str | os.PathLike) -> NetxNetwork:
             if kind == "concat":
                 raise reader.fail(
                     f"{group.name}/type",
-                    "layer type 'concat' is not supported: a netx file is a chain of numbered "
-                    "layers and names no inputs for a concat (no Lava-DL block writes one, "
-                    "and netx's create_concat is a stub)",
+                    "layer type 'concat' is not supported: netx's own reader raises "
+                    "NotImplementedError for it, and a netx file is a chain of numbered "
+                    "layers that names no inputs for a concat (no Lava-DL block writes one)",
                 )
             if modules and isinstance(modules[-1], LoihiAverage):
                 raise reader.fail(
