@@ -208,6 +208,39 @@ def test_float_conv_transpose_exports_as_lava_dl_quantises_it(tmp_path):
     assert torch.equal(back[0](x).double(), 64 * ref.reshape(4, 2, 5, 17, 17))
 
 
+def test_float_avg_pool_exports_as_the_lava_dl_pool_that_computes_it(tmp_path):
+    """conv -> CUBA -> nn.AvgPool2d(2) -> CUBA on 2x34x34: the pool is written as Lava-DL's
+    pool with the kernel 64/4 = 16 (the mean 1/4 on its weight grid), whose sums on
+    real N-MNIST spikes are 64 times PyTorch's average pooling; export(import(file))
+    writes the same file."""
+    torch.manual_seed(3)
+    conv = torch.nn.Conv2d(2, 4, 3, padding=1, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(torch.randint(-20, 40, conv.weight.shape) / 32)
+
+    def cuba():
+        return LoihiCubaLIFNode.from_netx(1024, 256, 80)
+
+    model = torch.nn.Sequential(conv, cuba(), torch.nn.AvgPool2d(2), cuba())
+    path = export_netx(model, tmp_path / "avg.net", (2, 34, 34))
+    back = import_netx(path)
+    assert isinstance(back[2], LoihiSumPool) and back[2].stride == (2, 2)
+    assert torch.equal(back[2].weight, torch.full((2, 2), 16))
+    x = _nmnist_spikes(steps=8).movedim(-1, 0).to(torch.int64)  # [T, N, 2, 34, 34]
+    spikes = back[:2](x)
+    assert 0 < float(spikes.float().mean()) < 0.5
+    want = 64 * F.avg_pool2d(spikes.flatten(0, 1).double(), 2)
+    assert torch.equal(back[2](spikes).double(), want.reshape(*spikes.shape[:3], 17, 17))
+    _assert_same_datasets(export_netx(back, tmp_path / "again.net", (2, 34, 34)), path)
+    for pool, shape, match in (
+        (torch.nn.AvgPool2d(3), (2, 9, 9), r"the window mean 1/9 is not on Lava-DL's weight"),
+        (torch.nn.AvgPool2d(2), (2, 9, 8), r"\[2, 9, 8\] whose height and width are not"),
+        (torch.nn.AvgPool2d(2, stride=1), (2, 8, 8), r"stride=\(1, 1\).*stride = kernel"),
+    ):
+        with pytest.raises(ConfigurationError, match=r"module 0 \(AvgPool2d\).*" + match):
+            export_netx(torch.nn.Sequential(pool, cuba()), tmp_path / "bad.net", shape)
+
+
 def test_what_netx_cannot_hold_is_refused_naming_the_module(tmp_path):
     path = tmp_path / "bad.net"
     dense = LoihiDense(torch.full((4, 6), 2, dtype=torch.int64))

@@ -48,6 +48,7 @@ from spikeflow.interop.netx_export_blocks import (
     COMPLEX_BLOCK_NEURONS,
     KERNEL_SYNAPSES,
     average_layer,
+    avg_pool_as_sum_pool,
     block_neuron_fields,
     check_exact_weights,
     kernel_layer,
@@ -286,7 +287,8 @@ def _any_synapse(
     module: nn.Module, shape: tuple[int, ...], where: str, voltage_bias: bool
 ) -> dict[str, Any]:
     """The datasets of any synapse netx files hold: dense, conv, pool, unpool, convT (a
-    float ``ConvTranspose2d`` quantised as :func:`lava_dl_weights`), or a complex synapse
+    float ``ConvTranspose2d`` quantised as :func:`lava_dl_weights`; an ``AvgPool2d`` that a
+    pool computes exactly, :func:`avg_pool_as_sum_pool`), or a complex synapse
     of two of one kind (written as the real one's layer with ``weight/real`` and
     ``weight/imag``, as Lava-DL's blocks write it)."""
     if isinstance(module, LoihiComplexSynapse):
@@ -315,6 +317,8 @@ def _any_synapse(
             module.dilation,  # type: ignore[arg-type]
             module.groups,
         )
+    if isinstance(module, nn.AvgPool2d):
+        module = avg_pool_as_sum_pool(module, shape, where)
     if isinstance(module, KERNEL_SYNAPSES):
         return kernel_layer(module, shape, where)
     return _synapse(module, shape, where, voltage_bias)
@@ -500,7 +504,9 @@ def export_netx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence
     :func:`import_netx` builds for Lava-DL's other blocks are written back in its layout
     (:mod:`~spikeflow.interop.netx_export_blocks`): ``LoihiSumPool`` (``pool``),
     ``LoihiUnpool`` (``unpool``), ``LoihiConvTranspose2d`` or a float bias-free
-    ``nn.ConvTranspose2d`` without output padding (``convT``), a ``LoihiComplexSynapse``
+    ``nn.ConvTranspose2d`` without output padding (``convT``), an ``nn.AvgPool2d`` a
+    ``pool`` computes exactly (stride = kernel, no padding, ``H`` and ``W`` multiples of
+    the kernel, ``kH·kW`` in 1, 2, 4, ..., 32), a ``LoihiComplexSynapse``
     of two dense / conv / pool / unpool / convT synapses (``weight/real``,
     ``weight/imag``), a last ``LoihiAverage`` (``average``), and ``LoihiALIFNode``,
     ``LoihiResonatorNode``, ``LoihiAdaptiveResonatorNode`` neurons (``ALIF``,

@@ -27,6 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 from torch import Tensor, nn
 
 from spikeflow.errors import ConfigurationError, ShapeError
@@ -47,6 +48,7 @@ __all__ = [
     "COMPLEX_BLOCK_NEURONS",
     "KERNEL_SYNAPSES",
     "average_layer",
+    "avg_pool_as_sum_pool",
     "block_neuron_fields",
     "check_exact_weights",
     "kernel_layer",
@@ -70,6 +72,44 @@ def check_exact_weights(weight: Tensor, where: str) -> None:
             f"export_netx: {where}: weights up to {int(weight.abs().max())} in magnitude; "
             f"the float32 weight dataset holds integers exactly only up to 2^24"
         )
+
+
+def _as_pair(value: Any) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+def avg_pool_as_sum_pool(module: nn.AvgPool2d, shape: tuple[int, ...], where: str) -> LoihiSumPool:
+    """A float ``nn.AvgPool2d`` as the Lava-DL pool that computes it exactly: stride =
+    kernel, no padding, an input height and width that are multiples of the kernel
+    (Lava-DL's pool pads ``H mod kH`` rows where PyTorch drops them), and a window mean
+    ``1 / (kH kW)`` on Lava-DL's weight grid (steps of 2/64: ``kH kW`` in 1, 2, 4, 8, 16,
+    32), written as the integer kernel ``64 / (kH kW)``."""
+    kernel = _as_pair(module.kernel_size)
+    stride = _as_pair(module.stride if module.stride is not None else module.kernel_size)
+    problems = []
+    if stride != kernel or _as_pair(module.padding) != (0, 0) or module.ceil_mode:
+        problems.append(
+            f"stride={stride}, padding={module.padding}, ceil_mode={module.ceil_mode} "
+            "(netx's pool: stride = kernel, no padding)"
+        )
+    count = kernel[0] * kernel[1]
+    if module.divisor_override not in (None, count):
+        problems.append(f"divisor_override={module.divisor_override}")
+    if 64 % count or (64 // count) % 2:
+        problems.append(
+            f"the window mean 1/{count} is not on Lava-DL's weight grid (steps of 2/64)"
+        )
+    if len(shape) == 3 and (shape[1] % kernel[0] or shape[2] % kernel[1]):
+        problems.append(
+            f"an input {list(shape)} whose height and width are not multiples of the kernel "
+            "(Lava-DL's pool pads H mod kH rows, PyTorch drops them)"
+        )
+    if problems:
+        raise ConfigurationError(
+            f"export_netx: {where}: no netx pool computes this average pooling: "
+            + "; ".join(problems)
+        )
+    return LoihiSumPool(torch.full(kernel, 64 // count, dtype=torch.int64), stride=kernel)
 
 
 def kernel_layer(module: nn.Module, shape: tuple[int, ...], where: str) -> dict[str, Any]:
