@@ -24,7 +24,14 @@ IoU is **greater than** 0.5 and the ground truth is not taken yet, else a false 
 AP is the area under the precision-recall curve made monotone (all points, not 11).
 No ``maxDets`` cut, no area ranges, no "difficult" flags.
 
-Crowd annotations (``iscrowd``) are not supported: every ground truth is a plain box.
+**Crowd regions** (COCO's ``iscrowd``; targets given as dicts with an ``iscrowd`` key):
+as ``COCOeval``, a crowd region is an ignored ground truth (it counts in no recall),
+its IoU with a detection is the intersection over the *detection's* area, and it may
+take any number of detections, each then ignored (neither true nor false positive). In
+VOC's AP a crowd region is a "difficult" object: not counted, and a detection whose best
+match it is (IoU > 0.5) is ignored. A dict target may also give ``area`` (COCO's
+annotation area, the segmentation's), which then places the ground truth in the area
+ranges instead of its box's area, as ``COCOeval`` does.
 """
 
 from __future__ import annotations
@@ -65,13 +72,16 @@ class Detections(NamedTuple):
 class _Image:
     gt_boxes: np.ndarray  # [G, 4]
     gt_classes: np.ndarray  # [G]
+    gt_crowd: np.ndarray  # [G] bool
+    gt_area: np.ndarray  # [G]: the area ranges' area (the box's unless given)
     dt_boxes: np.ndarray  # [D, 4]
     dt_scores: np.ndarray  # [D]
     dt_classes: np.ndarray  # [D]
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU ``[len(a), len(b)]`` in float64 (0 where the union is empty)."""
+def _iou(a: np.ndarray, b: np.ndarray, crowd: np.ndarray | None = None) -> np.ndarray:
+    """Pairwise IoU ``[len(a), len(b)]`` in float64 (0 where the union is empty); where
+    ``crowd[j]``, the intersection over the area of ``a`` alone (COCO's crowd IoU)."""
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
     wh = np.clip(
@@ -81,6 +91,8 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     )
     inter = wh[..., 0] * wh[..., 1]
     union = area_a[:, None] + area_b[None, :] - inter
+    if crowd is not None and crowd.any():
+        union = np.where(crowd[None, :], area_a[:, None], union)
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
@@ -121,22 +133,32 @@ def _prediction(pred: Any, i: int) -> tuple[Tensor, Tensor, Tensor]:
     return boxes, scores, classes
 
 
-def _target(target: Any, i: int) -> tuple[Tensor, Tensor]:
-    """``(boxes, classes)`` of one image's target ([K, 5] contract tensor or a dict with
-    ``boxes``/``labels``), checked."""
+def _target(target: Any, i: int) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+    """``(boxes, classes, iscrowd, area)`` of one image's target ([K, 5] contract tensor
+    or a dict with ``boxes``/``labels`` and optionally ``iscrowd``/``area``; None where
+    not given), checked."""
     if isinstance(target, Mapping):
         missing = {"boxes", "labels"} - set(target)
         if missing:
             raise ConfigurationError(f"targets[{i}] lacks the keys {sorted(missing)}")
         boxes, classes = target["boxes"], target["labels"]
         check_boxes(boxes, f"targets[{i}] boxes")
-        if not isinstance(classes, Tensor) or classes.shape != (boxes.shape[0],):
-            raise ShapeError(f"targets[{i}] labels must be a tensor [{boxes.shape[0]}]")
+        n = boxes.shape[0]
+        if not isinstance(classes, Tensor) or classes.shape != (n,):
+            raise ShapeError(f"targets[{i}] labels must be a tensor [{n}]")
         if classes.is_floating_point() or classes.is_complex() or classes.dtype == torch.bool:
             raise DTypeError(f"targets[{i}] labels must be integers, got {classes.dtype}")
-        return boxes, classes
+        extra: list[Tensor | None] = []
+        for key in ("iscrowd", "area"):
+            value = target.get(key)
+            if value is not None and (not isinstance(value, Tensor) or value.shape != (n,)):
+                raise ShapeError(f"targets[{i}] {key} must be a tensor [{n}] (one per box)")
+            if value is not None and value.is_complex():
+                raise DTypeError(f"targets[{i}] {key} must be real, got {value.dtype}")
+            extra.append(value)
+        return boxes, classes, extra[0], extra[1]
     check_target(target, f"targets[{i}]")
-    return target[:, 1:], target[:, 0]
+    return target[:, 1:], target[:, 0], None, None
 
 
 def _numpy(t: Tensor, dtype: Any) -> np.ndarray:
@@ -240,11 +262,18 @@ class MeanAveragePrecision:
         batch = []  # all checked before any is added: a bad entry adds nothing
         for i, (pred, target) in enumerate(zip(predictions, targets)):
             boxes, scores, classes = _prediction(pred, i)
-            gt_boxes, gt_classes = _target(target, i)
+            gt_boxes, gt_classes, crowd, area = _target(target, i)
+            gt = _numpy(gt_boxes, np.float64).reshape(-1, 4)
             batch.append(
                 _Image(
-                    gt_boxes=_numpy(gt_boxes, np.float64).reshape(-1, 4),
+                    gt_boxes=gt,
                     gt_classes=_numpy(gt_classes, np.int64).reshape(-1),
+                    gt_crowd=(
+                        np.zeros(len(gt), dtype=bool)
+                        if crowd is None
+                        else _numpy(crowd, np.float64).reshape(-1) != 0
+                    ),
+                    gt_area=_area(gt) if area is None else _numpy(area, np.float64).reshape(-1),
                     dt_boxes=_numpy(boxes, np.float64).reshape(-1, 4),
                     dt_scores=_numpy(scores, np.float64).reshape(-1),
                     dt_classes=_numpy(classes, np.int64).reshape(-1),
@@ -253,20 +282,26 @@ class MeanAveragePrecision:
         self._images.extend(batch)
 
     def _match(
-        self, dt: np.ndarray, dt_scores: np.ndarray, gt: np.ndarray, area: tuple[float, float]
+        self,
+        dt: np.ndarray,
+        dt_scores: np.ndarray,
+        gt: np.ndarray,
+        area: tuple[float, float],
+        gt_crowd: np.ndarray,
+        gt_area: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """COCO's ``evaluateImg`` for one image and class (detections sorted, cut):
         ``(matched [T, D], ignored [T, D], scores [D], gt_ignored [G])``."""
         lo, hi = area
-        gt_area = _area(gt)
-        gt_ig = (gt_area < lo) | (gt_area > hi)
+        gt_ig = gt_crowd | (gt_area < lo) | (gt_area > hi)
         # COCO sorts the ignored ground truths last and stops at the first once it holds
-        # a match: a detection takes an ignored one only when no other qualifies.
+        # a match: a detection takes an ignored one only when no other qualifies. A
+        # crowd region stays available after a match (it may take many detections).
         n_t, n_d, n_g = len(self.iou_thresholds), len(dt), len(gt)
         matched = np.zeros((n_t, n_d), dtype=bool)
         ignored = np.zeros((n_t, n_d), dtype=bool)
         if n_g and n_d:
-            ious = _iou(dt, gt)
+            ious = _iou(dt, gt, gt_crowd)
             gt_taken = np.zeros((n_t, n_g), dtype=bool)
             for t, thr in enumerate(self.iou_thresholds):
                 floor = min(thr, 1 - 1e-10)
@@ -280,7 +315,7 @@ class MeanAveragePrecision:
                     idx = np.flatnonzero(pool)
                     vals = ious[d, idx]
                     m = idx[len(vals) - 1 - int(np.argmax(vals[::-1]))]  # ties: the last
-                    gt_taken[t, m] = True
+                    gt_taken[t, m] = not gt_crowd[m]
                     matched[t, d] = True
                     ignored[t, d] = gt_ig[m]
         dt_area = _area(dt)
@@ -303,14 +338,15 @@ class MeanAveragePrecision:
         for k, cls in enumerate(classes):
             per_image = []
             for im in self._images:
-                g = im.gt_boxes[im.gt_classes == cls]
+                gsel = im.gt_classes == cls
                 sel = im.dt_classes == cls
-                if len(g) == 0 and not sel.any():
+                if not gsel.any() and not sel.any():
                     continue
                 order = np.argsort(-im.dt_scores[sel], kind="mergesort")[:max_det]
-                per_image.append((im.dt_boxes[sel][order], im.dt_scores[sel][order], g))
+                gt = (im.gt_boxes[gsel], im.gt_crowd[gsel], im.gt_area[gsel])
+                per_image.append((im.dt_boxes[sel][order], im.dt_scores[sel][order], gt))
             for a, area in enumerate(self.area_ranges.values()):
-                evals = [self._match(d, s, g, area) for d, s, g in per_image]
+                evals = [self._match(d, s, g, area, c, ga) for d, s, (g, c, ga) in per_image]
                 n_pos = sum(int(np.count_nonzero(~e[3])) for e in evals)
                 if n_pos == 0:
                     continue
@@ -350,17 +386,19 @@ class MeanAveragePrecision:
             precision[t] = q
 
     def _voc50(self) -> tuple[float, dict[int, float]]:
-        """VOC's AP at IoU > 0.5 per class, and its mean."""
+        """VOC's AP at IoU > 0.5 per class (crowd regions as "difficult" objects), and
+        its mean over the classes with a non-crowd ground truth."""
         per_class: dict[int, float] = {}
-        classes = sorted({int(c) for im in self._images for c in im.gt_classes})
+        classes = sorted({int(c) for im in self._images for c in im.gt_classes[~im.gt_crowd]})
         for cls in classes:
             scores, image_of, rows = [], [], []
             n_pos = 0
-            gts = []
+            gts, difficult = [], []
             for j, im in enumerate(self._images):
-                g = im.gt_boxes[im.gt_classes == cls]
-                gts.append(g)
-                n_pos += len(g)
+                gsel = im.gt_classes == cls
+                gts.append(im.gt_boxes[gsel])
+                difficult.append(im.gt_crowd[gsel])
+                n_pos += int(np.count_nonzero(~im.gt_crowd[gsel]))
                 sel = np.flatnonzero(im.dt_classes == cls)
                 scores.append(im.dt_scores[sel])
                 image_of.append(np.full(len(sel), j))
@@ -371,17 +409,20 @@ class MeanAveragePrecision:
             row = np.concatenate(rows)[order]
             taken = [np.zeros(len(g), dtype=bool) for g in gts]
             tp = np.zeros(len(order))
+            fp = np.ones(len(order))
             for d, (j, r) in enumerate(zip(img, row)):
                 g = gts[j]
                 if len(g) == 0:
                     continue
                 ious = _iou(self._images[j].dt_boxes[r : r + 1], g)[0]
                 best = int(np.argmax(ious))
-                if ious[best] > 0.5 and not taken[j][best]:
+                if ious[best] > 0.5 and difficult[j][best]:
+                    fp[d] = 0.0  # on a difficult (crowd) object: neither
+                elif ious[best] > 0.5 and not taken[j][best]:
                     taken[j][best] = True
-                    tp[d] = 1.0
+                    tp[d], fp[d] = 1.0, 0.0
             ctp = np.cumsum(tp)
-            cfp = np.cumsum(1.0 - tp)
+            cfp = np.cumsum(fp)
             rec = ctp / n_pos
             prec = ctp / np.maximum(ctp + cfp, np.finfo(np.float64).eps)
             per_class[cls] = voc_average_precision(rec, prec)
