@@ -43,7 +43,9 @@ from spikeflow.data.datasets import (
     SpikingHeidelbergDigits,
     SpikingSpeechCommands,
 )
+from spikeflow.data.datasets.bdd100k_detection import BDD100K_CLASSES, BDD100KDetection
 from spikeflow.data.datasets.bullying10k import Bullying10K, read_bullying10k
+from spikeflow.data.datasets.coco_detection import COCODetection
 from spikeflow.data.datasets.names_by_language import (
     NAME_LETTERS,
     NamesByLanguage,
@@ -102,6 +104,7 @@ from spikeflow.data.transforms import Compose
 
 __all__ = [
     "ASLDVS",
+    "BDD100K_CLASSES",
     "CIFAR10",
     "CIFAR10DVS",
     "CIFAR100",
@@ -121,7 +124,9 @@ __all__ = [
     "ArrayCache",
     "AudioToEvents",
     "AugDiskCachedDataset",
+    "BDD100KDetection",
     "Bullying10K",
+    "COCODetection",
     "Compose",
     "CustomRepresentation",
     "DVS128Gesture",

@@ -1,0 +1,223 @@
+"""COCODetection and BDD100KDetection on small layouts in the official schemas (real
+JPEG files, tests/coco_layouts.py): the class mapping, the boxes after the letterbox
+against hand-computed values, crowd regions, empty images, the ground truth in the
+images' own pixels, and the errors that name the file and the annotation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from coco_layouts import bdd_frames, coco_annotations, write_bdd, write_coco
+from spikeflow.data import BDD100KDetection, COCODetection
+from spikeflow.data.datasets.base import DatasetNotFoundError
+from spikeflow.data.datasets.frame_detection import letterbox_geometry
+from spikeflow.errors import ConfigurationError, DataFormatError
+
+
+@pytest.fixture(scope="module")
+def coco_root(tmp_path_factory):
+    return write_coco(tmp_path_factory.mktemp("coco"))
+
+
+def by_id(dataset):
+    return {r.image_id: i for i, r in enumerate(dataset.records)}
+
+
+def test_categories_map_to_classes_in_the_json_order(coco_root):
+    d = COCODetection(coco_root, "train", image_size=(48, 64))
+    assert d.classes == ("car", "person", "toothbrush")
+    assert d.category_ids == (3, 1, 90)
+    assert len(d) == 4 and d.sensor_size == (64, 48, 3)
+
+
+def test_boxes_after_the_letterbox_equal_hand_computed_values(coco_root):
+    d = COCODetection(coco_root, "train", image_size=(48, 64))  # H 48, W 64
+    index = by_id(d)
+    # 61x37: scale min(48/37, 64/61) = 64/61 -> 64x39 (38.82 rounded), left 0, top
+    # (48 - 39) // 2 = 4; x scaled by 64/61, y by 39/37 (the rounded size's own scale)
+    image, target = d[index[139]]
+    assert image.shape == (3, 48, 64) and image.dtype == torch.float32
+    expected = [
+        [0, 10 * 64 / 61, 5 * 39 / 37 + 4, 30 * 64 / 61, 15 * 39 / 37 + 4],  # car
+        [2, 40.5 * 64 / 61, 20.25 * 39 / 37 + 4, 52.5 * 64 / 61, 28.25 * 39 / 37 + 4],
+    ]
+    np.testing.assert_allclose(target.numpy(), expected, rtol=0, atol=1e-4)
+    # the padding rows are YOLO's gray 114, the image rows the JPEG's colour
+    assert torch.allclose(image[:, :4], torch.tensor(114 / 255), atol=1e-6)
+    assert torch.allclose(image[:, 44:], torch.tensor(114 / 255), atol=1e-6)
+    assert abs(float(image[0, 20, 30]) - 200 / 255) < 0.03
+    # 40x80 portrait: scale 0.6 -> 24x48, left (64 - 24) // 2 = 20; the crowd region
+    # (annotation 1004) is left out of the target
+    _, target = d[index[285]]
+    np.testing.assert_allclose(target.numpy(), [[1, 20, 0, 44, 48]], atol=1e-5)
+    # 50x50: scale 0.96, left 8; the box overshooting by 0.5 px is clipped to x_max 50
+    _, target = d[index[724]]
+    np.testing.assert_allclose(target.numpy(), [[1, 46.4, 38.4, 56, 48]], atol=1e-4)
+    # the image without annotations: an empty [0, 5] target
+    _, target = d[index[632]]
+    assert target.shape == (0, 5) and target.dtype == torch.float32
+
+
+def test_stretch_resizes_without_padding(coco_root):
+    d = COCODetection(coco_root, "train", image_size=(48, 64), resize="stretch")
+    _, target = d[by_id(d)[285]]  # 40x80 -> 64x48: x times 1.6, y times 0.6
+    np.testing.assert_allclose(target.numpy(), [[1, 0, 0, 64, 48]], atol=1e-5)
+    assert letterbox_geometry(40, 80, (48, 64), "stretch") == (64, 48, 0, 0)
+
+
+def test_keep_empty_false_drops_images_without_annotations(coco_root):
+    d = COCODetection(coco_root, "val", image_size=32, keep_empty=False)
+    assert sorted(r.image_id for r in d.records) == [139, 285, 724]
+    # an image with only a crowd region is not empty: kept, with an empty target
+    root = write_coco(coco_root.parent / "crowd_only", splits=("val",), annotations=[
+        {"id": 7, "image_id": 139, "category_id": 1, "bbox": [1, 1, 5, 5], "area": 20,
+         "iscrowd": 1}])  # fmt: skip
+    d = COCODetection(root, "val", image_size=32, keep_empty=False)
+    assert [r.image_id for r in d.records] == [139] and d[0][1].shape == (0, 5)
+
+
+def test_ground_truth_is_in_the_images_own_pixels_with_crowd_and_areas(coco_root):
+    d = COCODetection(coco_root, "val", image_size=(48, 64))
+    i = by_id(d)[285]
+    truth = d.ground_truth(i)
+    np.testing.assert_allclose(truth["boxes"].numpy(), [[0, 0, 40, 80], [5, 10, 35, 40]])
+    assert truth["labels"].tolist() == [1, 1] and truth["iscrowd"].tolist() == [0, 1]
+    assert truth["area"].tolist() == [2900.0, 700.0]  # the annotations' (masks') areas
+    # to_original undoes the letterbox: the target's boxes go back to the json's
+    for j in range(len(d)):
+        target = d.target(j)
+        back = d.to_original(j, target[:, 1:].double())
+        plain = d.ground_truth(j)
+        keep = plain["iscrowd"] == 0
+        np.testing.assert_allclose(back.numpy(), plain["boxes"][keep].numpy(), atol=1e-4)
+
+
+def test_missing_files_are_named(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match=r"instances_train2017\.json"):
+        COCODetection(tmp_path, "train")
+    root = write_coco(tmp_path / "c", splits=("train",))
+    (root / "train2017" / "000000000285.jpg").unlink()
+    missing = r"image id 285 \(annotation id 1003\).*000000000285\.jpg"
+    with pytest.raises(DatasetNotFoundError, match=missing):
+        COCODetection(root, "train")
+    (root / "train2017" / "000000000632.jpg").unlink()  # the empty image's file
+    (root / "train2017" / "000000000285.jpg").write_bytes(b"")
+    with pytest.raises(DatasetNotFoundError, match=r"image id 632 \(no annotation\)"):
+        COCODetection(root, "train")
+    # without the empty images, its file is not needed; the empty JPEG fails when read
+    d = COCODetection(root, "train", keep_empty=False)
+    with pytest.raises(DataFormatError, match=r"000000000285\.jpg: image id 285: cannot decode"):
+        d[by_id(d)[285]]
+
+
+def _with_annotation(tmp_path, change):
+    anns = coco_annotations()
+    anns[2] = {**anns[2], **change}  # annotation 1003 of image 285 (40x80)
+    return write_coco(tmp_path / "bad", splits=("train",), annotations=anns)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"category_id": 2}, r"annotation id 1003: category_id 2 is not in the categories"),
+        ({"image_id": 999}, r"annotation id 1003: image_id 999 is not in the images list"),
+        ({"bbox": [0, 0, 41.5, 80]}, r"annotation id 1003 \(image 000000000285.jpg\).*outside"),
+        ({"bbox": [-2, 0, 10, 10]}, r"annotation id 1003 .*outside the 40x80 image"),
+        ({"bbox": [0, 0, -1, 10]}, r"annotation id 1003 .*negative width"),
+        ({"bbox": [0, 0, 10]}, r"annotation id 1003: bbox must be \[x, y, width, height\]"),
+        ({"bbox": [0, 0, float("nan"), 1]}, r"annotation id 1003 .*not finite"),
+    ],
+)
+def test_bad_annotations_name_the_json_and_the_annotation(tmp_path, change, message):
+    root = _with_annotation(tmp_path, change)
+    with pytest.raises(DataFormatError, match=message) as info:
+        COCODetection(root, "train")
+    assert "instances_train2017.json" in str(info.value)
+
+
+def test_malformed_json_and_arguments_are_named(tmp_path):
+    root = write_coco(tmp_path / "c", splits=("train",))
+    path = root / "annotations" / "instances_train2017.json"
+    path.write_text('{"images": [')
+    with pytest.raises(
+        DataFormatError, match=r"instances_train2017.json: not valid JSON at line 1"
+    ):
+        COCODetection(root, "train")
+    path.write_text(json.dumps({"images": [], "annotations": []}))
+    with pytest.raises(DataFormatError, match="no 'categories' list"):
+        COCODetection(root, "train")
+    with pytest.raises(ConfigurationError, match="split must be 'train' or 'val'"):
+        COCODetection(root, "test")
+    with pytest.raises(ConfigurationError, match="resize must be one of letterbox, stretch"):
+        COCODetection(root, "train", resize="crop")
+    with pytest.raises(ConfigurationError, match="keep_empty"):
+        COCODetection(root, "train", keep_empty="no")
+
+
+def test_an_image_of_another_size_than_its_json_says_is_named(tmp_path):
+    root = write_coco(tmp_path / "c", splits=("train",))
+    from PIL import Image
+
+    Image.new("RGB", (60, 37)).save(root / "train2017" / "000000000139.jpg", "JPEG")
+    d = COCODetection(root, "train")
+    with pytest.raises(DataFormatError, match=r"000000000139.jpg: image id 139 is 60x37 .* 61x37"):
+        d[by_id(d)[139]]
+
+
+# -- BDD100K ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bdd_root(tmp_path_factory):
+    return write_bdd(tmp_path_factory.mktemp("bdd"))
+
+
+def test_bdd100k_classes_ignored_categories_and_letterbox(bdd_root):
+    d = BDD100KDetection(bdd_root, "val", image_size=(192, 320))
+    assert d.classes[2] == "car" and len(d.classes) == 10 and len(d) == 3
+    # 1280x720 into 320x192: scale 0.25 -> 320x180, top (192 - 180) // 2 = 6
+    image, target = d[0]
+    assert image.shape == (3, 192, 320)
+    expected = [[2, 25, 56, 75, 106], [8, 1125.9 / 4, 133.2 / 4 + 6, 1156.9 / 4, 210.8 / 4 + 6]]
+    np.testing.assert_allclose(target.numpy(), expected, atol=1e-4)
+    truth = d.ground_truth(0)  # "other vehicle": an ignored region of class car
+    assert truth["labels"].tolist() == [2, 2, 8] and truth["iscrowd"].tolist() == [0, 1, 0]
+    # the 2018 name "person" is pedestrian (0); the lane (no box2d) is skipped
+    assert d.target(1).tolist() == [[0, 0, 6, 320, 186]]
+    assert d.target(2).shape == (0, 5)  # labels: null
+    assert len(BDD100KDetection(bdd_root, "val", keep_empty=False)) == 2
+
+
+@pytest.mark.parametrize(
+    ("label", "error", "message"),
+    [
+        ({"id": "9", "category": "tram", "box2d": {"x1": 0, "y1": 0, "x2": 5, "y2": 5}},
+         DataFormatError, r"frame 'x.jpg': label id '9': category 'tram' is not one of"),
+        ({"id": "9", "category": "car", "box2d": {"x1": 0, "y1": 0, "x2": 1290, "y2": 5}},
+         DataFormatError, r"frame 'x.jpg': label id '9'.*outside the 1280x720 image"),
+        ({"id": "9", "category": "car", "box2d": {"x1": 0, "y1": 0}},
+         DataFormatError, r"label id '9': box2d must hold numbers x1, y1, x2, y2"),
+    ],
+)  # fmt: skip
+def test_bdd100k_bad_labels_name_the_json_frame_and_label(tmp_path, label, error, message):
+    frames = [{"name": "x.jpg", "labels": [label]}]
+    root = write_bdd(tmp_path, frames=frames, size=(8, 8), splits=("train",))
+    with pytest.raises(error, match=message) as info:
+        BDD100KDetection(root, "train")
+    assert "det_train.json" in str(info.value)
+
+
+def test_bdd100k_missing_files_and_wrong_image_sizes_are_named(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match=r"labels/det_20/det_val.json"):
+        BDD100KDetection(tmp_path, "val")
+    root = write_bdd(tmp_path / "b", frames=bdd_frames()[:2], size=(64, 36), splits=("train",))
+    d = BDD100KDetection(root, "train")
+    with pytest.raises(DataFormatError, match=r"b1c66a42-6f7d68ca.jpg: image id .* is 64x36"):
+        d[0]
+    (root / "images" / "100k" / "train" / "b1c81faa-3df17267.jpg").unlink()
+    with pytest.raises(DatasetNotFoundError, match=r"\(label id '7'\).*b1c81faa-3df17267.jpg"):
+        BDD100KDetection(root, "train")
