@@ -87,7 +87,7 @@ def evaluate_detection_checkpoint(
             test_set,
             task.make_loss(config, model),
             T=config.T,  # type: ignore[arg-type]
-            static=False,
+            static=info.static,  # camera images (coco, bdd100k): repeated over T
             batch_size=batch_size or config.batch_size,  # type: ignore[arg-type]
             ctx=ctx,
             amp=config.amp,

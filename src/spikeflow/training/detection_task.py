@@ -17,6 +17,11 @@ Datasets:
   and ``OneMpxAutomotive`` (``--data-dir`` holds ``train``/``val``/``test``): each
   sample's event window becomes ``T`` frames as any neuromorphic dataset's do
   (``data_type="frame"``, ``frames_number=T``, ``--split-by``), test split ``test``.
+* ``coco`` and ``bdd100k``: :class:`~spikeflow.data.datasets.coco_detection.COCODetection`
+  and :class:`~spikeflow.data.datasets.bdd100k_detection.BDD100KDetection` (camera
+  images, letterboxed; :mod:`~spikeflow.training.detection_frames`), each image repeated
+  over the ``T`` steps, test split ``val``, scored in each image's own pixels with its
+  crowd regions, as COCO's evaluation does.
 """
 
 from __future__ import annotations
@@ -84,6 +89,8 @@ DETECTION_DATASETS: dict[str, _DatasetSpec] = {
     "nmnist_detection": _DatasetSpec(4, 32, 1e-2, "NMNISTDetection canvases of N-MNIST digits"),
     "gen1": _DatasetSpec(5, 8, 1e-3, "Prophesee Gen1 Automotive (304x240, 2 classes)"),
     "1mpx": _DatasetSpec(5, 4, 1e-3, "Prophesee 1Mpx Automotive (1280x720, 7 classes)"),
+    "coco": _DatasetSpec(4, 16, 1e-3, "COCO 2017 detection (camera images, 80 classes)"),
+    "bdd100k": _DatasetSpec(4, 16, 1e-3, "BDD100K detection (1280x720 images, 10 classes)"),
 }
 #: The model a detection run builds unless ``--model`` (the anchor-free detector).
 DETECTION_MODEL = "spiking_detector"
@@ -260,23 +267,34 @@ class DetectionTask:
             ConfigurationError: no ``--data-dir``, a ``--dataset-kwargs`` key the dataset
                 does not take (or another option sets); DatasetNotFoundError: no data.
         """
+        from spikeflow.training.detection_frames import (
+            FRAME_DETECTION_DATASETS,
+            build_frame_splits,
+        )
+
+        frames = self.dataset in FRAME_DETECTION_DATASETS
         if config.data_dir is None:
             raise ConfigurationError(
                 f"dataset {self.dataset!r} needs --data-dir ("
                 + (
                     "the N-MNIST folder"
                     if self.dataset == "nmnist_detection"
+                    else FRAME_DETECTION_DATASETS[self.dataset][1]
+                    if frames
                     else "the folder holding train/, val/ and test/"
                 )
                 + ")"
             )
         if self.dataset == "nmnist_detection":
             train, test = self._nmnist(config, with_train)
+        elif frames:
+            train, test = build_frame_splits(self.dataset, config, with_train, self._kwargs)
         else:
             train, test = self._prophesee(config, with_train)
-        width, height, polarities = test.sensor_size
+        width, height, polarities = test.sensor_size  # type: ignore[attr-defined]
         classes = len(getattr(test, "classes", range(10)))  # NMNISTDetection: the 10 digits
-        info = DataInfo(classes, polarities, (height, width), static=False)
+        # camera images are static [3, H, W]: the loop repeats them over T
+        info = DataInfo(classes, polarities, (height, width), static=frames)
         if train is not None and self.dataset != "nmnist_detection":
             train = even_subset(train, config.train_samples)
         if self.dataset != "nmnist_detection":
@@ -471,17 +489,26 @@ class DetectionTask:
         On a Prophesee dataset whose labels are filtered (``filter_labels=True``), the
         detections are filtered by the same sizes (``min_box_diag``, ``min_box_side``)
         before they are scored, as Prophesee's evaluation (and RVT's) filters both: a
-        detection of an object too small to be labelled is not a false positive."""
+        detection of an object too small to be labelled is not a false positive.
+
+        On a camera-image dataset (``coco``, ``bdd100k``), the detections are moved back
+        to each image's own pixels (the letterbox undone) and scored against its own
+        annotations, crowd regions and annotation areas included, as COCO's evaluation
+        (pycocotools) scores a results file."""
+        from spikeflow.training.detection_frames import original_pixels
+
         was_training = model.training
         model.eval()
         size_filter = _label_filter(dataset)
+        to_original = original_pixels(dataset)
         indices = list(range(ctx.rank, len(dataset), ctx.world_size))  # type: ignore[arg-type]
         loader = DataLoader(
             dataset, batch_size=batch_size, sampler=indices, num_workers=workers, collate_fn=collate
         )
         sums = DetectionSums()
         monitor = SpikeMonitor(model)
-        found: list[tuple[list[Detections], list[Tensor]]] = []
+        found: list[tuple[list[Detections], list[Any]]] = []
+        done = 0  # samples of ``indices`` read so far
         bar = tqdm(
             total=len(loader),
             desc="test",
@@ -499,10 +526,15 @@ class DetectionTask:
                 size = (int(x.shape[-2]), int(x.shape[-1]))
                 loss, parts = detection_loss(loss_fn, out, targets, size)
                 sums.add_parts(float(loss), parts, len(targets))
-                dets = model.decode_output(out, image_size=size)
+                dets = [_cpu(d) for d in model.decode_output(out, image_size=size)]
                 if size_filter is not None:  # Prophesee's protocol: as the labels were
                     dets = [_filter_detections(d, *size_filter) for d in dets]
-                found.append(([_cpu(d) for d in dets], [t.cpu() for t in targets]))
+                truths: list[Any] = [t.cpu() for t in targets]
+                if to_original is not None:  # COCO's protocol: the images' own pixels
+                    batch = indices[done : done + len(targets)]
+                    dets, truths = to_original(batch, dets)
+                done += len(targets)
+                found.append((dets, truths))
                 bar.update(1)
             reduce_monitor(monitor, ctx)
             layer_stats, rate = monitor.summary(), monitor.mean_firing_rate()
