@@ -37,19 +37,21 @@ def _target(boxes, labels, crowd, area=None):
 
 def test_a_crowd_region_takes_many_detections_and_counts_in_no_recall():
     # one plain object and one crowd region of class 0; detections: one on the object
-    # (0.9), two inside the crowd region (0.8, 0.7: its IoU is over their own area, 1)
+    # (0.9), two inside the crowd region ranked first (0.97, 0.95: its IoU is over their
+    # own area, 1; theirs with it as a plain box is 0.01)
     target = _target([[0, 0, 10, 10], [20, 0, 120, 100]], [0, 0], [0, 1])
-    dets = _dets([[0, 0, 10, 10], [30, 10, 40, 20], [50, 10, 60, 20]], [0.9, 0.8, 0.7], [0, 0, 0])
+    dets = _dets([[0, 0, 10, 10], [30, 10, 40, 20], [50, 10, 60, 20]], [0.9, 0.97, 0.95], [0, 0, 0])
     metric = MeanAveragePrecision()
     metric.update([dets], [target])
     out = metric.compute()
     assert out["map"] == pytest.approx(1.0) and out["mar_100"] == pytest.approx(1.0)
     assert out["map_voc50"] == pytest.approx(1.0)  # the crowd region is "difficult"
     # as plain boxes, the two small detections are false positives (and the region a
-    # missed object): precision 1 up to recall 1/2, then none
+    # missed object): precision 1/3 up to recall 1/2, then none
     plain = MeanAveragePrecision()
     plain.update([dets], [_target([[0, 0, 10, 10], [20, 0, 120, 100]], [0, 0], [0, 0])])
-    assert plain.compute()["map"] == pytest.approx(51 / 101)
+    out = plain.compute()
+    assert out["map"] == pytest.approx(51 / 101 / 3) and out["map_voc50"] == pytest.approx(1 / 6)
 
 
 def test_the_given_area_places_a_ground_truth_in_the_area_ranges():

@@ -22,16 +22,17 @@ Prophesee's Gen1/1Mpx evaluation uses) and VOC's AP at IoU 0.5.
 each takes the ground truth of highest IoU in its image; it is a true positive when that
 IoU is **greater than** 0.5 and the ground truth is not taken yet, else a false positive;
 AP is the area under the precision-recall curve made monotone (all points, not 11).
-No ``maxDets`` cut, no area ranges, no "difficult" flags.
+No ``maxDets`` cut, no area ranges; crowd regions (below) are its "difficult" objects.
 
 **Crowd regions** (COCO's ``iscrowd``; targets given as dicts with an ``iscrowd`` key):
 as ``COCOeval``, a crowd region is an ignored ground truth (it counts in no recall),
 its IoU with a detection is the intersection over the *detection's* area, and it may
 take any number of detections, each then ignored (neither true nor false positive). In
 VOC's AP a crowd region is a "difficult" object: not counted, and a detection whose best
-match it is (IoU > 0.5) is ignored. A dict target may also give ``area`` (COCO's
-annotation area, the segmentation's), which then places the ground truth in the area
-ranges instead of its box's area, as ``COCOeval`` does.
+match it is (IoU > 0.5, the IoU over the detection's area as above) is ignored. A dict
+target may also give ``area`` (COCO's annotation area, the segmentation's), which then
+places the ground truth in the area ranges instead of its box's area, as ``COCOeval``
+does.
 """
 
 from __future__ import annotations
@@ -414,7 +415,7 @@ class MeanAveragePrecision:
                 g = gts[j]
                 if len(g) == 0:
                     continue
-                ious = _iou(self._images[j].dt_boxes[r : r + 1], g)[0]
+                ious = _iou(self._images[j].dt_boxes[r : r + 1], g, difficult[j])[0]
                 best = int(np.argmax(ious))
                 if ious[best] > 0.5 and difficult[j][best]:
                     fp[d] = 0.0  # on a difficult (crowd) object: neither
