@@ -87,13 +87,18 @@ def test_ground_truth_is_in_the_images_own_pixels_with_crowd_and_areas(coco_root
     np.testing.assert_allclose(truth["boxes"].numpy(), [[0, 0, 40, 80], [5, 10, 35, 40]])
     assert truth["labels"].tolist() == [1, 1] and truth["iscrowd"].tolist() == [0, 1]
     assert truth["area"].tolist() == [2900.0, 700.0]  # the annotations' (masks') areas
-    # to_original undoes the letterbox: the target's boxes go back to the json's
+    # the ground truth keeps the json's box as pycocotools reads it (724's overshoots
+    # its 50x50 image by half a pixel), the training target clips it
+    assert d.ground_truth(by_id(d)[724])["boxes"].tolist() == [[40, 40, 50.5, 50]]
+    # to_original undoes the letterbox: the target's boxes go back to the json's (clipped)
     for j in range(len(d)):
         target = d.target(j)
         back = d.to_original(j, target[:, 1:].double())
         plain = d.ground_truth(j)
-        keep = plain["iscrowd"] == 0
-        np.testing.assert_allclose(back.numpy(), plain["boxes"][keep].numpy(), atol=1e-4)
+        r = d.records[j]
+        boxes = plain["boxes"][plain["iscrowd"] == 0].numpy()
+        clipped = np.clip(boxes, 0, [r.width, r.height, r.width, r.height])
+        np.testing.assert_allclose(back.numpy(), clipped, atol=1e-4)
 
 
 def test_missing_files_are_named(tmp_path):

@@ -41,7 +41,8 @@ __all__ = [
 ]
 
 #: How far (pixels) a box may reach past the image's border before it is an error; a box
-#: within it is clipped to the image (COCO's own boxes overshoot by rounding).
+#: within it is clipped to the image in the training target (COCO's own boxes overshoot
+#: by rounding) and kept as it is in the ground truth that COCO's evaluation scores.
 BOX_TOLERANCE = 1.0
 #: The gray of the letterbox's padding (YOLO's 114 of 255).
 PAD_VALUE = 114
@@ -88,8 +89,8 @@ def check_image_boxes(
     boxes: np.ndarray, width: np.ndarray, height: np.ndarray, where: Callable[[int], str]
 ) -> np.ndarray:
     """Boxes ``[N, 4]`` ``x_min, y_min, x_max, y_max`` (pixels) checked against their
-    images' ``width [N]`` and ``height [N]``; returned clipped to the images (a box may
-    overshoot by :data:`BOX_TOLERANCE`). Zero-width or zero-height boxes pass.
+    images' ``width [N]`` and ``height [N]``, returned as float64 (a box may overshoot
+    by :data:`BOX_TOLERANCE`). Zero-width or zero-height boxes pass.
 
     Raises:
         DataFormatError: the first box that is not finite, of negative size, or outside
@@ -118,8 +119,7 @@ def check_image_boxes(
             f"{tol} pixel)"
         )
         raise DataFormatError(f"{where(i)}: the box (x_min, y_min, x_max, y_max) {box} {why}")
-    limit = np.stack([width, height, width, height], axis=1).astype(np.float64)
-    return np.minimum(np.maximum(boxes, 0.0), limit)
+    return boxes
 
 
 class FrameDetectionDataset(torch.utils.data.Dataset):
@@ -188,13 +188,15 @@ class FrameDetectionDataset(torch.utils.data.Dataset):
         return new_w / r.width, new_h / r.height, left, top
 
     def target(self, index: int) -> torch.Tensor:
-        """The ``[K, 5]`` float32 target of image ``index`` in output pixels (crowd
-        regions and zero-area boxes left out), without reading the image."""
+        """The ``[K, 5]`` float32 target of image ``index`` in output pixels (boxes
+        clipped to the image; crowd regions and zero-area boxes left out), without
+        reading the image."""
         index = check_index(self.title, index, len(self))
         r = self.records[index]
         sx, sy, left, top = self.geometry(index)
-        keep = ~r.crowd & (r.boxes[:, 2] > r.boxes[:, 0]) & (r.boxes[:, 3] > r.boxes[:, 1])
-        boxes = r.boxes[keep] * np.array([sx, sy, sx, sy]) + np.array([left, top, left, top])
+        clipped = np.clip(r.boxes, 0.0, [r.width, r.height, r.width, r.height])
+        keep = ~r.crowd & (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
+        boxes = clipped[keep] * np.array([sx, sy, sx, sy]) + np.array([left, top, left, top])
         rows = np.concatenate([r.classes[keep, None].astype(np.float64), boxes], axis=1)
         return torch.from_numpy(rows.reshape(-1, 5)).to(torch.float32)
 
@@ -245,7 +247,8 @@ class FrameDetectionDataset(torch.utils.data.Dataset):
     def ground_truth(self, index: int) -> dict[str, torch.Tensor]:
         """Image ``index``'s annotations in its own pixels, as
         :class:`~spikeflow.detection.MeanAveragePrecision` takes them: ``boxes`` xyxy,
-        ``labels``, ``iscrowd``, ``area`` (zero-area boxes left out)."""
+        ``labels``, ``iscrowd``, ``area`` (boxes as the annotations give them, not
+        clipped, as pycocotools reads them; zero-area boxes left out)."""
         r = self.records[index]
         keep = (r.boxes[:, 2] > r.boxes[:, 0]) & (r.boxes[:, 3] > r.boxes[:, 1])
         return {
