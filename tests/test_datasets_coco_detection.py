@@ -226,3 +226,11 @@ def test_bdd100k_missing_files_and_wrong_image_sizes_are_named(tmp_path):
     (root / "images" / "100k" / "train" / "b1c81faa-3df17267.jpg").unlink()
     with pytest.raises(DatasetNotFoundError, match=r"\(label id '7'\).*b1c81faa-3df17267.jpg"):
         BDD100KDetection(root, "train")
+
+
+def test_lava_dls_layout_with_the_images_under_images_is_read(tmp_path):
+    root = write_coco(tmp_path / "c", splits=("val",))
+    (root / "images").mkdir()
+    (root / "val2017").rename(root / "images" / "val2017")
+    d = COCODetection(root, "val", image_size=32)
+    assert d.image_folder == root / "images" / "val2017" and d[0][0].shape == (3, 32, 32)

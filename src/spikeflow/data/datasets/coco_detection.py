@@ -7,6 +7,8 @@ Layout under ``root`` (as the official zips extract)::
     train2017/000000000009.jpg ...          val2017/000000000139.jpg ...
     annotations/instances_train2017.json    annotations/instances_val2017.json
 
+(or the image folders under ``images/``, Lava-DL's layout).
+
 The json's ``categories`` (80 for COCO, ids 1..90 with gaps) become the contiguous
 class indices 0..79 **in the json's order**; a box ``[x, y, w, h]`` becomes
 ``(x, y, x + w, y + h)``. Crowd annotations (``iscrowd: 1``) are left out of the
@@ -113,7 +115,9 @@ class COCODetection(FrameDetectionDataset):
         self.root = Path(root)
         self.split = split
         self.year = year
-        self.image_folder = self.root / f"{split}{year}"
+        folder = self.root / f"{split}{year}"
+        lava = self.root / "images" / f"{split}{year}"  # Lava-DL's COCO layout
+        self.image_folder = lava if not folder.is_dir() and lava.is_dir() else folder
         self.annotation_file = (
             self.root / "annotations" / f"instances_{split}{year}.json"
             if annotation_file is None
