@@ -135,6 +135,8 @@ def _with_annotation(tmp_path, change):
         ({"bbox": [0, 0, -1, 10]}, r"annotation id 1003 .*negative width"),
         ({"bbox": [0, 0, 10]}, r"annotation id 1003: bbox must be \[x, y, width, height\]"),
         ({"bbox": [0, 0, float("nan"), 1]}, r"annotation id 1003 .*not finite"),
+        ({"bbox": [0, 0, True, 1]}, r"annotation id 1003: bbox must be \[x, y, width, height\]"),
+        ({"category_id": [1]}, r"annotation id 1003: image_id and category_id must be numbers"),
     ],
 )
 def test_bad_annotations_name_the_json_and_the_annotation(tmp_path, change, message):

@@ -213,33 +213,24 @@ class COCODetection(FrameDetectionDataset):
         classes = np.empty(n, dtype=np.int64)
         crowd = np.zeros(n, dtype=bool)
         area = np.empty(n, dtype=np.float64)
-        xywh = np.empty((n, 4), dtype=np.float64)
-        ids = []
+        boxes_given, ids = [], []
+        number = (int, float)
         for j, ann in enumerate(annotations):
-            aid = _field(ann, "id", f"COCODetection: {path}: annotations[{j}]")
-            where = f"COCODetection: {path}: annotation id {aid!r}"
-            image_id, cat = _field(ann, "image_id", where), _field(ann, "category_id", where)
-            if image_id not in image_index:
-                raise DataFormatError(f"{where}: image_id {image_id!r} is not in the images list")
-            if cat not in category_index:
-                raise DataFormatError(
-                    f"{where}: category_id {cat!r} is not in the categories list "
-                    f"({', '.join(map(str, category_index))})"
-                )
-            box = _field(ann, "bbox", where)
-            if not (
-                isinstance(box, list)
-                and len(box) == 4
-                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)
-            ):
-                raise DataFormatError(f"{where}: bbox must be [x, y, width, height] numbers; "
-                                      f"got {box!r}")  # fmt: skip
-            owner[j], classes[j] = image_index[image_id], category_index[cat]
-            xywh[j] = box
+            try:  # the common case first: no message is built for a good annotation
+                aid, box = ann["id"], ann["bbox"]
+                o, c = image_index[ann["image_id"]], category_index[ann["category_id"]]
+                ok = type(box) is list and len(box) == 4 and all(type(v) in number for v in box)
+            except (KeyError, TypeError):
+                ok = False
+            if not ok:
+                self._bad_annotation(ann, j, path, image_index, category_index)
+            owner[j], classes[j] = o, c
+            boxes_given.append(box)
             crowd[j] = bool(ann.get("iscrowd", 0))
             given = ann.get("area")
-            area[j] = float(given) if isinstance(given, (int, float)) else box[2] * box[3]
+            area[j] = float(given) if type(given) in number else box[2] * box[3]
             ids.append(aid)
+        xywh = np.asarray(boxes_given, dtype=np.float64).reshape(-1, 4)
         xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
         boxes = check_image_boxes(
             xyxy, sizes[owner, 0], sizes[owner, 1],
@@ -248,6 +239,28 @@ class COCODetection(FrameDetectionDataset):
         )  # fmt: skip
         return records_from_arrays(files, image_ids, sizes, owner, boxes, classes, crowd,
                                    area, ids)  # fmt: skip
+
+    @staticmethod
+    def _bad_annotation(
+        ann: Any, j: int, path: Path, image_index: dict[Any, int], category_index: dict[Any, int]
+    ) -> None:
+        """Raise the DataFormatError that says what is wrong with annotation ``j``."""
+        aid = _field(ann, "id", f"COCODetection: {path}: annotations[{j}]")
+        where = f"COCODetection: {path}: annotation id {aid!r}"
+        image_id, cat = _field(ann, "image_id", where), _field(ann, "category_id", where)
+        box = _field(ann, "bbox", where)
+        try:  # a list or dict id is not hashable
+            image_known, cat_known = image_id in image_index, cat in category_index
+        except TypeError:
+            raise DataFormatError(f"{where}: image_id and category_id must be numbers") from None
+        if not image_known:
+            raise DataFormatError(f"{where}: image_id {image_id!r} is not in the images list")
+        if not cat_known:
+            raise DataFormatError(
+                f"{where}: category_id {cat!r} is not in the categories list "
+                f"({', '.join(map(str, category_index))})"
+            )
+        raise DataFormatError(f"{where}: bbox must be [x, y, width, height] numbers; got {box!r}")
 
     def __repr__(self) -> str:
         return (
