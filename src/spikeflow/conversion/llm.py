@@ -45,6 +45,7 @@ from spikeflow.conversion.llm_encode import (
     LLMCalibration,
     SignedSpikeEncoder,
     signed_quantize,
+    signed_quantize_sg,
 )
 from spikeflow.conversion.llm_generate import (
     SpikingGenerationOutput,
@@ -69,7 +70,7 @@ __all__ = [
 SUPPORTED_MODEL_TYPES = ("qwen2", "llama")
 #: The ``hidden_act`` names of SiLU in Hugging Face's ``ACT2FN`` (``swish`` is its alias).
 SILU_NAMES = ("silu", "swish")
-MODES = ("spikes", "quantized", "exact")
+MODES = ("spikes", "quantized", "qcfs_sg", "exact")
 _LINEARS = {
     "self_attn": ("q_proj", "k_proj", "v_proj", "o_proj"),
     "mlp": ("gate_proj", "up_proj", "down_proj"),
@@ -292,6 +293,8 @@ class SpikingCausalLM(nn.Module):
             dense = seq.sum(0)
             if mode == "quantized":
                 return signed_quantize(dense, encoder.scale.to(dense.dtype), self.steps)[None]
+            if mode == "qcfs_sg":
+                return signed_quantize_sg(dense, encoder.scale.to(dense.dtype), self.steps)[None]
             return encoder(dense)
 
         return site
@@ -314,8 +317,11 @@ class SpikingCausalLM(nn.Module):
             past_key_values: the cache a previous call returned (``use_cache=True``).
             per_step: also return the logits of the running sums after each step.
             mode: ``'spikes'`` (default with a calibration), ``'quantized'`` (the ANN
-                with the encoders' quantisation, no spikes: what the spikes sum to) or
-                ``'exact'`` (no encoders: the float model; the default without one).
+                with the encoders' quantisation, no spikes: what the spikes sum to),
+                ``'qcfs_sg'`` (the same values, with a surrogate gradient through each
+                quantiser, SpikingJelly's ``encoding_mode="qcfs_sg"``: the mode to
+                fine-tune the converted model in) or ``'exact'`` (no encoders: the float
+                model; the default without one).
         """
         mode = mode or ("exact" if self.encoders is None else "spikes")
         if mode not in MODES:
@@ -371,7 +377,7 @@ class SpikingCausalLM(nn.Module):
         step_logits = None
         if per_step:
             step_logits = self.lm_head(normed.cumsum(0))
-            if step_logits.shape[0] != self.steps:  # exact/quantized: one step stands for T
+            if step_logits.shape[0] != self.steps:  # exact/quantized/qcfs_sg: one step for T
                 step_logits = step_logits.expand(self.steps, *logits.shape)
         return SpikingLMOutput(
             logits, step_logits, SpikingKVCache(tuple(cache)) if use_cache else None

@@ -33,7 +33,7 @@ from spikeflow.conversion._checks import check_positive_int
 from spikeflow.data.cache import atomic_write_bytes
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 
-__all__ = ["LLMCalibration", "SignedSpikeEncoder", "signed_quantize"]
+__all__ = ["LLMCalibration", "SignedSpikeEncoder", "signed_quantize", "signed_quantize_sg"]
 
 SITES = ("query", "key", "value", "mlp")
 CALIBRATION_FORMAT = "spikeflow-llm-calibration-v1"
@@ -43,6 +43,37 @@ def signed_quantize(x: Tensor, scale: Tensor, steps: int) -> Tensor:
     """``scale · clip(round(x / scale), -steps, steps)`` with ``scale`` per channel (the
     last dim of ``x``): what a :class:`SignedSpikeEncoder`'s spikes sum to."""
     return torch.round(x / scale).clamp(-steps, steps) * scale
+
+
+class _SpikeCount(torch.autograd.Function):
+    """``round(clamp(x, 0, T))`` forward; backward passes the gradient where ``0 <= x <= T``
+    (a multi-level spike count with a straight-through window, SpikingJelly's
+    ``multi_level_spike_count``)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, steps: int) -> Tensor:
+        ctx.save_for_backward(x)
+        ctx.steps = steps
+        return torch.round(x.clamp(0, steps))
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        (x,) = ctx.saved_tensors
+        inside = (x >= 0) & (x <= ctx.steps)
+        return grad * inside.to(grad.dtype), None
+
+
+def signed_quantize_sg(x: Tensor, scale: Tensor, steps: int) -> Tensor:
+    """:func:`signed_quantize` with a surrogate gradient (``mode="qcfs_sg"``): the counts
+    ``round(clamp(relu(±x)/θ, 0, T))`` of the two neurons, each passing the gradient
+    straight through where its ``relu(±x)/θ`` lies in ``[0, T]``. So ``dy/dx`` is 1 where
+    ``0 < |x| <= T·θ`` and 0 where the count is clipped (and at ``x = 0``, where both
+    ``relu`` have slope 0), as SpikingJelly's ``SignedQCFSSequenceEncoder.reconstruct``.
+    ``scale`` gets no gradient (a fixed threshold)."""
+    scale = scale.detach()
+    positive = _SpikeCount.apply(torch.relu(x) / scale, steps)
+    negative = _SpikeCount.apply(torch.relu(-x) / scale, steps)
+    return (positive - negative) * scale
 
 
 def _if_spikes(value: Tensor, threshold: Tensor, steps: int) -> Tensor:
