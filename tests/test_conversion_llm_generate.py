@@ -421,36 +421,83 @@ def test_edge_cases_give_hugging_face_tokens_in_float32(case):
             )
 
 
-def test_a_checkpoint_s_decoding_defaults_left_out_are_warned_about():
-    """An instruct checkpoint's generation_config (do_sample=True, temperature 0.7,
-    top_p 0.8, repetition penalty 1.05) makes transformers' generate sample; ours
-    decodes with the options given and says which of the config's it leaves out."""
+def _hf(model, ids, mask, seed=7, **options):
+    torch.manual_seed(seed)
+    return model.generate(
+        ids, attention_mask=mask, return_dict_in_generate=True, output_scores=True, **options
+    )
+
+
+def test_a_checkpoint_s_generation_config_decodes_as_transformers():
+    """An instruct checkpoint's generation_config (sampling with temperature, top-k,
+    top-p, a repetition penalty, its own length and eos id) applies where the call
+    leaves an option unset, as in transformers: the same tokens and scores after the
+    same seed; what the call gives wins; beam options from the config; the default
+    lengths."""
     model = _model()
     snn = convert_causal_lm(model, steps=2)
     ids, mask = _prompts()
     config = model.generation_config
-    config.update(do_sample=True, temperature=0.7, top_p=0.8, repetition_penalty=1.05)
-    config.update(length_penalty=0.5)  # not warned: transformers ignores it without beams
-    message = (
-        r"generation_config sets do_sample=True, repetition_penalty=1.05, temperature=0.7, "
-        r"top_p=0.8, which transformers' generate would apply"
-    )
-    with pytest.warns(UserWarning, match=message) as caught:
-        greedy = snn.generate(ids, 4, attention_mask=mask)
+    config.update(do_sample=True, temperature=0.7, top_k=20, top_p=0.8, repetition_penalty=1.05)
+    config.update(max_new_tokens=5, length_penalty=0.5)  # ignored without beams, as in HF
+    torch.manual_seed(7)
+    ours = snn.generate(ids, attention_mask=mask, output_scores=True)
+    _assert_same(ours, _hf(model, ids, mask))
+    assert ours.sequences.shape[1] == 9 + 5
+    greedy = snn.generate(ids, attention_mask=mask, do_sample=False)
+    assert not torch.equal(ours.sequences, greedy)  # the config made it sample
+    # given options win: greedy (the config's penalty still applies), 3 tokens, an eos id
+    given = dict(do_sample=False, max_new_tokens=3, eos_token_id=int(greedy[1, 10]))
+    torch.manual_seed(7)
+    _assert_same(snn.generate(ids, attention_mask=mask, output_scores=True, **given),
+                 _hf(model, ids, mask, **given))  # fmt: skip
+    assert not torch.equal(greedy, snn.generate(ids, attention_mask=mask, do_sample=False,
+                                                repetition_penalty=1.0))  # fmt: skip
+    # beams from the config, with its length penalty, early stopping and return count
+    config.update(do_sample=False, num_beams=3, early_stopping=True, num_return_sequences=2)
+    ours, theirs = snn.generate(ids, attention_mask=mask, output_scores=True), _hf(model, ids, mask)
+    assert ours.sequences.shape[0] == 6 and torch.equal(ours.sequences, theirs.sequences)
+    torch.testing.assert_close(ours.sequences_scores, theirs.sequences_scores, rtol=0, atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore:Using the model-agnostic default `max_length`")
+def test_lengths_from_the_generation_config_and_transformers_default():
+    model = _model()
+    snn = convert_causal_lm(model, steps=2)
+    ids, mask = _prompts()
+    ids, mask = ids[:, :4], torch.ones(3, 4, dtype=torch.long)  # no eos: the full length
+    cases = [
+        dict(),  # 20 new tokens
+        dict(max_length=11),  # the whole sequence, prompt included
+        dict(max_length=11, max_new_tokens=2),  # max_new_tokens first
+    ]
+    for settings in cases:
+        model.generation_config.update(**{"max_length": None, "max_new_tokens": None, **settings})
+        ours = snn.generate(ids, attention_mask=mask)
+        theirs = model.generate(ids, attention_mask=mask)
+        assert torch.equal(ours, theirs), settings
+    assert snn.generate(ids).shape == (3, 4 + 2) and ours.shape == (3, 4 + 2)
+    model.config.max_position_embeddings = 10  # 20 new tokens, within the positions
+    model.generation_config.update(max_length=None, max_new_tokens=None)
+    assert snn.generate(ids).shape == (3, 10)
+    model.generation_config.update(max_length=4)
+    with pytest.raises(ConfigurationError, match=r"max_length \(4, prompt included\) leaves no"):
+        snn.generate(ids)
+
+
+def test_a_config_s_options_generate_lacks_are_warned_about_by_name():
+    model = _model()
+    snn = convert_causal_lm(model, steps=2)
+    ids, mask = _prompts()
+    config = model.generation_config
+    config.update(no_repeat_ngram_size=2, typical_p=0.9)  # typical_p: only when sampling
+    with pytest.warns(UserWarning, match=r"sets no_repeat_ngram_size=2, which") as caught:
+        snn.generate(ids, 2, attention_mask=mask)
     assert caught[0].filename == __file__  # points at the call
-    assert torch.equal(
-        greedy,
-        model.generate(
-            ids, attention_mask=mask, max_new_tokens=4, do_sample=False, repetition_penalty=1.0
-        ),
-    )
-    given = dict(do_sample=True, temperature=0.7, top_p=0.8, repetition_penalty=1.05)
+    config.update(do_sample=True, no_repeat_ngram_size=0)
+    with pytest.warns(UserWarning, match=r"sets typical_p=0.9, which transformers' generate"):
+        snn.generate(ids, 2, attention_mask=mask)
+    config.update(typical_p=1.0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        ours, theirs = _both(model, snn, ids, mask, 4, **given)  # what transformers applies
-        _assert_same(ours, theirs)
-        config.update(do_sample=False, num_beams=1, repetition_penalty=1.0, length_penalty=1.0)
-        snn.generate(ids, 4, attention_mask=mask)  # only temperature and top_p, not sampling
-    config.update(num_beams=3, length_penalty=0.5)
-    with pytest.warns(UserWarning, match=r"sets num_beams=3, length_penalty=0.5, which"):
-        snn.generate(ids, 2, attention_mask=mask, length_penalty=None)
+        snn.generate(ids, 2, attention_mask=mask)

@@ -51,10 +51,10 @@ from spikeflow.conversion.llm_generate import (
     SpikingGenerationOutput,
     check_decoding_options,
     check_prompts,
-    config_options_left_out,
     decode,
     stop_tokens,
 )
+from spikeflow.conversion.llm_generation_config import resolve_generation_config
 from spikeflow.conversion.temporal import SpikeProduct, StepBias, TemporalDifference
 from spikeflow.errors import ConfigurationError, DTypeError, MissingExtraError, ShapeError
 
@@ -76,6 +76,15 @@ _LINEARS = {
     "mlp": ("gate_proj", "up_proj", "down_proj"),
 }
 _NORMS = ("input_layernorm", "post_attention_layernorm")
+#: ``transformers``' decoding options ``generate`` refuses, with their no-op values (a
+#: ``generation_config`` that sets another is warned about).
+_UNSUPPORTED_DEFAULTS = {
+    "typical_p": 1.0,
+    "epsilon_cutoff": 0.0,
+    "eta_cutoff": 0.0,
+    "no_repeat_ngram_size": 0,
+    "min_new_tokens": None,
+}
 
 
 def _check_source(model: object, feature: str) -> nn.Module:
@@ -400,7 +409,7 @@ class SpikingCausalLM(nn.Module):
     def generate(
         self,
         input_ids: Tensor,
-        max_new_tokens: int,
+        max_new_tokens: int | None = None,
         *,
         attention_mask: Tensor | None = None,
         use_cache: bool = True,
@@ -414,7 +423,7 @@ class SpikingCausalLM(nn.Module):
         min_p: float | None = None,
         repetition_penalty: float | None = None,
         num_beams: int | None = None,
-        num_return_sequences: int = 1,
+        num_return_sequences: int | None = None,
         length_penalty: float | None = None,
         early_stopping: bool | str | None = None,
         generator: torch.Generator | None = None,
@@ -429,7 +438,12 @@ class SpikingCausalLM(nn.Module):
         search with ``length_penalty`` and ``early_stopping`` (True, False, 'never');
         ``num_return_sequences`` (n) per prompt. With ``use_cache`` each new token runs
         alone against the cached keys and values (reordered with the beams); without
-        it the whole sequence runs again (the same tokens, at more cost).
+        it the whole sequence runs again (the same tokens, at more cost). An option
+        left unset (None) comes, as in ``transformers``, from the model's
+        ``generation_config`` when it sets it (sampling options only when sampling, beam
+        options only with beams), else ``transformers``' default; ``max_new_tokens``:
+        the config's, else its ``max_length`` less the prompt, else 20
+        (:mod:`~spikeflow.conversion.llm_generation_config`).
 
         A sequence that has produced an end-of-sequence token (``eos_token_id``, one id
         or several; default: the model's ``generation_config``, else its ``config``) is
@@ -451,7 +465,11 @@ class SpikingCausalLM(nn.Module):
             repetition_penalty=repetition_penalty, num_beams=num_beams,
             length_penalty=length_penalty, early_stopping=early_stopping,
         )  # fmt: skip
-        config_options_left_out(self.generation_config, given)
+        length = input_ids.shape[-1] if isinstance(input_ids, Tensor) else 0
+        given, max_new_tokens, num_return_sequences = resolve_generation_config(
+            self.generation_config, given, max_new_tokens, num_return_sequences, length,
+            getattr(self.config, "max_position_embeddings", None), _UNSUPPORTED_DEFAULTS,
+        )  # fmt: skip
         options = check_decoding_options(
             max_new_tokens, **given, num_return_sequences=num_return_sequences,
             generator=generator,

@@ -21,7 +21,6 @@ them (:meth:`~spikeflow.conversion.llm.SpikingKVCache.select`) and nothing else 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -41,7 +40,6 @@ __all__ = [
     "apply_top_p",
     "check_decoding_options",
     "check_prompts",
-    "config_options_left_out",
     "decode",
     "process_scores",
     "stop_tokens",
@@ -188,49 +186,6 @@ def check_prompts(
                 "the end of a sequence, and greedy or sampled decoding feeds it to the model"
             )
     return attention_mask
-
-
-#: ``transformers``' ``GenerationConfig`` defaults of the options :func:`decode` takes.
-HF_DEFAULTS = {
-    "do_sample": False,
-    "num_beams": 1,
-    "repetition_penalty": 1.0,
-    "temperature": 1.0,
-    "top_k": DEFAULT_TOP_K,
-    "top_p": 1.0,
-    "min_p": None,
-    "length_penalty": 1.0,
-    "early_stopping": False,
-}
-_SAMPLING_ONLY = ("temperature", "top_k", "top_p", "min_p")
-_BEAMS_ONLY = ("length_penalty", "early_stopping")
-
-
-def config_options_left_out(generation_config: object, given: dict[str, object]) -> list[str]:
-    """``name=value`` of the decoding options a model's ``generation_config`` sets away
-    from ``transformers``' defaults (a checkpoint's ``do_sample=True, top_p=0.8``, ...)
-    that ``given`` (the call's, None: not given) leaves out: ``transformers``'
-    ``generate`` would apply them, ours does not; warned about, once per call."""
-    if generation_config is None:
-        return []
-    sampling = getattr(generation_config, "do_sample", False) is True
-    beams = (getattr(generation_config, "num_beams", 1) or 1) > 1
-    left = []
-    for name, default in HF_DEFAULTS.items():
-        value = getattr(generation_config, name, default)
-        if given.get(name) is not None or value is None or value == default:
-            continue
-        if (name in _SAMPLING_ONLY and not sampling) or (name in _BEAMS_ONLY and not beams):
-            continue  # transformers ignores them too
-        left.append(f"{name}={value!r}")
-    if left:
-        warnings.warn(
-            f"the model's generation_config sets {', '.join(left)}, which transformers' "
-            "generate would apply; SpikingCausalLM.generate takes only its eos and pad ids "
-            "from it: pass these to decode with them",
-            stacklevel=4,  # the caller of generate (under torch.no_grad's wrapper)
-        )
-    return left
 
 
 def check_decoding_options(
