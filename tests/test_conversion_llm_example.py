@@ -33,3 +33,18 @@ def test_convert_llm_text_example_short_run(capsys):
     assert set(decoded) == {"exact", 16}
     assert decoded["exact"] == (6.0, 1.0, 6.0, 1.0)
     assert all(0 <= value <= 6 for value in decoded[16])
+
+
+def test_finetune_llm_qcfs_example_short_run(capsys):
+    pytest.importorskip("transformers", reason="transformers (the 'llm' extra) is needed")
+    threads = torch.get_num_threads()
+    try:  # 60 float steps, 15 fine-tuning steps at L = T = 4
+        args = ["--steps", "60", "--finetune-steps", "15", "--lr", "3e-3", "--generate", "4"]
+        result = load_example("finetune_llm_qcfs").main(args)
+    finally:
+        torch.set_num_threads(threads)
+    # the quantised model loses to the float one; fine-tuning through it wins some back
+    assert result["before"] > result["float"]
+    assert result["after"] < result["before"] - 0.05
+    assert result["last_loss"] < result["first_loss"]
+    assert "| spikes, after 15 qcfs_sg steps |" in capsys.readouterr().out
