@@ -16,6 +16,13 @@ import torch
 
 from spikeflow.conversion import convert_causal_lm
 from spikeflow.conversion.llm import SpikingKVCache
+from spikeflow.conversion.llm_filters import (
+    apply_epsilon_cutoff,
+    apply_eta_cutoff,
+    apply_min_new_tokens,
+    apply_no_repeat_ngram,
+    apply_typical_p,
+)
 from spikeflow.conversion.llm_generate import (
     apply_min_p,
     apply_repetition_penalty,
@@ -319,7 +326,13 @@ def test_options_that_would_be_ignored_or_are_unknown_are_refused():
     snn = convert_causal_lm(_model(), steps=2)
     ids, _ = _prompts()
     refusals = [
-        (dict(typical_p=0.9), r"unsupported option\(s\) \['typical_p'\]"),
+        (dict(top_h=0.9), r"unsupported option\(s\) \['top_h'\]"),
+        (dict(typical_p=0.9), "typical_p only apply when sampling"),
+        (dict(do_sample=True, typical_p=0.0), r"typical_p must be in \(0, 1\]"),
+        (dict(do_sample=True, epsilon_cutoff=1.0), r"epsilon_cutoff must be in \[0, 1\)"),
+        (dict(do_sample=True, eta_cutoff=-0.1), r"eta_cutoff must be in \[0, 1\]"),
+        (dict(no_repeat_ngram_size=-1), "no_repeat_ngram_size must be an integer >= 0"),
+        (dict(min_new_tokens=1.5), "min_new_tokens must be an integer >= 0"),
         (dict(temperature=0.7), "temperature only apply when sampling"),
         (dict(top_k=5, generator=torch.Generator()), "top_k, generator only apply"),
         (dict(length_penalty=0.5), "length_penalty only apply to beam search"),
@@ -490,14 +503,88 @@ def test_a_config_s_options_generate_lacks_are_warned_about_by_name():
     snn = convert_causal_lm(model, steps=2)
     ids, mask = _prompts()
     config = model.generation_config
-    config.update(no_repeat_ngram_size=2, typical_p=0.9)  # typical_p: only when sampling
-    with pytest.warns(UserWarning, match=r"sets no_repeat_ngram_size=2, which") as caught:
+    config.update(suppress_tokens=[3], typical_p=0.9)  # typical_p: ignored, not sampling
+    with pytest.warns(UserWarning, match=r"sets suppress_tokens=\[3\], which") as caught:
         snn.generate(ids, 2, attention_mask=mask)
     assert caught[0].filename == __file__  # points at the call
-    config.update(do_sample=True, no_repeat_ngram_size=0)
-    with pytest.warns(UserWarning, match=r"sets typical_p=0.9, which transformers' generate"):
-        snn.generate(ids, 2, attention_mask=mask)
-    config.update(typical_p=1.0)
+    config.update(suppress_tokens=None)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         snn.generate(ids, 2, attention_mask=mask)
+
+
+def test_rarer_processors_equal_hugging_face_ones_and_do_something():
+    proc = pytest.importorskip("transformers.generation.logits_process")
+    gen = torch.Generator().manual_seed(1)
+    scores = torch.randn(4, 50, generator=gen) * 3  # float32, as decoding runs them
+    scores[1, :6] = scores[1, 6]  # ties
+    tokens = torch.randint(0, 6, (4, 14), generator=gen)  # few ids: n-grams repeat
+    eos = torch.tensor([3, 7])
+    pairs = [
+        (apply_typical_p(scores, 0.7, 2), proc.TypicalLogitsWarper(0.7, min_tokens_to_keep=2)),
+        (apply_typical_p(scores, 0.01, 3), proc.TypicalLogitsWarper(0.01, min_tokens_to_keep=3)),
+        (
+            apply_epsilon_cutoff(scores, 0.02, 3),
+            proc.EpsilonLogitsWarper(0.02, min_tokens_to_keep=3),
+        ),
+        (apply_eta_cutoff(scores, 0.05, 2), proc.EtaLogitsWarper(0.05, min_tokens_to_keep=2)),
+        (apply_no_repeat_ngram(scores, tokens, 3), proc.NoRepeatNGramLogitsProcessor(3)),
+        (
+            apply_min_new_tokens(scores, eos, 3, 5),
+            proc.MinNewTokensLengthLogitsProcessor(11, 5, eos),
+        ),
+    ]
+    for ours, theirs in pairs:
+        expected = theirs(tokens, scores.clone())
+        assert torch.equal(ours, expected)
+        dropped = torch.isinf(ours)
+        assert dropped.any() and not dropped.all(-1).any()  # each filters, none empties a row
+    assert torch.equal(apply_min_new_tokens(scores, eos, 5, 5), scores)  # enough new tokens
+    # by hand: in [1, 2, 1, 2, 1] the bigrams (1, 2) and (2, 1) were seen: after 1, ban 2
+    row = apply_no_repeat_ngram(torch.zeros(1, 4), torch.tensor([[1, 2, 1, 2, 1]]), 2)
+    assert row.tolist() == [[0.0, 0.0, float("-inf"), 0.0]]
+
+
+RARER = {
+    "typical_p": dict(do_sample=True, typical_p=0.6, temperature=1.5, top_k=0),
+    "epsilon": dict(do_sample=True, epsilon_cutoff=0.03, temperature=2.0, top_k=0),
+    "eta": dict(do_sample=True, eta_cutoff=0.5, temperature=0.05, top_k=0),
+    "n-grams, greedy": dict(no_repeat_ngram_size=1),
+    "beams, n-grams, min new tokens": dict(num_beams=3, no_repeat_ngram_size=2, min_new_tokens=6),
+    "beam sampling, typical": dict(num_beams=2, do_sample=True, typical_p=0.5),
+}
+
+
+@pytest.mark.parametrize("case", list(RARER))
+def test_rarer_options_give_hugging_face_tokens_and_scores(case):
+    model = _model()
+    snn = convert_causal_lm(model, steps=2)
+    ids, mask = _prompts()
+    options = dict(RARER[case])
+    plain = snn.generate(ids, 8, attention_mask=mask, do_sample=options.get("do_sample"),
+                         num_beams=options.get("num_beams"))  # fmt: skip
+    torch.manual_seed(7)
+    ours, theirs = _both(model, snn, ids, mask, 8, **options)
+    _assert_same(ours, theirs)
+    if options.get("num_beams"):
+        torch.testing.assert_close(
+            ours.sequences_scores, theirs.sequences_scores, rtol=0, atol=1e-6
+        )
+    assert torch.isinf(torch.stack(ours.scores)).any()  # the option filtered something
+    if not options.get("do_sample"):
+        assert not torch.equal(ours.sequences, plain)  # and changed the greedy/beam tokens
+
+
+def test_min_new_tokens_holds_off_the_end_as_hugging_face():
+    model = _model()
+    snn = convert_causal_lm(model, steps=2)
+    ids, mask = _prompts()
+    free = snn.generate(ids, 8, attention_mask=mask)
+    ends = dict(eos_token_id=[int(free[0, 10]), int(free[2, 9])], pad_token_id=0)
+    early = snn.generate(ids, 8, attention_mask=mask, **ends)
+    assert (early[:, 9:] == 0).any()  # rows end before 8 new tokens
+    ours, theirs = _both(model, snn, ids, mask, 8, min_new_tokens=5, **ends)
+    _assert_same(ours, theirs)
+    new = ours.sequences[:, 9:14]
+    assert not torch.isin(new, torch.tensor(ends["eos_token_id"])).any()
+    assert not torch.equal(ours.sequences[:, : early.shape[1]], early)

@@ -76,15 +76,6 @@ _LINEARS = {
     "mlp": ("gate_proj", "up_proj", "down_proj"),
 }
 _NORMS = ("input_layernorm", "post_attention_layernorm")
-#: ``transformers``' decoding options ``generate`` refuses, with their no-op values (a
-#: ``generation_config`` that sets another is warned about).
-_UNSUPPORTED_DEFAULTS = {
-    "typical_p": 1.0,
-    "epsilon_cutoff": 0.0,
-    "eta_cutoff": 0.0,
-    "no_repeat_ngram_size": 0,
-    "min_new_tokens": None,
-}
 
 
 def _check_source(model: object, feature: str) -> nn.Module:
@@ -428,15 +419,22 @@ class SpikingCausalLM(nn.Module):
         early_stopping: bool | str | None = None,
         generator: torch.Generator | None = None,
         output_scores: bool = False,
+        typical_p: float | None = None,
+        epsilon_cutoff: float | None = None,
+        eta_cutoff: float | None = None,
+        no_repeat_ngram_size: int | None = None,
+        min_new_tokens: int | None = None,
         **unsupported: object,
     ) -> Tensor | SpikingGenerationOutput:
         """Decode ``[B * n, S + new]`` tokens, ``new <= max_new_tokens``, as Hugging
         Face's ``generate`` with the same options (:mod:`~spikeflow.conversion.
         llm_generate`): greedy by default; ``do_sample`` with ``temperature``,
-        ``top_k`` (None: 50, 0: off), ``top_p``, ``min_p`` and draws from ``generator``
-        (None: torch's global one); ``repetition_penalty``; ``num_beams > 1``: beam
-        search with ``length_penalty`` and ``early_stopping`` (True, False, 'never');
-        ``num_return_sequences`` (n) per prompt. With ``use_cache`` each new token runs
+        ``top_k`` (None: 50, 0: off), ``top_p``, ``min_p``, ``typical_p``,
+        ``epsilon_cutoff``, ``eta_cutoff`` and draws from ``generator`` (None: torch's
+        global one); ``repetition_penalty``, ``no_repeat_ngram_size``,
+        ``min_new_tokens``; ``num_beams > 1``: beam search with ``length_penalty`` and
+        ``early_stopping`` (True, False, 'never'); ``num_return_sequences`` (n) per
+        prompt. With ``use_cache`` each new token runs
         alone against the cached keys and values (reordered with the beams); without
         it the whole sequence runs again (the same tokens, at more cost). An option
         left unset (None) comes, as in ``transformers``, from the model's
@@ -457,18 +455,21 @@ class SpikingCausalLM(nn.Module):
         if unsupported:
             raise ConfigurationError(
                 f"generate: unsupported option(s) {sorted(unsupported)}; supported: "
-                "do_sample, temperature, top_k, top_p, min_p, repetition_penalty, num_beams, "
-                "num_return_sequences, length_penalty, early_stopping, generator"
+                "do_sample, temperature, top_k, top_p, min_p, typical_p, epsilon_cutoff, "
+                "eta_cutoff, repetition_penalty, no_repeat_ngram_size, min_new_tokens, "
+                "num_beams, num_return_sequences, length_penalty, early_stopping, generator"
             )
         given = dict(
             do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
             repetition_penalty=repetition_penalty, num_beams=num_beams,
-            length_penalty=length_penalty, early_stopping=early_stopping,
+            length_penalty=length_penalty, early_stopping=early_stopping, typical_p=typical_p,
+            epsilon_cutoff=epsilon_cutoff, eta_cutoff=eta_cutoff, min_new_tokens=min_new_tokens,
+            no_repeat_ngram_size=no_repeat_ngram_size,
         )  # fmt: skip
         length = input_ids.shape[-1] if isinstance(input_ids, Tensor) else 0
         given, max_new_tokens, num_return_sequences = resolve_generation_config(
             self.generation_config, given, max_new_tokens, num_return_sequences, length,
-            getattr(self.config, "max_position_embeddings", None), _UNSUPPORTED_DEFAULTS,
+            getattr(self.config, "max_position_embeddings", None),
         )  # fmt: skip
         options = check_decoding_options(
             max_new_tokens, **given, num_return_sequences=num_return_sequences,

@@ -3,7 +3,9 @@ and beam search with the semantics of Hugging Face ``transformers``' ``generate`
 
 Each step takes the last position's logits in float32 (as ``transformers`` does, whatever
 the model's dtype) and runs the score processors in ``transformers``' order:
-repetition penalty, then, when sampling, temperature, top-k, top-p, min-p. Greedy takes
+repetition penalty, n-gram ban, minimum of new tokens, then, when sampling,
+temperature, top-k, top-p, min-p, typical-p, epsilon and eta cutoffs
+(:mod:`~spikeflow.conversion.llm_filters`). Greedy takes
 the argmax, sampling draws with ``torch.multinomial`` (one draw per sequence per step,
 from ``generator`` or torch's global generator, the draws ``transformers`` makes after
 the same ``torch.manual_seed``). Beam search applies ``log_softmax`` before the
@@ -28,6 +30,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from spikeflow.conversion.llm_filters import (
+    apply_epsilon_cutoff,
+    apply_eta_cutoff,
+    apply_min_new_tokens,
+    apply_no_repeat_ngram,
+    apply_typical_p,
+)
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 
 __all__ = [
@@ -65,6 +74,11 @@ class DecodingOptions:
     num_return_sequences: int = 1
     length_penalty: float = 1.0
     early_stopping: bool | str = False
+    typical_p: float = 1.0
+    epsilon_cutoff: float = 0.0
+    eta_cutoff: float = 0.0
+    no_repeat_ngram_size: int = 0
+    min_new_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -201,6 +215,11 @@ def check_decoding_options(
     length_penalty: float | None = None,
     early_stopping: bool | str | None = None,
     generator: torch.Generator | None = None,
+    typical_p: float | None = None,
+    epsilon_cutoff: float | None = None,
+    eta_cutoff: float | None = None,
+    no_repeat_ngram_size: int | None = None,
+    min_new_tokens: int | None = None,
 ) -> DecodingOptions:
     """The options checked one by one, and refused where they conflict (an option that
     would be ignored: a sampling option without ``do_sample=True``, a beam option
@@ -215,6 +234,7 @@ def check_decoding_options(
     num_beams = _count(num_beams, "num_beams", 1)
     num_return_sequences = _count(num_return_sequences, "num_return_sequences", 1)
     sampling = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "min_p": min_p}
+    sampling.update(typical_p=typical_p, epsilon_cutoff=epsilon_cutoff, eta_cutoff=eta_cutoff)
     given = [name for name, value in sampling.items() if value is not None]
     if generator is not None:
         given.append("generator")
@@ -268,7 +288,22 @@ def check_decoding_options(
         if length_penalty is None
         else _number(length_penalty, "length_penalty", None, False),
         early_stopping=False if early_stopping is None else early_stopping,
+        typical_p=1.0 if typical_p is None else _number(typical_p, "typical_p", 0, True, 1),
+        epsilon_cutoff=_cutoff(epsilon_cutoff, "epsilon_cutoff"),
+        eta_cutoff=_cutoff(eta_cutoff, "eta_cutoff"),
+        no_repeat_ngram_size=_count(no_repeat_ngram_size or 0, "no_repeat_ngram_size", 0),
+        min_new_tokens=_count(min_new_tokens or 0, "min_new_tokens", 0),
     )
+
+
+def _cutoff(value: float | None, name: str) -> float:
+    """A cutoff in ``[0, 1)`` (0: off)."""
+    if value is None:
+        return 0.0
+    value = _number(value, name, 0, False, 1)
+    if value == 1:
+        raise ConfigurationError(f"{name} must be in [0, 1), got {value!r}")
+    return value
 
 
 def apply_repetition_penalty(
@@ -318,13 +353,26 @@ def apply_min_p(scores: Tensor, p: float, keep: int = 1) -> Tensor:
 
 
 def process_scores(
-    scores: Tensor, tokens: Tensor, options: DecodingOptions, ignore: Tensor, keep: int
+    scores: Tensor,
+    tokens: Tensor,
+    options: DecodingOptions,
+    ignore: Tensor,
+    keep: int,
+    prompt_length: int | None = None,
+    eos: Tensor | None = None,
 ) -> Tensor:
     """``scores [N, V]`` through ``transformers``' processors in its order: repetition
-    penalty (``tokens [N, L]`` so far, the first ``ignore[n]`` not counted), then when
-    sampling temperature, top-k, top-p, min-p (each leaving at least ``keep``)."""
+    penalty (``tokens [N, L]`` so far, the first ``ignore[n]`` not counted), n-gram ban,
+    minimum of new tokens (``eos`` barred while ``L - prompt_length`` is below it), then
+    when sampling temperature, top-k, top-p, min-p, typical-p, epsilon and eta cutoffs
+    (each leaving at least ``keep``)."""
     if options.repetition_penalty != 1.0:
         scores = apply_repetition_penalty(scores, tokens, options.repetition_penalty, ignore)
+    if options.no_repeat_ngram_size > 0:
+        scores = apply_no_repeat_ngram(scores, tokens, options.no_repeat_ngram_size)
+    if options.min_new_tokens > 0 and eos is not None:
+        new = tokens.shape[1] - (tokens.shape[1] if prompt_length is None else prompt_length)
+        scores = apply_min_new_tokens(scores, eos, new, options.min_new_tokens)
     if options.do_sample:
         if options.temperature != 1.0:
             scores = apply_temperature(scores, options.temperature)
@@ -334,6 +382,12 @@ def process_scores(
             scores = apply_top_p(scores, options.top_p, keep)
         if options.min_p is not None:
             scores = apply_min_p(scores, options.min_p, keep)
+        if options.typical_p < 1.0:
+            scores = apply_typical_p(scores, options.typical_p, keep)
+        if options.epsilon_cutoff > 0.0:
+            scores = apply_epsilon_cutoff(scores, options.epsilon_cutoff, keep)
+        if options.eta_cutoff > 0.0:
+            scores = apply_eta_cutoff(scores, options.eta_cutoff, keep)
     return scores
 
 
@@ -370,7 +424,7 @@ def _sample(model, ids, mask, new, options, eos, pad, generator, use_cache, mode
     for step in range(new):
         if step:
             logits, cache = _step(model, tokens, mask, cache, use_cache, mode)
-        scores = process_scores(logits, tokens, options, ignore, 1)
+        scores = process_scores(logits, tokens, options, ignore, 1, ids.shape[1], eos)
         if keep_scores:
             history.append(scores)
         if options.do_sample:
@@ -427,7 +481,9 @@ def _beam_search(model, ids, mask, new, options, eos, pad, generator, use_cache,
         flat = running[:, :, :length].flatten(0, 1)
         if length > prompt:
             logits, cache = _step(model, flat, mask, cache, use_cache, mode)
-        log_probs = process_scores(F.log_softmax(logits, -1), flat, options, ignore, keep)
+        log_probs = process_scores(
+            F.log_softmax(logits, -1), flat, options, ignore, keep, prompt, eos
+        )
         if keep_scores:
             history.append(log_probs)
         vocab = log_probs.shape[-1]

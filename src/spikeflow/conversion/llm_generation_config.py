@@ -50,14 +50,11 @@ UNAPPLIED = {
 }
 
 
-def _unapplied(generation_config: object, more: dict[str, object], sampling: bool) -> list[str]:
-    """``name=value`` of the options the config sets that ``generate`` leaves out (the
-    sampling ones only when sampling, as ``transformers`` ignores them otherwise)."""
+def _unapplied(generation_config: object) -> list[str]:
+    """``name=value`` of the options the config sets that ``generate`` leaves out."""
     left = []
-    for name, default in {**UNAPPLIED, **more}.items():
+    for name, default in UNAPPLIED.items():
         value = getattr(generation_config, name, None)
-        if name in _SAMPLING_ONLY and not sampling:
-            continue
         if value is not None and value != default:
             left.append(f"{name}={value!r}")
     return left
@@ -70,14 +67,12 @@ def resolve_generation_config(
     num_return_sequences: int | None,
     prompt_length: int,
     max_positions: int | None,
-    unsupported_defaults: dict[str, object] | None = None,
 ) -> tuple[dict[str, object], int, int]:
     """The decoding options, the number of new tokens and of sequences per prompt, each
     from the call when given (not None), else from ``generation_config`` (None: no
     config), else ``transformers``' defaults (left as None in the options: the checker
     fills them in). A config's options that ``generate`` cannot apply
-    (:data:`UNAPPLIED`, and ``unsupported_defaults``: name -> the value that changes
-    nothing) are warned about by name."""
+    (:data:`UNAPPLIED`) are warned about by name."""
     config = generation_config
 
     def from_config(name: str) -> object:
@@ -112,7 +107,7 @@ def resolve_generation_config(
                 "pass max_new_tokens"
             )
     if config is not None:
-        left = _unapplied(config, unsupported_defaults or {}, sampling)
+        left = _unapplied(config)
         if left:
             warnings.warn(
                 f"the model's generation_config sets {', '.join(left)}, which transformers' "
