@@ -471,6 +471,13 @@ def test_a_checkpoint_s_generation_config_decodes_as_transformers():
     ours, theirs = snn.generate(ids, attention_mask=mask, output_scores=True), _hf(model, ids, mask)
     assert ours.sequences.shape[0] == 6 and torch.equal(ours.sequences, theirs.sequences)
     torch.testing.assert_close(ours.sequences_scores, theirs.sequences_scores, rtol=0, atol=1e-6)
+    # the rarer options from the config: sampling with typical-p, an n-gram ban
+    config.update(num_beams=1, num_return_sequences=1, do_sample=True, typical_p=0.6)
+    config.update(no_repeat_ngram_size=1, top_k=0)
+    torch.manual_seed(7)
+    ours = snn.generate(ids, attention_mask=mask, output_scores=True)
+    _assert_same(ours, _hf(model, ids, mask))
+    assert torch.isinf(torch.stack(ours.scores)).any()
 
 
 @pytest.mark.filterwarnings("ignore:Using the model-agnostic default `max_length`")
