@@ -265,6 +265,17 @@ def test_what_netx_cannot_hold_is_refused_naming_the_module(tmp_path):
             r"a complex synapse before module 1 \(LoihiCubaLIFNode\)",
         ),
         (
+            NetxNetwork(
+                (6,),
+                LoihiComplexSynapse(
+                    LoihiComplexSynapse(dense, dense), LoihiComplexSynapse(dense, dense)
+                ),
+                rf,
+            ),
+            ConfigurationError,
+            r"module 0 \(LoihiComplexSynapse\): a complex synapse of complex synapses",
+        ),
+        (
             NetxNetwork((6,), LoihiDense(torch.full((4, 6), (1 << 24) + 1)), cuba),
             ConfigurationError,
             r"module 0 \(LoihiDense\).*2\^24",

@@ -292,6 +292,11 @@ def _any_synapse(
     of two of one kind (written as the real one's layer with ``weight/real`` and
     ``weight/imag``, as Lava-DL's blocks write it)."""
     if isinstance(module, LoihiComplexSynapse):
+        if isinstance(module.real, LoihiComplexSynapse):  # netx: one weight/real, weight/imag
+            raise ConfigurationError(
+                f"export_netx: {where}: a complex synapse of complex synapses; netx holds "
+                "one real and one imaginary weight per layer"
+            )
         layer = _any_synapse(module.real, shape, f"{where}.real", False)
         imag = _any_synapse(module.imag, shape, f"{where}.imag", False)
         layer["weight/real"] = layer.pop("weight")
@@ -539,7 +544,8 @@ def export_netx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence
         ConfigurationError: a module netx cannot represent (named with its index), a
             neuron that is not Lava-DL's CUBA or one of the neurons above (graded spikes
             included), a layer bias, a resonator after a real synapse (or another neuron
-            after a complex one), a layer after an average, per-channel decays of another
+            after a complex one, or a complex synapse of complex ones), a layer after an
+            average, per-channel decays of another
             count than the layer's channels, integer weights beyond 2^24 (the float32
             weight dataset would round them); in
             a sigma-delta network an activation other than ReLU, ``cum_error``, one
