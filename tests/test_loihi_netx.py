@@ -443,7 +443,10 @@ def test_export_errors_name_the_module(tmp_path):
             torch.nn.Sequential(layers.Linear(4, 3, bias=False), neurons.CubaLIFNode(2.0, 2.0)),
             "module 1: .*r='tau_syn\\*tau_mem'",
         ),
-        (torch.nn.Sequential(layers.MaxPool2d(2)), "module 0 .*Linear or Conv2d"),
+        (
+            torch.nn.Sequential(layers.MaxPool2d(2)),
+            r"module 0 .*Linear or Conv2d.*AvgPool2d.*got MaxPool2d \(netx has no max pooling\)",
+        ),
         (
             torch.nn.Sequential(
                 layers.Linear(4, 3, bias=False), _cuba(), layers.AxonalDelay(3, 80, init=70.0)

@@ -259,7 +259,10 @@ def _synapse(
         conv = module
     else:
         raise ConfigurationError(
-            f"export_netx: {where}: expected a Linear or Conv2d layer, got {type(module).__name__}"
+            f"export_netx: {where}: expected a synapse netx holds, a Linear or Conv2d layer "
+            "(a ConvTranspose2d, an AvgPool2d a netx pool computes, or the Loihi* synapses), "
+            f"got {type(module).__name__}"
+            + (" (netx has no max pooling)" if isinstance(module, nn.MaxPool2d) else "")
         )
     if len(shape) != 3 or shape[0] != conv.in_channels:
         raise ShapeError(
