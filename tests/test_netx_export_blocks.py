@@ -236,9 +236,42 @@ def test_float_avg_pool_exports_as_the_lava_dl_pool_that_computes_it(tmp_path):
         (torch.nn.AvgPool2d(3), (2, 9, 9), r"the window mean 1/9 is not on Lava-DL's weight"),
         (torch.nn.AvgPool2d(2), (2, 9, 8), r"\[2, 9, 8\] whose height and width are not"),
         (torch.nn.AvgPool2d(2, stride=1), (2, 8, 8), r"stride=\(1, 1\).*stride = kernel"),
+        (torch.nn.AvgPool2d(2, padding=1), (2, 8, 8), r"padding=1.*no padding"),
+        (torch.nn.AvgPool2d(2, divisor_override=2), (2, 8, 8), r"divisor_override=2"),
+        (torch.nn.AvgPool2d(8), (2, 8, 8), r"the window mean 1/64 is not on Lava-DL's weight"),
     ):
         with pytest.raises(ConfigurationError, match=r"module 0 \(AvgPool2d\).*" + match):
             export_netx(torch.nn.Sequential(pool, cuba()), tmp_path / "bad.net", shape)
+
+
+def test_float_net_with_avg_pool_gives_its_own_spikes_through_the_file(tmp_path):
+    """The factor 64 of the pool's kernel is the weights' scale, undone by the
+    thresholds' (vThMant = 64 θ): a float conv -> IF -> AvgPool2d(2) -> IF (or LIF at
+    tau = 2), on Lava-DL's grid, gives through the file the float network's own spikes
+    at both neuron layers, spike for spike, on real N-MNIST."""
+    from spikeflow import layers, neurons
+    from spikeflow.functional import reset_net
+
+    torch.manual_seed(4)
+    conv = layers.Conv2d(2, 4, 3, padding=1, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(torch.randint(-20, 40, conv.weight.shape) / 32)  # on the grid
+    x = _nmnist_spikes(steps=8).movedim(-1, 0)  # [T, N, 2, 34, 34]
+    for last in (
+        neurons.IFNode(v_threshold=0.75, strict_firing=True),
+        neurons.LIFNode(tau=2.0, decay_input=False, v_threshold=0.5, strict_firing=True),
+    ):
+        net = torch.nn.Sequential(
+            conv, neurons.IFNode(v_threshold=1.0, strict_firing=True), layers.AvgPool2d(2), last
+        ).double()
+        back = import_netx(export_netx(net, tmp_path / "float_avg.net", (2, 34, 34)))
+        assert torch.equal(back[2].weight, torch.full((2, 2), 16))
+        for upto in (2, 4):
+            reset_net(net)
+            with torch.no_grad():
+                want = net[:upto](x)
+            assert 0.02 < float(want.mean()) < 0.5
+            assert torch.equal(back[:upto](x.to(torch.int64)).double(), want), (last, upto)
 
 
 def test_what_netx_cannot_hold_is_refused_naming_the_module(tmp_path):

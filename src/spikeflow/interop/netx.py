@@ -519,7 +519,9 @@ def export_netx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence
     ``weight/imag``), a last ``LoihiAverage`` (``average``), and ``LoihiALIFNode``,
     ``LoihiResonatorNode``, ``LoihiAdaptiveResonatorNode`` neurons (``ALIF``,
     ``RF_PHASE`` / ``RF_IZHIKEVICH``, ``ADRF_PHASE``; resonators only after a complex
-    synapse). Nested ``nn.Sequential`` are
+    synapse): :func:`import_netx` reads these, Lava's ``netx.hdf5.Network`` does not
+    (``NotImplementedError``). The pool's kernel ``64/(kH·kW)`` is the weights' scale,
+    undone by the thresholds' (``vThMant = 64 θ``). Nested ``nn.Sequential`` are
     unrolled and ``Dropout`` / ``Identity`` (no-ops at inference, which
     :func:`~spikeflow.quant.loihi_grid` trains with) left out. Float weights are quantised as
     :func:`lava_dl_weights`, the neurons as
