@@ -178,6 +178,15 @@ def add_optimisation_options(o: Any, s: Any) -> None:
         "weights",
     )
     o.add_argument(
+        "--tensor-parallel",
+        type=int,
+        default=s,
+        metavar="N",
+        help="under torchrun: split the model's channels over groups of N consecutive "
+        "processes (channel tensor parallelism), the groups data-parallel (the world size "
+        "a multiple of N; default 1: no split); checkpoints hold full weights",
+    )
+    o.add_argument(
         "--ra-sampler",
         action="store_true",
         default=s,

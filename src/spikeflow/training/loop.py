@@ -242,7 +242,12 @@ def monitor_results(
 
 
 def reduce_monitor(monitor: SpikeMonitor, ctx: DistContext) -> None:
-    """Replace the monitor's running sums by their sums over all processes."""
+    """Replace the monitor's running sums by their sums over all processes (under
+    ``--tensor-parallel``: the split neurons' over the tensor-parallel group first, then
+    over the data-parallel one, see :mod:`~spikeflow.training.tensor_parallel_run`)."""
+    merge = getattr(ctx, "merge_monitor", None)
+    if merge is not None:
+        monitor.load_state_dict(merge(monitor.state_dict()))
     if not ctx.distributed:
         return
     states: list[dict[str, Any]] = ctx.all_gather_object(monitor.state_dict())

@@ -259,9 +259,23 @@ def _spatial_dims(column: nn.Module) -> int:
     return column.weight.dim() - 2 if _weighted(column) == "conv" else 0
 
 
+def _nested_per_channel(module: nn.Module) -> tuple[str, tuple[int, ...]] | None:
+    """A neuron's parameter or buffer held by a submodule (``DHLIFNode``'s
+    ``dendrites.tau_n``, ``[N, K]``) with more than one element: its name and shape,
+    else None. Such a neuron reads more than the channels (DH-LIF: K branch currents per
+    neuron, after them), so a slice of the channels is not a slice of its input; a
+    learnable surrogate's scalar is shared by every channel and fine."""
+    for name, tensor in [*module.named_parameters(), *module.named_buffers()]:
+        if "." in name and tensor.numel() > 1:
+            return name, tuple(tensor.shape)
+    return None
+
+
 def _channel_wise(module: nn.Module, spatial: int) -> bool:
     """Whether ``module`` may run on a slice of the channels (see the module doc) of a
     layout with ``spatial`` dims after the channels."""
+    if isinstance(module, BaseNode) and _nested_per_channel(module) is not None:
+        return False
     if isinstance(module, nn.Dropout):
         return module.p == 0.0
     if isinstance(module, _ANY_POOL):
@@ -461,6 +475,15 @@ class _Sharder:
         fits = _channel_wise_run(column, between)
         if fits < len(between):
             name, module = pair.between[fits], between[fits]
+            nested = _nested_per_channel(module) if isinstance(module, BaseNode) else None
+            if nested is not None:
+                raise ConfigurationError(
+                    f"parallelize_channels cannot shard {name!r} ({type(module).__name__}): "
+                    f"its {nested[0]!r} of shape {nested[1]} is per channel and held by a "
+                    "submodule (DH-LIF's dendritic branches read K currents per channel, "
+                    "after the channels): a neuron with nested per-channel parameters "
+                    "cannot run on a slice of the channels; leave it outside the pairs"
+                )
             raise ConfigurationError(
                 f"parallelize_channels cannot shard {name!r} ({type(module).__name__}): "
                 "between a column and a row layer only batch norm, spiking neurons, "

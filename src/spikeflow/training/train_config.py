@@ -32,6 +32,7 @@ from spikeflow.training.config_checks import (
 )
 from spikeflow.training.defaults import RESOLVED_FIELDS, default_for, no_default_model_message
 from spikeflow.training.fsdp import check_fsdp_config
+from spikeflow.training.tensor_parallel_run import check_tensor_parallel_config
 
 __all__ = [
     "BOOL_FIELDS", "PATH_FIELDS", "READOUT_MODES", "REGRESSION_READOUTS", "RUNTIME_FIELDS",
@@ -52,7 +53,7 @@ REGRESSION_READOUTS = ("mean", "last", "per_step")
 RUNTIME_FIELDS = (
     "device", "workers", "progress", "tensorboard", "plots", "stop_after", "output_dir",
     "overwrite", "data_dir", "cache_dir", "download", "compile", "recompute", "threads",
-    "fsdp", "teacher",
+    "fsdp", "teacher", "tensor_parallel",
 )  # fmt: skip
 
 
@@ -148,6 +149,10 @@ class TrainConfig:
     #: processes (torch's FSDP2, ``spikeflow.training.fsdp``) instead of DDP's whole
     #: copies; one process: no change.
     fsdp: bool = False
+    #: Under torchrun: split each model's channels over groups of this many processes
+    #: (channel tensor parallelism, ``spikeflow.training.tensor_parallel_run``), the
+    #: groups data-parallel among themselves; 1: no split.
+    tensor_parallel: int = 1
     #: Knowledge distillation (docs/training.md): a trained teacher, a ``spikeflow
     #: train`` run folder or checkpoint, TorchScript or a ``torch.save``d module
     #: (``spikeflow.training.teacher``); the loss becomes ``kd_alpha`` times Hinton's
@@ -300,6 +305,7 @@ class TrainConfig:
         _check_decolle(self)
         _check_eventprop(self)
         check_fsdp_config(self)
+        check_tensor_parallel_config(self)
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
             raise ConfigurationError(f"workers must be an integer >= 0, got {self.workers!r}")
         if (

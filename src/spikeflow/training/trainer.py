@@ -360,7 +360,7 @@ class Trainer(SetupMixin, StepsMixin, CheckpointMixin, PlotsMixin):
         test, test_rate, test_layers = evaluate(
             self.raw_model, self.test_set, self.eval_loss_fn, T=cfg.T,  # type: ignore[arg-type]
             static=self.layout,
-            batch_size=self.per_rank_batch, ctx=ctx, amp=cfg.amp, workers=cfg.workers,
+            batch_size=self.per_rank_batch, ctx=self.data_ctx, amp=cfg.amp, workers=cfg.workers,
             progress=cfg.progress, readout=self.readout,
         )  # fmt: skip
         ema = ""
@@ -413,7 +413,7 @@ class Trainer(SetupMixin, StepsMixin, CheckpointMixin, PlotsMixin):
         rate it ran at, its sums over every process, the monitor's layer statistics and
         mean firing rate over every process; rank 0's BN statistics then go to every
         process, to be evaluated and saved."""
-        ctx = self.ctx
+        ctx = self.data_ctx  # (--tensor-parallel: over a data-parallel group)
         lr = self._run_lr()
         train = self.epoch_sums.reduced(ctx)
         reduce_monitor(self.train_monitor, ctx)

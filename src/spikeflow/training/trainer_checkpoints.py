@@ -68,14 +68,21 @@ class CheckpointMixin:
         sums, in rank order; ``gathered``: the full ``model`` and ``optimizer`` states
         of a sharded (FSDP) run."""
         running = {"epoch_sums": {}, "monitor": {}, "rank_epoch_state": []}
+        tp = getattr(self, "tp", None)
         if not complete:  # every process's own sums, and their totals
+            # --tensor-parallel: one entry per model copy (its group's first process,
+            # which holds the copy's merged monitor sums), in data-parallel rank order
+            copies = states if tp is None else states[:: tp.size]
             running = ckpt.epoch_state_payload(
-                [{"epoch_sums": s["epoch_sums"], "monitor": s["monitor"]} for s in states]
+                [{"epoch_sums": s["epoch_sums"], "monitor": s["monitor"]} for s in copies]
             )
         teacher = getattr(self, "teacher", None)
+        # (how the run was split is not the run's: a resume takes its own --tensor-parallel)
+        config = {k: v for k, v in config_to_dict(self.config).items()
+                  if v is not None and k != "tensor_parallel"}  # fmt: skip
         return {
             "format": ckpt.CHECKPOINT_FORMAT,
-            "config": {k: v for k, v in config_to_dict(self.config).items() if v is not None},
+            "config": config,
             "epoch": self.epoch + (1 if complete else 0),
             "step": 0 if complete else self.step_in_epoch,
             "global_step": self.global_step,
@@ -93,6 +100,7 @@ class CheckpointMixin:
             "teacher": {} if teacher is None else {"digest": teacher.digest},
             "rng": [s["rng"] for s in states],
             "world_size": self.ctx.world_size,
+            "tensor_parallel": 1 if tp is None else tp.size,  # (whose rng entries these are)
             **running,
             "history": self.history,
             "best": {"test_acc": self.best_test_acc, "epoch": self.best_epoch},
@@ -104,10 +112,14 @@ class CheckpointMixin:
         (:func:`~spikeflow.training.checkpoint.write_run_checkpoint`); every rank
         contributes its RNG states (as they are now) and, inside an epoch, its running
         sums."""
+        tp = getattr(self, "tp", None)
+        monitor = {} if complete else self.train_monitor.state_dict()
+        if tp is not None and not complete:  # the copy's sums (every process joins)
+            monitor = tp.merge_monitor(monitor)
         mine = {
             "rng": ckpt.capture_rng_state(),
             "epoch_sums": {} if complete else self.epoch_sums.state_dict(),
-            "monitor": {} if complete else self.train_monitor.state_dict(),
+            "monitor": monitor,
         }
         states = self.ctx.all_gather_object(mine)
         gathered = None
@@ -115,6 +127,10 @@ class CheckpointMixin:
             main = self.ctx.is_main
             gathered = {"model": full_model_state(self.raw_model, main),
                         "optimizer": full_optimizer_state(self.optimizer, main)}  # fmt: skip
+        elif tp is not None:  # the slices gathered whole: the unsplit model's state
+            gathered = {"model": tp.shards.full_state_dict(self.raw_model),
+                        "optimizer": tp.shards.full_optimizer_state(self.raw_model,
+                                                                    self.optimizer)}  # fmt: skip
         if self.ctx.is_main:
             ckpt.write_run_checkpoint(
                 self._payload(states, complete, gathered), self.output_dir, best
@@ -141,8 +157,13 @@ class CheckpointMixin:
         self._check_resumed_teacher(payload)
         if not getattr(self, "_weights_loaded", False):  # (FSDP: before the model was cut)
             ckpt.load_weights(self.raw_model, payload, self.resume_dir or "the checkpoint")
+        tp = getattr(self, "tp", None)
         try:
-            self.optimizer.load_state_dict(payload["optimizer"])
+            if tp is None:
+                self.optimizer.load_state_dict(payload["optimizer"])
+            else:  # the full state, sliced as the parameters are
+                tp.shards.load_full_optimizer_state(self.raw_model, self.optimizer,
+                                                    payload["optimizer"])  # fmt: skip
         except ValueError as exc:  # torch's: the groups' sizes differ
             built = [len(g["params"]) for g in self.optimizer.param_groups]
             held = [len(g["params"]) for g in payload["optimizer"].get("param_groups", [])]
@@ -185,23 +206,29 @@ class CheckpointMixin:
         self.best_test_acc = float(payload["best"]["test_acc"])
         self.best_epoch = int(payload["best"]["epoch"])
         self._checkpoint = (None, checkpoint_position(payload))
-        running = ckpt.epoch_state_for_rank(payload, self.ctx.rank, self.ctx.world_size)
+        data = getattr(self, "data_ctx", self.ctx)  # (--tensor-parallel: per model copy)
+        running = ckpt.epoch_state_for_rank(payload, data.rank, data.world_size)
         if running is not None:
             self.epoch_sums = getattr(self, "sums_class", EpochSums)(**running[0])
-            self.train_monitor.load_state_dict(running[1])
+            if tp is None or tp.rank == 0:  # a copy's monitor sums: its first process's
+                self.train_monitor.load_state_dict(running[1])
             if "rank_epoch_state" not in payload and int(payload["world_size"]) > 1:
                 self.log(f"note: the checkpoint (of an older spikeflow) holds process 0's "
                          f"running sums only: epoch {self.epoch + 1}'s train metrics leave "
                          "out the other processes' steps before it")  # fmt: skip
         states = payload["rng"]
-        if len(states) == self.ctx.world_size:
+        split = 1 if tp is None else tp.size
+        if len(states) == self.ctx.world_size and int(payload.get("tensor_parallel", 1)) == split:
             ckpt.restore_rng_state(states[self.ctx.rank])
         else:
             self.log(
-                f"note: the checkpoint was written by {len(states)} processes, this run has "
-                f"{self.ctx.world_size}: the random streams restart from the seed"
+                f"note: the checkpoint was written by {len(states)} processes "
+                f"(--tensor-parallel {payload.get('tensor_parallel', 1)}), this run has "
+                f"{self.ctx.world_size} (--tensor-parallel {split}): the random streams "
+                "restart from the seed"
             )
-            seed_everything(self.config.seed + self.ctx.rank + self.epoch)
+            # (the processes of a tensor-parallel group draw alike)
+            seed_everything(self.config.seed + data.rank + self.epoch)
         return self.epoch
 
     def _repair_best(self, payload: dict[str, Any]) -> None:

@@ -54,6 +54,7 @@ from spikeflow.training.spike_reg import SpikeRegulariser
 from spikeflow.training.sync_bn import convert_sync_batchnorm
 from spikeflow.training.tbptt import tbptt_windows
 from spikeflow.training.teacher import Teacher, load_teacher
+from spikeflow.training.tensor_parallel_run import join_tensor_parallel
 from spikeflow.training.trainer_checkpoints import seed_everything
 from spikeflow.training.views import TWO_VIEW_LOSSES, TwoViews
 
@@ -73,16 +74,25 @@ class SetupMixin:
         if cfg.tensorboard:
             check_tensorboard()
         self.ctx = ctx = setup_distributed(cfg.device)
+        # --tensor-parallel N: the groups, and the data-parallel view of the processes
+        # that the sampler, the batch and the metrics' reductions use (ctx itself without)
+        self.tp = None
+        self.data_ctx = ctx
+        self.tp = join_tensor_parallel(ctx, cfg.tensor_parallel, self.task_kind)
+        if self.tp is not None:
+            self.data_ctx = self.tp.data_context(ctx)
+        data = self.data_ctx
         if cfg.amp == "fp16" and ctx.device.type != "cuda":
             raise ConfigurationError(
                 "amp='fp16' needs a CUDA GPU (gradient scaling); on the CPU use amp='bf16' or 'off'"
             )
-        if cfg.batch_size % ctx.world_size:  # type: ignore[operator]
+        if cfg.batch_size % data.world_size:  # type: ignore[operator]
+            copies = "" if self.tp is None else " (model copies: world size / --tensor-parallel)"
             raise ConfigurationError(
                 f"batch_size {cfg.batch_size} (the global batch) must be a multiple of the "
-                f"number of processes ({ctx.world_size})"
+                f"number of data-parallel processes{copies} ({data.world_size})"
             )
-        self.per_rank_batch = cfg.batch_size // ctx.world_size  # type: ignore[operator]
+        self.per_rank_batch = cfg.batch_size // data.world_size  # type: ignore[operator]
         # Rank 0 decides (and, for the default, reserves) the folder for every process;
         # all of them then refuse together instead of some waiting forever.
         out, problem = None, None
@@ -129,11 +139,11 @@ class SetupMixin:
             self._replaces = found
 
         self.train_set, self.test_set, self.info = self._build_datasets()
-        extra = -len(self.train_set) % ctx.world_size  # type: ignore[arg-type]
+        extra = -len(self.train_set) % data.world_size  # type: ignore[arg-type]
         if extra:
             self.log(
                 f"note: {len(self.train_set)} training samples do not split evenly over "  # type: ignore[arg-type]
-                f"{ctx.world_size} processes: each epoch repeats {extra} of them to even "
+                f"{data.world_size} processes: each epoch repeats {extra} of them to even "
                 "the shards (DistributedSampler), so its last step differs from a "
                 "one-process run's"
             )
@@ -141,8 +151,9 @@ class SetupMixin:
         # A resume builds the checkpoint's model as its run did (build_model's ``saved``).
         with reading_saved_run() if self.resume_payload is not None else contextlib.nullcontext():
             self.raw_model = self._build_model().to(ctx.device)
-        # Per-process streams for dropout etc. (rank 0's equals a one-process run's).
-        seed_everything(cfg.seed + ctx.rank)
+        # Per-process streams for dropout etc. (rank 0's equals a one-process run's); the
+        # processes of a tensor-parallel group draw alike (the same masks, sliced).
+        seed_everything(cfg.seed + data.rank)
         self.model: nn.Module = self.raw_model
         self.layout = static_layout(self.raw_model, self.info, cfg.T)
         self._takes_target = bool(getattr(self.raw_model, "takes_target", False))
@@ -189,6 +200,8 @@ class SetupMixin:
         elif cfg.fsdp:  # (one process: what it would shard is all there is)
             self.log("note: --fsdp with one process: nothing to shard, the run trains as "
                      "without it (launch it with torchrun --nproc_per_node=N, N > 1)")  # fmt: skip
+        elif self.tp is not None:
+            self._split_channels()
         elif ctx.distributed:
             device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
             ignore_fixed_buffers(self.raw_model)
@@ -208,7 +221,7 @@ class SetupMixin:
         per_rank = (  # (--ra-sampler: refused here for fewer than 256 samples)
             repeated_augmentation_length(len(self.train_set), ctx.world_size)  # type: ignore[arg-type]
             if cfg.ra_sampler
-            else math.ceil(len(self.train_set) / ctx.world_size)  # type: ignore[arg-type]
+            else math.ceil(len(self.train_set) / data.world_size)  # type: ignore[arg-type]
         )
         self.steps_per_epoch = math.ceil(per_rank / self.per_rank_batch)
         if self.ema is not None:
@@ -281,6 +294,27 @@ class SetupMixin:
             if cfg.tensorboard:
                 self.tensorboard = TensorBoardLogger(self.output_dir)
             save_config(cfg, self.output_dir / "config.toml")
+
+    def _split_channels(self) -> None:
+        """``--tensor-parallel N``: split the model's channels over this process's
+        tensor-parallel group (a resume's full weights loaded first, then sliced), and
+        wrap it in DDP over its data-parallel group when there are several copies."""
+        ctx, tp = self.ctx, self.tp
+        if self.resume_payload is not None:  # into the whole model, before it is cut
+            ckpt.load_weights(self.raw_model, self.resume_payload,
+                              self.resume_dir or "the checkpoint")  # fmt: skip
+            self._weights_loaded = True
+        shards = tp.shard(self.raw_model)
+        self.log(f"--tensor-parallel {tp.size}: {len(shards.pairs)} column/row layer pair(s) "
+                 f"split over {tp.size} processes; {tp.data_size} data-parallel cop"
+                 f"{'y' if tp.data_size == 1 else 'ies'} of the model")  # fmt: skip
+        if tp.data_size > 1:
+            device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+            ignore_fixed_buffers(self.raw_model)
+            self.model = nn.parallel.DistributedDataParallel(
+                self.raw_model, device_ids=device_ids, process_group=tp.data_group,
+                **ddp_options(self.raw_model),
+            )  # fmt: skip
 
     def _load_teacher(self) -> Teacher:
         """``--teacher``, loaded (:func:`~spikeflow.training.teacher.load_teacher`) and

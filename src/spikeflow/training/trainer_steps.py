@@ -56,7 +56,8 @@ class StepsMixin:
 
     def _train_epoch(self) -> None:
         cfg, ctx = self.config, self.ctx
-        sampler = DistributedSampler(self.train_set, num_replicas=ctx.world_size, rank=ctx.rank,
+        data = getattr(self, "data_ctx", ctx)  # (--tensor-parallel: by data-parallel rank)
+        sampler = DistributedSampler(self.train_set, num_replicas=data.world_size, rank=data.rank,
                                      shuffle=True, seed=cfg.seed)  # fmt: skip
         sampler.set_epoch(self.epoch)
         start = self.step_in_epoch
@@ -193,7 +194,11 @@ class StepsMixin:
             average_replicated_grads(self.replicated, self.ctx.world_size)
         if cfg.clip_grad_norm is not None:
             self.scaler.unscale_(self.optimizer)  # clip the true gradients (fp16 scaling)
-            torch.nn.utils.clip_grad_norm_(self._trained_parameters(), cfg.clip_grad_norm)
+            tp = getattr(self, "tp", None)
+            if tp is not None:  # the whole model's norm, over every process's slices
+                tp.shards.clip_grad_norm_(self.raw_model, cfg.clip_grad_norm)
+            else:
+                torch.nn.utils.clip_grad_norm_(self._trained_parameters(), cfg.clip_grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         clamp_delays(self.raw_model)  # learnable delays back into their range
@@ -279,7 +284,8 @@ class StepsMixin:
         tensors = [*self.raw_model.named_parameters(), *self.raw_model.named_buffers()]
         bad = [name for name, t in tensors if t.is_floating_point()
                and not bool(torch.isfinite(local_part(t)).all())]  # fmt: skip
-        if is_sharded(self.raw_model):  # each process sees its shards: all of them decide
+        if is_sharded(self.raw_model) or getattr(self, "tp", None) is not None:
+            # each process sees its shards (or channel slices): all of them decide
             found = {name for names in self.ctx.all_gather_object(bad) for name in names}
             bad = [name for name, _ in tensors if name in found]
         if bad:
