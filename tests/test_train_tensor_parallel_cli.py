@@ -28,9 +28,10 @@ pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distribut
 
 def _plain(output_dir: str) -> dict:
     """The digits PLIF net (two column/row pairs; scalar PLIF ``w``s summed over the
-    slices), no batch norm or dropout, 2 epochs of one step of 24, clipped gradients:
-    data-parallel copies then take the global batch's step too."""
-    return {**_config(output_dir), "epochs": 2, "clip_grad_norm": 0.5}
+    slices), no batch norm or dropout, 2 epochs of one step of 24, the gradients clipped
+    (their norm is ~0.12: the clipping acts): data-parallel copies then take the global
+    batch's step too."""
+    return {**_config(output_dir), "epochs": 2, "clip_grad_norm": 0.08}
 
 
 def _split_only(output_dir: str) -> dict:
@@ -71,16 +72,18 @@ def _two_worker(rank: int, world_size: int, port: int, root: str) -> None:
         )
         _run(_plain(f"{root}/tp2_epoch1"), tensor_parallel=2, stop_after=1)
         _run(_plain(f"{root}/dp2"))
+        _run(_split_only(f"{root}/dp2_bn"))
     finally:
         dist.destroy_process_group()
 
 
 def _four_worker(rank: int, world_size: int, port: int, root: str) -> None:
-    """2 model copies, each split over 2 processes (ranks 0-1 and 2-3)."""
+    """2 model copies, each split over 2 processes (ranks 0-1 and 2-3), on both configs."""
     _join(rank, world_size, port)
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
     try:
         _run(_plain(f"{root}/tp2_dp2"), tensor_parallel=2)
+        _run(_split_only(f"{root}/tp2_dp2_bn"), tensor_parallel=2)
     finally:
         dist.destroy_process_group()
 
@@ -135,7 +138,7 @@ def test_weights_moved(runs):
     start = build_model(config, build_datasets(config)[2]).state_dict()
     trained = _state(runs / "tp2")["model"]
     for key in ("features.0.weight", "classifier.2.weight", "classifier.5.weight"):
-        assert float((trained[key] - start[key]).abs().max()) > 1e-3, key
+        assert float((trained[key] - start[key]).abs().max()) > 2e-4, key
 
 
 @pytest.mark.parametrize("name", ["tp2", "tp2_bn", "tp2_dp2"])
@@ -150,8 +153,13 @@ def test_split_runs_train_one_processs_weights_and_log_its_metrics(runs, name):
 
 
 def test_a_split_run_matches_a_data_parallel_one(runs):
-    """TP=2 x DP=1 and TP=1 x DP=2 on 2 processes: the same weights."""
+    """TP=2 x DP=1 and TP=1 x DP=2 on 2 processes: the same weights. With batch norm
+    (statistics per process) and dropout (masks per process), TP=2 x DP=2 on 4 processes
+    ends as TP=1 x DP=2 on 2: the same batch statistics, masks, weights and running
+    statistics (each copy's first process's, given to the other copy slice by slice)."""
     _assert_same_weights(runs / "dp2", runs / "tp2")
+    _assert_same_weights(runs / "dp2_bn", runs / "tp2_dp2_bn")
+    _assert_same_rows(runs / "dp2_bn", runs / "tp2_dp2_bn")
 
 
 def test_a_split_run_stopped_mid_epoch_resumes_to_the_uninterrupted_run(runs):
