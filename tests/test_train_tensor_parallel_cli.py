@@ -62,7 +62,7 @@ def _two_worker(rank: int, world_size: int, port: int, root: str) -> None:
     _join(rank, world_size, port)
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
     try:
-        _run(_plain(f"{root}/tp2"), tensor_parallel=2)
+        _run(_plain(f"{root}/tp2"), tensor_parallel=2, plots="auto")
         _run(_split_only(f"{root}/tp2_bn"), tensor_parallel=2)
         cut = f"{root}/tp2_cut"
         _run(_split_only(cut), [_StopAt(1, 1, 1)], tensor_parallel=2)
@@ -150,6 +150,15 @@ def test_split_runs_train_one_processs_weights_and_log_its_metrics(runs, name):
     alone = runs / ("one_bn" if name == "tp2_bn" else "one")
     _assert_same_weights(alone, runs / name)
     _assert_same_rows(alone, runs / name)
+
+
+def test_a_split_run_plots_its_curves_but_no_raster(runs):
+    """Rank 0 alone cannot run the raster's forward (the split layers' all-reduces need
+    every process, which have left): it plots the learning curves and rates only."""
+    pytest.importorskip("matplotlib")
+    assert (runs / "tp2" / "learning_curves.png").is_file()
+    assert (runs / "tp2" / "firing_rates.png").is_file()
+    assert not (runs / "tp2" / "raster.png").exists()
 
 
 def test_a_split_run_matches_a_data_parallel_one(runs):

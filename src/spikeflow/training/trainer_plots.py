@@ -54,9 +54,12 @@ class PlotsMixin:
         cfg = self.config
         rows = read_csv(out / "layers.csv")
         written.append(plots.plot_firing_rates(rows, out / "firing_rates.png"))
-        if is_sharded(self.raw_model):  # its forward gathers weights with every process,
-            # which have finished: rank 0 alone cannot run the raster's sample
-            self.log("no raster under --fsdp: rank 0 cannot run a forward alone "
+        split = getattr(self, "tp", None) is not None
+        if is_sharded(self.raw_model) or split:  # its forward joins every process (weights
+            # gathered, or the split channels summed), which have finished: rank 0 alone
+            # cannot run the raster's sample
+            flag = "--tensor-parallel" if split else "--fsdp"
+            self.log(f"no raster under {flag}: rank 0 cannot run a forward alone "
                      "(spikeflow eval reads the checkpoint)")  # fmt: skip
             return
         counts = {row["layer"]: int(row["neurons"]) for row in rows if row.get("neurons")}
