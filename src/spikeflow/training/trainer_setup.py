@@ -76,21 +76,17 @@ class SetupMixin:
         self.ctx = ctx = setup_distributed(cfg.device)
         # --tensor-parallel N: the groups, and the data-parallel view of the processes
         # that the sampler, the batch and the metrics' reductions use (ctx itself without)
-        self.tp = None
-        self.data_ctx = ctx
         self.tp = join_tensor_parallel(ctx, cfg.tensor_parallel, self.task_kind)
-        if self.tp is not None:
-            self.data_ctx = self.tp.data_context(ctx)
-        data = self.data_ctx
+        self.data_ctx = data = ctx if self.tp is None else self.tp.data_context(ctx)
         if cfg.amp == "fp16" and ctx.device.type != "cuda":
             raise ConfigurationError(
                 "amp='fp16' needs a CUDA GPU (gradient scaling); on the CPU use amp='bf16' or 'off'"
             )
         if cfg.batch_size % data.world_size:  # type: ignore[operator]
-            copies = "" if self.tp is None else " (model copies: world size / --tensor-parallel)"
+            copies = "" if self.tp is None else " (--tensor-parallel: of model copies)"
             raise ConfigurationError(
                 f"batch_size {cfg.batch_size} (the global batch) must be a multiple of the "
-                f"number of data-parallel processes{copies} ({data.world_size})"
+                f"number of processes{copies} ({data.world_size})"
             )
         self.per_rank_batch = cfg.batch_size // data.world_size  # type: ignore[operator]
         # Rank 0 decides (and, for the default, reserves) the folder for every process;
