@@ -121,8 +121,9 @@ class DataParallelContext(DistContext):
         """The first copy's buffers to every copy: over the data-parallel group, so
         that each process keeps the buffers of its own channel slice."""
         if self.distributed:
+            first = dist.get_global_rank(self.group, 0)  # (group_src needs torch >= 2.6)
             for buffer in module.buffers():
-                dist.broadcast(buffer.data, group=self.group, group_src=0)
+                dist.broadcast(buffer.data, src=first, group=self.group)
 
     def barrier(self) -> None:
         if self.distributed:
