@@ -88,6 +88,15 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         "after its crop and flip: ra (RandAugment), ta_wide (TrivialAugment-wide), or "
         "AutoAugment's imagenet, cifar10 or svhn policy (docs/training.md)",
     )
+    d.add_argument(
+        "--random-erase",
+        type=float,
+        default=s,
+        metavar="P",
+        help="random erasing with probability P as the last training step of a static image "
+        "dataset (after the normalisation for imagenet/imagefolder); default: the dataset's "
+        "(0.1 with --dataset-kwargs augment=psn, else none); 0: none (docs/training.md)",
+    )
     m = p.add_argument_group("model")
     m.add_argument(
         "--model",

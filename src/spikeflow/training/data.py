@@ -104,16 +104,23 @@ def _not_found(
 
 
 def check_auto_augment(config: TrainConfig) -> None:
-    """``--auto-augment`` is for the static image datasets (those of
-    :class:`~spikeflow.data.datasets.ImageDataset` and
-    :class:`~spikeflow.data.datasets.ImageFolder`); any other known dataset refuses it.
+    """``--auto-augment`` and ``--random-erase`` are for the static image datasets (those
+    of :class:`~spikeflow.data.datasets.ImageDataset` and
+    :class:`~spikeflow.data.datasets.ImageFolder`); any other known dataset refuses them.
 
     Raises:
-        ConfigurationError: ``config.auto_augment`` set for a dataset of events, audio,
-            spikes, touch, features, detection or regression (the message names which and
-            the image datasets).
+        ConfigurationError: ``config.auto_augment`` or ``config.random_erase`` set for a
+            dataset of events, audio, spikes, touch, features, detection or regression
+            (the message names the option, which dataset it is and the image datasets).
     """
-    if config.auto_augment is None or not isinstance(config.dataset, str):
+    if config.auto_augment is not None:
+        option = f"--auto-augment {config.auto_augment}"
+        augments = "the policies augment"
+    elif config.random_erase is not None:
+        option, augments = f"--random-erase {config.random_erase:g}", "random erasing augments"
+    else:
+        return
+    if not isinstance(config.dataset, str):
         return
     from spikeflow.training.detection_task import detection_task
     from spikeflow.training.regression_task import regression_task
@@ -133,8 +140,8 @@ def check_auto_augment(config: TrainConfig) -> None:
         return  # an unknown name: resolve() says so, listing the datasets
     images = ", ".join(sorted([*_image_classes(), *_folder_classes()]))
     raise ConfigurationError(
-        f"--auto-augment {config.auto_augment}: dataset {config.dataset!r} is {what}; the "
-        f"policies augment the static image datasets ({images})"
+        f"{option}: dataset {config.dataset!r} is {what}; {augments} the static image "
+        f"datasets ({images})"
     )
 
 
@@ -169,16 +176,22 @@ def _training_augment(kwargs: dict[str, Any], cls: type) -> bool | str:
     return augment_policy(f"{cls.__name__} (--dataset-kwargs)", augment, policies) or False
 
 
-def _auto_augment(config: TrainConfig, augment: bool | str) -> str | None:
-    """``--auto-augment``'s policy for the training split, which needs its augmentation
-    on (the policy runs after the crop and flip)."""
+def _auto_augment(config: TrainConfig, augment: bool | str) -> dict[str, Any]:
+    """``--auto-augment``'s policy and ``--random-erase``'s probability for the training
+    split (its arguments ``auto_augment``, ``random_erase``), which need its augmentation
+    on (the policy runs after the crop and flip, the erasing last)."""
     if config.auto_augment is not None and augment is False:
         raise ConfigurationError(
             f"--auto-augment {config.auto_augment} with --dataset-kwargs augment=false: the "
             "policy runs within the training augmentation (after its crop and flip); "
             "leave one of them out"
         )
-    return config.auto_augment
+    if config.random_erase and augment is False:
+        raise ConfigurationError(
+            f"--random-erase {config.random_erase:g} with --dataset-kwargs augment=false: "
+            "the erasing is the training augmentation's last step; leave one of them out"
+        )
+    return {"auto_augment": config.auto_augment, "random_erase": config.random_erase}
 
 
 def dataset_shape(
@@ -334,7 +347,7 @@ def _images(config: TrainConfig, with_train: bool) -> tuple[Dataset | None, Data
         train = None
         if with_train:
             train = cls(config.data_dir, train=True, download=config.download, augment=augment,
-                        auto_augment=policy, **kwargs)  # fmt: skip
+                        **policy, **kwargs)  # fmt: skip
         test = cls(config.data_dir, train=False, download=config.download and with_train,
                    **kwargs)  # fmt: skip
     except DatasetNotFoundError as exc:
@@ -377,7 +390,7 @@ def _image_folders(
     kwargs["cache_dir"] = config.cache_dir
     try:
         train = (
-            cls(config.data_dir, train=True, augment=augment, auto_augment=policy, **kwargs)
+            cls(config.data_dir, train=True, augment=augment, **policy, **kwargs)
             if with_train
             else None
         )
@@ -467,7 +480,7 @@ _SET_ELSEWHERE = {
     "custom_integrate_function": "set by --T (frames)",
     "transform": "Python only (a function)", "event_transform": "Python only (a function)",
     "image_transform": "Python only (a function)",
-    "auto_augment": "set by --auto-augment",
+    "auto_augment": "set by --auto-augment", "random_erase": "set by --random-erase",
     "target_transform": "Python only (a function)",
 }  # fmt: skip
 

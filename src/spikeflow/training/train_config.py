@@ -84,6 +84,11 @@ class TrainConfig:
     #: "svhn", after the dataset's crop and flip (``spikeflow.data.image_autoaugment``);
     #: None: none.
     auto_augment: str | None = None
+    #: The probability of random erasing as the last training step of a static image
+    #: dataset (the reference recipes' ``--random-erase``; after the normalisation for
+    #: ImageNet/ImageFolder); None: the dataset's own (``augment="psn"``'s 0.1, else
+    #: none), 0: none.
+    random_erase: float | None = None
     #: Further arguments of the dataset class (e.g. FSDD's ``speakers``, a speech
     #: dataset's ``audio_to_events`` settings, NAVGesture's ``variant``).
     dataset_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -327,6 +332,10 @@ class TrainConfig:
                 or value < 0
             ):
                 raise ConfigurationError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.random_erase is not None and self.random_erase > 1:
+            raise ConfigurationError(
+                f"random_erase is a probability: it must be in [0, 1], got {self.random_erase}"
+            )
         if self.clip_grad_norm is not None and self.clip_grad_norm <= 0:
             raise ConfigurationError(f"clip_grad_norm must be > 0, got {self.clip_grad_norm}")
         _check_warmup_and_mixing(self)
@@ -451,7 +460,7 @@ _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 _FLOAT_FIELDS = {
     "lr", "weight_decay", "momentum", "gamma", "delay_lr_scale", "clip_grad_norm", "mixup",
     "cutmix", "model_ema_decay", "kd_alpha", "kd_temperature", "eprop_rate_target",
-    "eprop_rate_strength", "eprop_feedback_decay",
+    "eprop_rate_strength", "eprop_feedback_decay", "random_erase",
 }  # fmt: skip
 #: The fields whose value is True or False (read from the annotations).
 BOOL_FIELDS = tuple(name for name, f in _FIELDS.items() if f.type == "bool")

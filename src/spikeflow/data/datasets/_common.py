@@ -119,6 +119,29 @@ def auto_augment_name(
     return auto_augment
 
 
+def random_erase_probability(owner: str, random_erase: object, augment: str | None) -> float | None:
+    """The image datasets' ``random_erase`` checked: None (the dataset's own: ``"psn"``'s
+    0.1, else none) or a probability in [0, 1] of
+    :class:`~spikeflow.data.image_augment.RandomErasing` as the last training step; a
+    positive one runs within the training augmentation ``augment`` (None: off).
+
+    Raises:
+        ConfigurationError: not a real number in [0, 1], or a positive probability with
+            ``augment`` off (``owner`` names the dataset).
+    """
+    from spikeflow._checks import check_real
+
+    if random_erase is None:
+        return None
+    p = check_real(f"{owner}: random_erase", random_erase, 0.0, 1.0)
+    if p > 0 and augment is None:
+        raise ConfigurationError(
+            f"{owner}: random_erase={p:g} runs within the training augmentation (its last "
+            "step): it needs augment on; got augment=False"
+        )
+    return p
+
+
 @dataclass(frozen=True)
 class Archive:
     """One official archive of a dataset.

@@ -33,10 +33,12 @@ from spikeflow.data.datasets._common import (
     augment_policy,
     auto_augment_name,
     first_names,
+    random_erase_probability,
     shown_path,
 )
 from spikeflow.data.datasets.base import DatasetNotFoundError
 from spikeflow.data.frame_transforms import int_pair
+from spikeflow.data.image_augment import RandomErasing
 from spikeflow.data.image_autoaugment import imagenet_policy_transform
 from spikeflow.data.image_transforms import (
     IMAGENET_MEAN,
@@ -45,6 +47,7 @@ from spikeflow.data.image_transforms import (
     imagenet_train_transform,
     pil_image_module,
 )
+from spikeflow.data.transforms import Compose
 from spikeflow.errors import ConfigurationError, DataFormatError
 
 __all__ = ["IMAGE_EXTENSIONS", "FileListing", "ImageFolder", "list_class_folders"]
@@ -312,11 +315,17 @@ class ImageFolder(torch.utils.data.Dataset):
             TrivialAugment-wide):
             :func:`~spikeflow.data.image_autoaugment.imagenet_policy_transform`. None
             (default): none; needs ``augment`` on.
+        random_erase: the probability of
+            :class:`~spikeflow.data.image_augment.RandomErasing` (fill 0: the mean colour
+            once normalised) after ``Normalize``, the last training step (the reference
+            recipes' ``--random-erase``); it replaces ``"psn"``'s 0.1 (0: none). None
+            (default): the dataset's own (``"psn"``: 0.1, else none); a positive one
+            needs ``augment`` on.
 
     Raises:
         ConfigurationError: ``augment`` neither a bool nor a policy name, or set together
             with ``image_transform``; ``auto_augment`` not a policy name, or set without
-            ``augment``.
+            ``augment``; ``random_erase`` not in [0, 1], or positive without ``augment``.
         DatasetNotFoundError: no split folder, or no class folder in it.
         DataFormatError: a class folder without images; a test split with a class the
             training split lacks.
@@ -349,6 +358,7 @@ class ImageFolder(torch.utils.data.Dataset):
         transform: Callable[[torch.Tensor], Any] | None = None,
         target_transform: Callable[[int], Any] | None = None,
         auto_augment: str | None = None,
+        random_erase: float | None = None,
     ) -> None:
         title = type(self).__name__
         if train is not None:
@@ -360,6 +370,12 @@ class ImageFolder(torch.utils.data.Dataset):
         self.auto_augment: str | None = auto_augment_name(
             title, auto_augment, self.augment_policy, self.augment_policies
         )
+        #: The probability of ``random_erase`` (None: the dataset's own).
+        self.random_erase: float | None = random_erase_probability(
+            title, random_erase, self.augment_policy
+        )
+        erasing = 0.1 if self.augment_policy == "psn" else 0.0
+        erasing = erasing if self.random_erase is None else self.random_erase
         pil_image_module(f"{title} (image files)")  # the extra, before any listing
         if isinstance(extensions, str) or not all(
             isinstance(e, str) and e.startswith(".") for e in extensions
@@ -378,11 +394,12 @@ class ImageFolder(torch.utils.data.Dataset):
                                          "both set the pipeline; give one")  # fmt: skip
             self.pipeline: Callable[[Any], Any] = image_transform
         elif self.augment_policy == "psn" or self.auto_augment is not None:
-            erasing = 0.1 if self.augment_policy == "psn" else 0.0
             self.pipeline = imagenet_policy_transform(self.image_size, self.auto_augment or
                                                       "ta_wide", mean, std, erasing)  # fmt: skip
         elif self.augment:
             self.pipeline = imagenet_train_transform(self.image_size, mean, std)
+            if erasing > 0:  # the recipe's last step, after the normalisation
+                self.pipeline = Compose([*self.pipeline.transforms, RandomErasing(erasing)])
         else:
             self.pipeline = imagenet_eval_transform(self.image_size, resize_size, mean, std)
         self.transform = transform
@@ -493,5 +510,6 @@ class ImageFolder(torch.utils.data.Dataset):
             f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, "
             f"samples={len(self)}, classes={len(self.classes)}, image_size={self.image_size}, "
             f"augment={self.augment_policy or False!r}"
-            + (f", auto_augment={self.auto_augment!r})" if self.auto_augment else ")")
+            + (f", auto_augment={self.auto_augment!r}" if self.auto_augment else "")
+            + (f", random_erase={self.random_erase:g})" if self.random_erase is not None else ")")
         )

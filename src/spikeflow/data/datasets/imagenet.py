@@ -266,7 +266,7 @@ class ImageNet(ImageFolder):
             or Kaggle's files).
         train: the training split (True) or the validation split.
         augment, image_size, resize_size, mean, std, extensions, image_transform,
-        transform, target_transform, auto_augment: see
+        transform, target_transform, auto_augment, random_erase: see
             :class:`~spikeflow.data.datasets.image_folder.ImageFolder`.
         cache_dir: where the folder listing is cached (``"auto"``: the user cache
             folder; None: not cached). An archive's index is cached in
@@ -306,6 +306,7 @@ class ImageNet(ImageFolder):
         transform: Callable[[torch.Tensor], Any] | None = None,
         target_transform: Callable[[int], Any] | None = None,
         auto_augment: str | None = None,
+        random_erase: float | None = None,
     ) -> None:
         if not isinstance(train, bool | np.bool_):
             raise ConfigurationError(f"ImageNet: train must be True or False; got {train!r}")
@@ -314,7 +315,7 @@ class ImageNet(ImageFolder):
         self._reader: RangeReader | None = None
         super().__init__(root, bool(train), augment, image_size, resize_size, mean, std,
                          extensions, cache_dir, image_transform, transform,
-                         target_transform, auto_augment)  # fmt: skip
+                         target_transform, auto_augment, random_erase)  # fmt: skip
 
     def _layout(self) -> str:
         return (

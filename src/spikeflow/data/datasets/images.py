@@ -26,6 +26,7 @@ from spikeflow.data.datasets._common import (
     augment_policy,
     auto_augment_name,
     how_to_get,
+    random_erase_probability,
     shown_path,
 )
 from spikeflow.data.datasets.base import DatasetNotFoundError
@@ -62,6 +63,11 @@ class ImageDataset(torch.utils.data.Dataset):
             interpolation, fill 0) run within ``augment``: after its crop and flip, in
             place of ``"psn"``'s TrivialAugment-wide (before its random erasing). None
             (default): none; needs ``augment`` on.
+        random_erase: the probability of
+            :class:`~spikeflow.data.image_augment.RandomErasing` (fill 0) as the last
+            training step (the reference recipes' ``--random-erase``); it replaces
+            ``"psn"``'s 0.1 (0: none). None (default): the dataset's own (``"psn"``: 0.1,
+            else none); a positive one needs ``augment`` on.
     """
 
     classes: ClassVar[tuple[str, ...]]
@@ -82,6 +88,7 @@ class ImageDataset(torch.utils.data.Dataset):
         transform: Callable[[torch.Tensor], Any] | None = None,
         target_transform: Callable[[int], Any] | None = None,
         auto_augment: str | None = None,
+        random_erase: float | None = None,
     ) -> None:
         for name, value in (("train", train), ("download", download)):
             if not isinstance(value, bool | np.bool_):
@@ -96,6 +103,10 @@ class ImageDataset(torch.utils.data.Dataset):
         self.auto_augment: str | None = auto_augment_name(
             type(self).__name__, auto_augment, self.augment_policy, self.augment_policies
         )
+        #: The probability of ``random_erase`` (None: the dataset's own).
+        self.random_erase: float | None = random_erase_probability(
+            type(self).__name__, random_erase, self.augment_policy
+        )
         self.transform = transform
         self.target_transform = target_transform
         images, labels = self._load()
@@ -109,9 +120,9 @@ class ImageDataset(torch.utils.data.Dataset):
 
     def augmentation(self) -> list[Callable[[torch.Tensor], torch.Tensor]]:
         """The steps of the training augmentation :attr:`augment_policy` (applied in
-        order to the float image): by default only the :attr:`auto_augment` policy, if
-        any."""
-        return self._policy_steps()
+        order to the float image): by default the :attr:`auto_augment` policy, if any,
+        then random erasing with probability :attr:`random_erase`, if set."""
+        return self._policy_steps() + self._erasing_steps(0.0)
 
     def _policy_steps(self) -> list[Callable[[torch.Tensor], torch.Tensor]]:
         """The :attr:`auto_augment` policy as a step (none: ``[]``)."""
@@ -120,6 +131,14 @@ class ImageDataset(torch.utils.data.Dataset):
         from spikeflow.data.image_autoaugment import augment_policy_transform
 
         return [augment_policy_transform(self.auto_augment)]
+
+    def _erasing_steps(self, default: float) -> list[Callable[[torch.Tensor], torch.Tensor]]:
+        """Random erasing with probability :attr:`random_erase` (None: ``default``, the
+        policy's own), or ``[]`` for 0."""
+        from spikeflow.data.image_augment import RandomErasing
+
+        p = default if self.random_erase is None else self.random_erase
+        return [RandomErasing(p)] if p > 0 else []
 
     def _policy(self, augment: Any) -> str | None:
         return augment_policy(type(self).__name__, augment, self.augment_policies)
@@ -162,7 +181,8 @@ class ImageDataset(torch.utils.data.Dataset):
         return (
             f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, "
             f"samples={len(self)}, augment={self.augment_policy or False!r}"
-            + (f", auto_augment={self.auto_augment!r})" if self.auto_augment else ")")
+            + (f", auto_augment={self.auto_augment!r}" if self.auto_augment else "")
+            + (f", random_erase={self.random_erase:g})" if self.random_erase is not None else ")")
         )
 
     def _check_arrays(self, images: np.ndarray, labels: np.ndarray) -> None:

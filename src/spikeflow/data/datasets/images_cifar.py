@@ -15,7 +15,7 @@ import torch
 from spikeflow.data.datasets._common import Archive, prepare_root
 from spikeflow.data.datasets.images import ImageDataset
 from spikeflow.data.frame_transforms import RandomCropFrames, RandomHorizontalFlipFrames
-from spikeflow.data.image_augment import RandomErasing, TrivialAugmentWide
+from spikeflow.data.image_augment import TrivialAugmentWide
 from spikeflow.data.io.images import read_cifar_binary, read_cifar_pickle
 from spikeflow.errors import ConfigurationError
 
@@ -48,15 +48,15 @@ class _CIFAR(ImageDataset):
         :class:`~spikeflow.data.image_augment.RandomErasing` with p = 0.1 (fill 0) on
         the float image. Mixup and CutMix, the rest of that recipe, act on batches
         (``spikeflow train --mixup 0.2 --cutmix 1.0``). ``auto_augment`` puts its policy
-        after the crop and flip (in place of ``"psn"``'s TrivialAugment-wide)."""
+        after the crop and flip (in place of ``"psn"``'s TrivialAugment-wide);
+        ``random_erase`` sets the erasing's probability (any policy; 0: none)."""
         steps: list[Callable[[torch.Tensor], torch.Tensor]] = [
             RandomCropFrames(32, padding=4), RandomHorizontalFlipFrames(0.5)
         ]  # fmt: skip
         steps += self._policy_steps()
-        if self.augment_policy == "psn":
-            steps += [] if self.auto_augment else [TrivialAugmentWide()]
-            steps.append(RandomErasing(0.1))
-        return steps
+        if self.augment_policy == "psn" and not self.auto_augment:
+            steps.append(TrivialAugmentWide())
+        return steps + self._erasing_steps(0.1 if self.augment_policy == "psn" else 0.0)
 
     def _layout(self) -> str:
         python = ", ".join(self.python_files[self.split])
@@ -161,8 +161,8 @@ class CIFAR100(_CIFAR):
         label: ``"fine"`` (default; the 100 classes, :attr:`classes`) or ``"coarse"``
             (the 20 superclasses, :data:`CIFAR100_COARSE_CLASSES`; the instance's
             ``classes`` are then those).
-        root, train, download, augment, transform, target_transform: see
-            :class:`~spikeflow.data.datasets.images.ImageDataset`.
+        root, train, download, augment, transform, target_transform, auto_augment,
+        random_erase: see :class:`~spikeflow.data.datasets.images.ImageDataset`.
     """
 
     classes: ClassVar[tuple[str, ...]] = (
@@ -203,11 +203,12 @@ class CIFAR100(_CIFAR):
         transform: Callable[[torch.Tensor], Any] | None = None,
         target_transform: Callable[[int], Any] | None = None,
         auto_augment: str | None = None,
+        random_erase: float | None = None,
     ) -> None:
         self.classes = self.classes_for(label)  # type: ignore[misc]
         self.label = label
         super().__init__(root, train, download, augment, transform, target_transform,
-                         auto_augment)  # fmt: skip
+                         auto_augment, random_erase)  # fmt: skip
 
     @classmethod
     def classes_for(cls, label: str = "fine", **_: Any) -> tuple[str, ...]:
