@@ -30,6 +30,7 @@ from spikeflow.kernels.expr import TraceError
 from spikeflow.kernels.fused import dual_tensors, functorch_active
 from spikeflow.kernels.precision import HostScalarError, MixedPrecisionError
 from spikeflow.kernels.reference import FiringRule, run_reference
+from spikeflow.kernels.registry import compiled_refusal
 from spikeflow.kernels.triton_backend import run_triton, triton_available
 from spikeflow.neurons.declaration import NeuronDeclaration
 
@@ -129,6 +130,12 @@ def _or_reference(fused: Callable[..., tuple]) -> Callable[..., tuple]:
         decl, x_seq, state, params, threshold = args[:5]
         if dual_tensors(x_seq, state, params, threshold):
             return run_reference(*args)
+        if torch.compiler.is_compiling():  # before the fused path (see compiled_refusal)
+            refused = compiled_refusal(decl, args[5])
+            if refused is not None:
+                why = f"its equations cannot be compiled to a fused kernel: {refused}"
+                _fallback_warning(decl, refused, why)
+                return run_reference(*args)
         try:
             return fused(*args)
         except TraceError as exc:  # raised while tracing, before any kernel ran

@@ -39,6 +39,7 @@ __all__ = [
     "Launcher",
     "Steps",
     "compiled_entry_key",
+    "compiled_refusal",
     "entry",
     "entry_key",
     "forget",
@@ -342,6 +343,42 @@ def _compiled_refusal(declared: tuple, surrogate: tuple, *parts: object) -> str 
 
 
 @assume_constant_result
+def _raise_compiled_refusal(declared: tuple, surrogate: tuple, *parts: object) -> None:
+    """:func:`_compiled_refusal` for an explicit fused backend: raises its TraceError
+    while Dynamo traces. An exception raised by a constant function stops the
+    compilation at once, with or without ``fullgraph`` (Dynamo reports it as an
+    ``InternalTorchDynamoError`` holding the message); one raised in traced code would
+    instead, without ``fullgraph``, make Dynamo run the frame eagerly and try each frame
+    of the kernel's eager launch in turn (tens of seconds), where the value of a numpy
+    scalar is not refused."""
+    refused = _compiled_refusal(declared, surrogate, *parts)
+    if refused is not None:
+        raise TraceError(
+            f"{refused} (a fused backend under torch.compile; backend='auto' runs the "
+            "reference loop there)"
+        )
+
+
+def _declaration_parts(decl: NeuronDeclaration) -> tuple[tuple, tuple]:
+    """(``declared``: (name, returns_aux), ``parts``: the five functions'
+    :func:`_function_parts`), the arguments of the constant functions."""
+    parts = (*_function_parts(decl.charge), *_function_parts(decl.update),
+             *_function_parts(decl.threshold), *_function_parts(decl.reset_membrane),
+             *_function_parts(decl.fire))  # fmt: skip
+    return (decl.name, decl.charge_returns_aux), parts
+
+
+def compiled_refusal(decl: NeuronDeclaration, rule: FiringRule) -> str | None:
+    """Why the fused kernels cannot run ``decl`` with ``rule``'s surrogate under
+    torch.compile whatever the equations (None if they can): numpy values, containers
+    too large to compare or closure variables not yet assigned, read from globals or
+    closures. As Dynamo traces it: ``backend="auto"`` checks it before it calls the
+    fused path, and runs the reference loop in the graph instead."""
+    declared, parts = _declaration_parts(decl)
+    return _compiled_refusal(declared, (type(rule.surrogate), rule.surrogate.spiking), *parts)
+
+
+@assume_constant_result
 def _compiled_key(
     launcher: Launcher,
     ctype: str,
@@ -402,16 +439,12 @@ def compiled_entry_key(
     captured values, the surrogate's type, its ``spiking``, the values of its
     parameters that the kernels fold in and those its functions read from globals and
     closures, the reset rule. Not on the surrogate instance or the neuron: identical
-    neurons share one compiled graph."""
-    parts = (*_function_parts(decl.charge), *_function_parts(decl.update),
-             *_function_parts(decl.threshold), *_function_parts(decl.reset_membrane),
-             *_function_parts(decl.fire))  # fmt: skip
-    declared = (decl.name, decl.charge_returns_aux)
+    neurons share one compiled graph. A refusal of :func:`compiled_refusal` stops the
+    compilation (``backend="auto"`` checked it before)."""
+    declared, parts = _declaration_parts(decl)
     sg = rule.surrogate
     cls, params = type(sg), sg.params
-    refused = _compiled_refusal(declared, (cls, sg.spiking), *parts)
-    if refused is not None:
-        raise TraceError(refused)
+    _raise_compiled_refusal(declared, (cls, sg.spiking), *parts)
     names = tuple(params)
     symbolic = _run_time_parameters(cls, sg.spiking, names)
     folded = tuple(float(v).hex() for n, v in params.items() if n not in symbolic)
