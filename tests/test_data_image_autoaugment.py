@@ -316,10 +316,14 @@ def test_policy_names_build_their_transforms():
         (lambda: AutoAugment("Cifar10"), r"policy must be one of 'imagenet', 'cifar10', 'svhn'"),
         (lambda: AutoAugment(interpolation="bicubic"), "AutoAugment: interpolation"),
         (lambda: AutoAugment(fill=300), "AutoAugment: fill"),
-        (lambda: RandAugment(magnitude=31), r"magnitude must be an int in 0\.\.30; got 31"),
-        (lambda: RandAugment(magnitude=True), "magnitude"),
-        (lambda: RandAugment(num_ops=-1), "num_ops must be an int >= 0"),
-        (lambda: RandAugment(num_magnitude_bins=1), "num_magnitude_bins"),
+        (lambda: RandAugment(magnitude=31), "RandAugment: magnitude must be an integer from 0"),
+        (lambda: RandAugment(magnitude=31), "magnitude must be an integer from 0 to 30, got 31"),
+        (lambda: RandAugment(magnitude=-1), "magnitude must be an integer from 0 to 30, got -1"),
+        (lambda: RandAugment(num_magnitude_bins=5, magnitude=5), "from 0 to 4, got 5"),
+        (lambda: RandAugment(magnitude=True), "an integer from 0 to 30, got True"),
+        (lambda: RandAugment(magnitude=9.0), "magnitude must be an integer from 0 to 30, got 9.0"),
+        (lambda: RandAugment(num_ops=-1), "RandAugment: num_ops must be an integer >= 0, got -1"),
+        (lambda: RandAugment(num_magnitude_bins=1), "num_magnitude_bins must be an integer >= 2"),
         (lambda: RandAugment(generator="seed"), "generator"),
         (lambda: augment_policy_transform("rand"), r"'ra', 'ta_wide', 'imagenet', 'cifar10'"),
         (lambda: AutoAugment(["svhn"]), r"policy must be one of .*; got \['svhn'\]"),
@@ -339,6 +343,13 @@ def test_policy_names_build_their_transforms():
 def test_bad_arguments_are_named(make, message):
     with pytest.raises(ConfigurationError, match=message):
         make()
+
+
+def test_rand_augment_takes_numpy_integers_at_the_bounds():
+    # The shared check_int (bounds inclusive), as the constructor's own check did.
+    ra = RandAugment(num_ops=np.int64(0), magnitude=np.int32(4), num_magnitude_bins=np.int64(5))
+    assert (ra.num_ops, ra.magnitude, ra.num_magnitude_bins) == (0, 4, 5)
+    assert all(type(v) is int for v in (ra.num_ops, ra.magnitude, ra.num_magnitude_bins))
 
 
 def test_bad_inputs_are_named():

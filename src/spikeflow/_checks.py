@@ -26,15 +26,19 @@ def check_flag(owner: str, name: str, value: Any) -> bool:
     )
 
 
-def check_int(name: str, value: Any, minimum: int) -> int:
-    """``value`` as an int if it is an integer ``>= minimum`` (a Python or numpy
-    integer, not a bool), else a ConfigurationError naming ``name``."""
+def check_int(name: str, value: Any, minimum: int, maximum: int | None = None) -> int:
+    """``value`` as an int if it is an integer ``>= minimum`` and, if ``maximum`` is
+    given, ``<= maximum`` (a Python or numpy integer, not a bool), else a
+    ConfigurationError naming ``name`` (which may start with its owner,
+    ``"RandAugment: magnitude"``), the range and the value."""
     if (
         isinstance(value, (bool, np.bool_))
         or not isinstance(value, numbers.Integral)
         or value < minimum
+        or (maximum is not None and value > maximum)
     ):
-        raise ConfigurationError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        bound = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+        raise ConfigurationError(f"{name} must be an integer {bound}, got {value!r}")
     return int(value)
 
 

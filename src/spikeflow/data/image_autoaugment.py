@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from spikeflow._checks import check_real
+from spikeflow._checks import check_int, check_real
 from spikeflow.data.image_augment import (
     TRIVIAL_AUGMENT_WIDE_OPS,
     RandomErasing,
@@ -172,14 +172,6 @@ def policy_magnitude(op: str, bin_index: int, bins: int, size: tuple[int, int]) 
     return bin_value(0.0, largest, bins, bin_index)
 
 
-def _check_int(owner: str, name: str, value: Any, low: int, high: int | None = None) -> int:
-    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
-    if not ok or value < low or (high is not None and value > high):
-        bound = f">= {low}" if high is None else f"in {low}..{high}"
-        raise ConfigurationError(f"{owner}: {name} must be an int {bound}; got {value!r}")
-    return int(value)
-
-
 class _DrawnOperations(PillowPolicy):
     """A policy whose :meth:`get_params` draws ``(operation, signed magnitude)`` pairs for
     an image's ``(width, height)``, applied in turn."""
@@ -278,10 +270,10 @@ class RandAugment(_DrawnOperations):
         fill: int | Sequence[int] = 0,
         generator: torch.Generator | int | None = None,
     ) -> None:
-        self.num_ops = _check_int("RandAugment", "num_ops", num_ops, 0)
-        bins = _check_int("RandAugment", "num_magnitude_bins", num_magnitude_bins, 2)
+        self.num_ops = check_int("RandAugment: num_ops", num_ops, 0)
+        bins = check_int("RandAugment: num_magnitude_bins", num_magnitude_bins, 2)
         self.num_magnitude_bins = bins
-        self.magnitude = _check_int("RandAugment", "magnitude", magnitude, 0, bins - 1)
+        self.magnitude = check_int("RandAugment: magnitude", magnitude, 0, bins - 1)
         super().__init__(interpolation, fill, generator, num_ops=self.num_ops,
                          magnitude=self.magnitude, num_magnitude_bins=bins)  # fmt: skip
 
