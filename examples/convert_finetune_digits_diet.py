@@ -7,6 +7,8 @@ variant for the same epochs (Adam, cosine schedule; ``convert_finetune_digits.py
 
 * ``triangle``: learnable thresholds, DIET-SNN's triangle surrogate (the default);
 * ``triangle + leak``: also a learnable leak per layer (``learnable_leak=True``);
+* ``diet``: DIET-SNN's damped triangle ``0.3·max(0, 1 − |z|)``
+  (``surrogate_function="diet"``; not run by default: ``--variants``);
 * ``stdb``: STDB's spike-time surrogate (``surrogate_function="stdb"``);
 * ``stdb + leak``: both;
 * ``stdb detached``: STDB with the reset's spike detached, as the authors' code resets
@@ -45,6 +47,7 @@ from spikeflow.conversion import convert
 VARIANTS: dict[str, dict[str, object]] = {
     "triangle": {},
     "triangle + leak": {"learnable_leak": True},
+    "diet": {"surrogate_function": "diet"},
     "stdb": {"surrogate_function": "stdb"},
     "stdb + leak": {"surrogate_function": "stdb", "learnable_leak": True},
     "stdb detached": {"surrogate_function": "stdb", "detach_reset": True},
@@ -99,7 +102,7 @@ def main(argv: list[str] | None = None) -> Results:
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument(
         "--variants",
-        default=",".join(list(VARIANTS)[:4]),
+        default="triangle,triangle + leak,stdb,stdb + leak",
         help="comma-separated, of " + ", ".join(VARIANTS),
     )
     args = parser.parse_args(argv)

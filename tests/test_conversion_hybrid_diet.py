@@ -19,8 +19,9 @@ from spikeflow.conversion import (
     frozen,
 )
 from spikeflow.conversion.snn import TimeFolded
+from spikeflow.conversion.stdb import stdb_fire
 from spikeflow.errors import ConfigurationError, DTypeError
-from spikeflow.surrogate import Triangle
+from spikeflow.surrogate import NorseTriangle, Triangle
 
 F64 = torch.float64
 
@@ -54,6 +55,27 @@ class _PaperSTDB(torch.autograd.Function):
         return grad * ctx.alpha * torch.exp(-ctx.beta * dt), None, None, None
 
 
+class _STDBOfMembraneAndThreshold(torch.autograd.Function):
+    """STDB's spike of ``(H, θ)``: Θ(H/θ − 1) forward; backward, θ as the membrane with
+    the opposite sign, ∂S/∂H = α·exp(−β·Δt)/θ = −∂S/∂θ (hand-derived: Θ((H − θ)/θ) is
+    Θ(H − θ), the 1/θ only scales the surrogate's argument)."""
+
+    @staticmethod
+    def forward(ctx, h, theta, dt, alpha, beta):
+        ctx.save_for_backward(theta, alpha * torch.exp(-beta * dt) / theta)
+        return (h / theta - 1.0 >= 0).to(h.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        theta, slope = ctx.saved_tensors
+        return grad * slope, (-grad * slope).sum_to_size(theta.shape), None, None, None
+
+
+def _stdb_spike(h, theta, dt, stdb):
+    theta = torch.as_tensor(theta, dtype=h.dtype)
+    return _STDBOfMembraneAndThreshold.apply(h, theta, dt, *stdb)
+
+
 def _step_loop(x_seq, theta, leak, v0, stdb=None, detach_reset=False):
     """One layer of DIET-SNN neurons as a float64 loop: U = λ·U + X, z = U/θ − 1,
     S = Θ(z), output θ·S, U ← U − θ·S; STDB: Δt = t − 1 − last, last ← t − 1 where the
@@ -64,7 +86,7 @@ def _step_loop(x_seq, theta, leak, v0, stdb=None, detach_reset=False):
     for t, x in enumerate(x_seq):
         h = leak * v + x
         z = h / theta - 1.0
-        s = _Triangle.apply(z) if stdb is None else _PaperSTDB.apply(z, t - 1 - last, *stdb)
+        s = _Triangle.apply(z) if stdb is None else _stdb_spike(h, theta, t - 1 - last, stdb)
         last = torch.where(s > 0, torch.full_like(last, float(t - 1)), last)
         v = h - theta * (s.detach() if detach_reset else s)
         out.append(theta * s)
@@ -130,6 +152,73 @@ def test_stdb_gradient_is_the_authors_formula_of_the_spike_time():
     assert float(first[0, 0]) == pytest.approx(0.3 * math.exp(-0.01 * 999), rel=1e-12)
 
 
+def test_stdb_threshold_gradient_is_the_membranes_negated_and_bounded():
+    # ∂S/∂θ = −∂S/∂H = −α·exp(−β·Δt)/θ, whatever H. Through z = H/θ − 1 as written it
+    # would be −α·exp(−β·Δt)·H/θ²: 3e5 for H = 1e6 here (STDB has no window in z).
+    h = torch.tensor([-1e6, -3.0, 0.2, 0.5, 0.9, 40.0, 1e6], dtype=F64, requires_grad=True)
+    theta = torch.full_like(h, 0.5).requires_grad_()
+    since = torch.tensor([0.0, 3.0, 999.0, 1.0, 7.0, 2.0, 0.0], dtype=F64)
+    spikes = stdb_fire(h, theta, None, since, stdb_alpha=0.3, stdb_beta=0.01)
+    assert spikes.tolist() == [0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0]  # Θ(H − θ), Θ(0) = 1
+    grad_h, grad_theta = torch.autograd.grad(spikes.sum(), [h, theta])
+    slope = 0.3 * torch.exp(-0.01 * since) / 0.5
+    torch.testing.assert_close(grad_h, slope, rtol=1e-14, atol=0)
+    torch.testing.assert_close(grad_theta, -slope, rtol=1e-14, atol=0)
+    assert float(grad_theta.abs().max()) <= 0.3 / 0.5
+    # A neuron over 6 steps with a learnt θ: inputs 1e3 and 1e6 times larger fire the
+    # same spikes and give θ the same gradient (5.09; before: −1.16e4 and −1.16e7).
+    grads = []
+    for scale in (1e3, 1e6):
+        neuron = TrainableIFNode(torch.tensor(0.5, dtype=F64), 0.5, surrogate_function="stdb")
+        x = torch.linspace(-scale, scale, 5, dtype=F64).repeat(6, 1)
+        (g,) = torch.autograd.grad(neuron(x).sum(), neuron.v_threshold)
+        grads.append(float(g))
+    assert grads[0] == pytest.approx(grads[1], rel=1e-12) and abs(grads[0]) < 10, grads
+
+
+class _DIETLinearSpike(torch.autograd.Function):
+    """DIET-SNN's LinearSpike (its code): Θ(z) forward, 0.3·max(0, 1 − |z|) backward."""
+
+    @staticmethod
+    def forward(ctx, z):
+        ctx.save_for_backward(z)
+        return (z >= 0).to(z.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (z,) = ctx.saved_tensors
+        return grad * 0.3 * (1 - z.abs()).clamp_min(0)
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_diet_surrogate_is_dietsnn_damped_triangle(per_channel):
+    torch.manual_seed(4)
+    x = (torch.randn(7, 3, 4, dtype=F64) * 0.6 + 0.35).requires_grad_()
+    theta0 = torch.rand(4, dtype=F64) + 0.3 if per_channel else torch.tensor(0.7, dtype=F64)
+    neuron = TrainableIFNode(theta0, 0.5, surrogate_function="diet")
+    assert type(neuron.surrogate_function) is NorseTriangle
+    theta = theta0.clone().requires_grad_()
+    v = 0.5 * theta + torch.zeros_like(x[0])
+    expected = []
+    for step in x:  # the DIET-SNN neuron from its equations, λ = 1
+        h = v + step
+        s = _DIETLinearSpike.apply(h / theta - 1.0)
+        v = h - theta * s
+        expected.append(theta * s)
+    expected = torch.stack(expected)
+    out = neuron(x)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
+    weights = torch.randn_like(out)
+    got = torch.autograd.grad((out * weights).sum(), [x, neuron.v_threshold])
+    want = torch.autograd.grad((expected * weights).sum(), [x, theta])
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12)
+    snn, _ = convert(nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 2)).eval(),
+                     torch.rand(32, 4))  # fmt: skip
+    tuned = fine_tunable(snn, surrogate_function="DIET")
+    assert [n.surrogate_function.params for n in _neurons(tuned)] == [{"alpha": 0.3}]
+
+
 def test_gradcheck_of_the_leak_with_the_smooth_surrogate():
     torch.manual_seed(1)
     x = (torch.randn(6, 2, 3, dtype=F64) * 0.5 + 0.4).requires_grad_()
@@ -157,7 +246,7 @@ def _mlp_loop(x, linears, neurons, steps, stdb):
             h = n.leak * st["v"] + nn.functional.linear(a, lin.weight, lin.bias)
             z = h / n.v_threshold - 1.0
             dt = t - 1 - st["last"]  # the authors' Δt (their last ← t − 1 at a spike)
-            s = _Triangle.apply(z) if stdb is None else _PaperSTDB.apply(z, dt, *stdb)
+            s = _Triangle.apply(z) if stdb is None else _stdb_spike(h, n.v_threshold, dt, stdb)
             st["last"] = torch.where(s > 0, torch.full_like(dt, float(t - 1)), st["last"])
             st["v"] = h - n.v_threshold * s
             a = n.v_threshold * s
@@ -295,7 +384,7 @@ def test_bad_leaks_and_stdb_arguments_are_named():
     snn, _ = convert(nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 2)).eval(),
                      torch.rand(32, 4))  # fmt: skip
     with pytest.raises(
-        ConfigurationError, match=r"STDB\(\) or 'stdb' \(the only name taken\), got 'triangle'"
+        ConfigurationError, match=r"STDB\(\), 'stdb' or 'diet' \(the names taken\), got 'triangle'"
     ):
         fine_tunable(snn, surrogate_function="triangle")
     with pytest.raises(ConfigurationError, match="learnable_leak"):

@@ -60,21 +60,35 @@ from spikeflow.conversion.stdb import (
 from spikeflow.errors import ConfigurationError, DTypeError
 from spikeflow.neurons.base import checked_surrogate
 from spikeflow.neurons.declaration import NeuronDeclaration, declare
-from spikeflow.surrogate import Surrogate, Triangle
+from spikeflow.surrogate import NorseTriangle, Surrogate, Triangle
 
-__all__ = ["STDB", "TrainableIFNode", "fine_tunable", "frozen"]
+__all__ = ["DIET_DAMPING", "STDB", "TrainableIFNode", "fine_tunable", "frozen"]
+
+#: DIET-SNN's damping of its piecewise-linear surrogate (``LinearSpike.gamma`` in Rathi
+#: and Roy's code): ``surrogate_function="diet"`` is ``0.3·max(0, 1 − |z|)``.
+DIET_DAMPING = 0.3
+
+
+def _named_surrogate(surrogate: object, owner: str) -> object:
+    """``surrogate``, or for a name: ``"stdb"`` :class:`STDB` (the authors' α, β),
+    ``"diet"`` DIET-SNN's ``LinearSpike``, ``NorseTriangle(0.3)`` (its derivative
+    ``0.3·max(0, 1 − |z|)``)."""
+    if not isinstance(surrogate, str):
+        return surrogate
+    if surrogate.lower() == "stdb":
+        return STDB()
+    if surrogate.lower() == "diet":
+        return NorseTriangle(alpha=DIET_DAMPING)
+    raise ConfigurationError(
+        f"{owner}: surrogate_function must be a spikeflow.surrogate.Surrogate instance, "
+        f"STDB(), 'stdb' or 'diet' (the names taken), got {surrogate!r}"
+    )
 
 
 def _stdb_or_none(surrogate: object, owner: str) -> STDB | None:
-    """``surrogate`` as an :class:`STDB` (``"stdb"``: the authors' α, β), or ``None``
-    for anything else (checked as a membrane surrogate by the caller)."""
-    if isinstance(surrogate, str):
-        if surrogate.lower() != "stdb":
-            raise ConfigurationError(
-                f"{owner}: surrogate_function must be a spikeflow.surrogate.Surrogate "
-                f"instance, STDB() or 'stdb' (the only name taken), got {surrogate!r}"
-            )
-        return STDB()
+    """``surrogate`` (or its name) as an :class:`STDB`, or ``None`` for anything else
+    (checked as a membrane surrogate by the caller)."""
+    surrogate = _named_surrogate(surrogate, owner)
     return surrogate if isinstance(surrogate, STDB) else None
 
 
@@ -129,7 +143,8 @@ class TrainableIFNode(ConversionIFNode):
             ``σ'(z) = max(0, 1 − |z|)``, DIET-SNN's); or :class:`STDB` / ``"stdb"``:
             ``∂S/∂z = α·exp(−β·Δt)``, Δt the steps since the last spike (then the
             reference loop runs it: ``backend`` ``'auto'`` or ``'torch'``, kept in
-            :attr:`kept_backend`, which :func:`frozen` gives back).
+            :attr:`kept_backend`, which :func:`frozen` gives back); or ``"diet"``:
+            DIET-SNN's ``0.3·max(0, 1 − |z|)`` (``NorseTriangle(0.3)``).
         learnable_threshold: θ as an ``nn.Parameter``.
         detach_reset: no surrogate gradient through the spike of the reset ``θ·S``
             (θ itself still gets one there), as DIET-SNN's code resets: the forward is
@@ -169,6 +184,7 @@ class TrainableIFNode(ConversionIFNode):
                 "TrainableIFNode keeps the converted neuron's strict_firing=False (the "
                 "forward must stay the converted network's)"
             )
+        surrogate_function = _named_surrogate(surrogate_function, "TrainableIFNode")  # type: ignore[assignment]
         stdb = _stdb_or_none(surrogate_function, "TrainableIFNode")
         super().__init__(
             v_threshold,
@@ -344,7 +360,9 @@ def fine_tunable(
             loop runs it: neurons set to a fused backend run on ``'torch'`` while
             fine-tuned, and :func:`frozen` gives their backend back). The authors put
             the loss on the output summed over the T steps, not its mean; STDB needs
-            that here (docs/conversion.md measures it).
+            that here (docs/conversion.md measures it). ``"diet"``: DIET-SNN's
+            ``LinearSpike``, the triangle damped by :data:`DIET_DAMPING`,
+            ``0.3·max(0, 1 − |z|)`` (``NorseTriangle(0.3)``).
         learnable_threshold: make every θ a trainable parameter (DIET-SNN).
         detach_reset: no surrogate gradient through the spike in the soft reset, as
             DIET-SNN's code (its reset ``θ·(V/θ − 1 > 0)`` is a hard comparison); the
@@ -370,6 +388,7 @@ def fine_tunable(
             "fine_tunable: a differentially coded network is not trained here (its neurons "
             "have no surrogate gradient); convert with coding='rate'"
         )
+    surrogate_function = _named_surrogate(surrogate_function, "fine_tunable")  # type: ignore[assignment]
     stdb = _stdb_or_none(surrogate_function, "fine_tunable")
     if stdb is not None:
         surrogate_function = stdb

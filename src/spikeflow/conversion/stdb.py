@@ -12,6 +12,17 @@ at each step after, as in the authors' code (their last-spike times start at −
 they count ``Δt = t − 1 − last``, a spike at step ``t`` storing ``t − 1``). DIET-SNN (Rathi
 and Roy 2021) also learns a membrane leak ``λ`` per layer: ``H = λ·V + X``.
 
+**A learnt θ.** Neither paper trains θ with this surrogate: STDB's thresholds are
+fixed by the conversion (plain floats in the authors' code), and DIET-SNN, which learns
+θ, uses the windowed ``0.3·max(0, 1 − |z|)``. Differentiated through ``z = H/θ − 1`` as
+written, the spike would give ``∂S/∂θ = −α·exp(−β·Δt)·H/θ²``: with a surrogate that,
+unlike the triangle (zero outside ``0 < H < 2θ``, so ``|∂S/∂θ| ≤ 2/θ``), has no window
+in ``z``, that grows with ``|H|`` without bound (a membrane far below or above θ). But
+``Θ((H − θ)/θ) = Θ(H − θ)`` for ``θ > 0``: the division only scales the surrogate's
+argument. So θ enters the STDB spike as the membrane does, with the opposite sign,
+``∂S/∂θ = −∂S/∂H = −α·exp(−β·Δt)/θ`` (the 1/θ of the normalisation taken as a
+constant): bounded by ``α/θ``, whatever ``H``.
+
 These are the equations :class:`~spikeflow.conversion.hybrid.TrainableIFNode` declares
 when it has a leak or an STDB surrogate; the STDB spike is a custom autograd function,
 so such a neuron runs on the reference loop (backend ``'torch'``).
@@ -98,9 +109,11 @@ def stdb_charge(
 def stdb_fire(
     h: Tensor, theta: Tensor, spike, since: Tensor, *, stdb_alpha: float, stdb_beta: float
 ) -> Tensor:
-    """``Θ((H − θ)/θ)`` with STDB's gradient ``α·exp(−β·Δt)`` (``spike``, the module's
-    membrane surrogate, is not used)."""
-    return _STDBSpike.apply((h - theta) / theta, since, stdb_alpha, stdb_beta)
+    """``Θ((H − θ)/θ)`` with STDB's gradient ``α·exp(−β·Δt)`` in ``z``; the θ dividing
+    is the normalisation's constant, so ``∂S/∂θ = −∂S/∂H = −α·exp(−β·Δt)/θ``, bounded
+    (module docstring). ``spike``, the module's membrane surrogate, is not used."""
+    scale = theta.detach() if isinstance(theta, Tensor) else theta
+    return _STDBSpike.apply((h - theta) / scale, since, stdb_alpha, stdb_beta)
 
 
 def stdb_update(h: Tensor, s: Tensor, since: Tensor) -> Tensor:
