@@ -199,3 +199,41 @@ class ViT(nn.Module):
         x = torch.cat((self.cls_token.expand(x.shape[0], -1, -1), x), dim=1)
         x = self.pos_drop(x + self.pos_embed)
         return self.head(self.norm(self.blocks(x))[:, 0])
+
+
+class HFSelfAttention(RobertaAttention):
+    """SpikeZIP-TF's quantised RoBERTa self-attention with Hugging Face 5's calling
+    convention (keyword arguments; ``(output, weights)`` returned)."""
+
+    def forward(self, hidden_states, attention_mask=None, **kwargs):
+        return super().forward(hidden_states, attention_mask=attention_mask)[0], None
+
+
+def hugging_face_qann(cls_name: str, layers: int = 2, relu_quan: bool = False, **config):
+    """A float64 Hugging Face ``cls_name`` (hidden 16, 4 heads, vocabulary 40) with each
+    layer's ``attention.self`` replaced by :class:`HFSelfAttention` (the layer's own
+    query/key/value kept), weights of a trained size (std 0.4; its init is 0.02);
+    ``relu_quan``: ReLU then an unsigned quantiser as the MLP's activation."""
+    import transformers
+
+    kind = transformers.BertConfig if cls_name.startswith("Bert") else transformers.RobertaConfig
+    settings = dict(
+        vocab_size=40, hidden_size=16, num_hidden_layers=layers, num_attention_heads=4,
+        intermediate_size=32, max_position_embeddings=16, attn_implementation="eager",
+    )  # fmt: skip
+    settings.update(config)
+    model = getattr(transformers, cls_name)(kind(**settings)).to(torch.float64).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(0, 0.4)
+    base = getattr(model, model.base_model_prefix, model)
+    for layer in base.encoder.layer:
+        own = layer.attention.self
+        attention = HFSelfAttention(16, 4, 8).to(torch.float64)
+        attention.query, attention.key, attention.value = own.query, own.key, own.value
+        layer.attention.self = attention
+        if relu_quan:
+            act = nn.Sequential(nn.ReLU(), Quan(8, sym=False))
+            layer.intermediate.intermediate_act_fn = act.to(torch.float64)
+    return model

@@ -10,6 +10,7 @@ from typing import Any
 from torch import fx, nn
 
 from spikeflow.conversion.report import ConversionError
+from spikeflow.conversion.spikezip_hf import is_hugging_face
 from spikeflow.conversion.transformer import _Tracer
 
 
@@ -33,25 +34,15 @@ def check_call(model: nn.Module, mask_argument: str | None) -> None:
         ) from err
 
 
-def _is_hugging_face(module: nn.Module) -> bool:
-    """Whether ``module`` is a Hugging Face ``transformers.PreTrainedModel``."""
-    return any(
-        c.__name__ == "PreTrainedModel" and c.__module__.startswith("transformers.")
-        for c in type(module).__mro__
-    )
-
-
 def _hugging_face_advice(name: str, module: nn.Module) -> str:
-    """Why a Hugging Face model does not convert as it is, and what does."""
+    """Why a Hugging Face model called whole does not trace, and what converts."""
     return (
         f"{name} is a Hugging Face {type(module).__name__}: its forward does not trace with "
         "torch.fx (its input checks, mask preparation and attention dispatch branch on "
-        "values; it returns a ModelOutput) and it computes position ids from the token "
-        "ids. Convert a module of your own whose forward calls its parts: the embeddings' "
-        "nn.Embedding lookups with explicit position ids, each layer's SpikeZIP-TF "
-        "self-attention (query, key, value and their quantisers) with the additive mask "
-        "[B, 1, 1, L] by keyword, the dense and LayerNorm layers and the classifier, "
-        "returning one tensor"
+        "values; it returns a ModelOutput). A RobertaModel, BertModel or their "
+        "...ForSequenceClassification converts when you pass it to convert_spikezip_qann "
+        "itself (its parts are then called in a forward that traces); otherwise convert "
+        "a module of your own whose forward calls its parts, returning one tensor"
     )
 
 
@@ -84,7 +75,7 @@ def trace_named(wrapper: nn.Module) -> fx.Graph:
             where = f" (in {own}, {kind})" if own else " (in its own forward)"
         for path, _ in tracer.inside:  # a Hugging Face model called whole
             module = wrapper.get_submodule(path)
-            if _is_hugging_face(module):
+            if is_hugging_face(module):
                 own = path.removeprefix("model").removeprefix(".") or "the model"
                 advice = ". " + _hugging_face_advice(own, module)
                 break

@@ -31,6 +31,10 @@ place (``SpikeZIPTFQANNRecipe``); here it is imported into spikeflow's own conve
    RoBERTa code's (``LLLinear.steps = level``); SpikeZIP-TF's ViT release sends every
    bias whole at the first step (``LLLinear.steps = 1``): ``bias_steps=1``.
 
+A Hugging Face ``RobertaModel``/``BertModel`` (or ``...ForSequenceClassification``) whose
+self-attentions carry the quantisers converts as it is: its parts are called in a forward
+that traces (:mod:`~spikeflow.conversion.spikezip_hf`).
+
 The token ids and the attention mask are inputs sent once, at the first step (the
 running sum of each input sequence is the input): the embedding's output is then the
 embedding at the first step and exactly 0 after, and the mask is added to the first
@@ -57,6 +61,12 @@ from spikeflow.conversion.fold import set_submodule
 from spikeflow.conversion.report import ConversionError, ConversionReport, ReportEntry
 from spikeflow.conversion.signed import SymmetricQuant
 from spikeflow.conversion.snn import run_time_folded
+from spikeflow.conversion.spikezip_hf import (
+    HFEncoderQANN,
+    hugging_face_encoder,
+    is_hugging_face,
+    typed_inputs,
+)
 from spikeflow.conversion.temporal import StepBias, impulse_input
 from spikeflow.conversion.transformer import DifferenceSNN, convert_transformer
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
@@ -211,19 +221,27 @@ class SpikeZIPSNN(DifferenceSNN):
     goes at the first step and zeros after: :func:`~spikeflow.conversion.temporal.
     impulse_input`) and, when converted with a ``mask_argument``, the mask's sequence
     likewise; it returns the change of the output at each step. :meth:`accumulate`
-    returns the running sums.
+    returns the running sums. A Hugging Face RoBERTa/BERT model's SNN takes the 0/1 mask
+    ``[T, B, L]`` and the token types' sequence ``token_type_seq`` (zeros when None).
 
     Attributes:
         mask_argument: the model's keyword argument the mask is passed as (or None).
         family: ``"vit"`` or ``"roberta"``.
+        token_types: whether it takes token types (a Hugging Face model's SNN).
     """
 
     def __init__(
-        self, body: nn.Module, report: ConversionReport, family: str, mask_argument: str | None
+        self,
+        body: nn.Module,
+        report: ConversionReport,
+        family: str,
+        mask_argument: str | None,
+        token_types: bool = False,
     ) -> None:
         super().__init__(body, report)
         self.family = family
         self.mask_argument = mask_argument
+        self.token_types = token_types
 
     def _dtype(self) -> torch.dtype:
         for p in self.body.parameters():
@@ -240,7 +258,9 @@ class SpikeZIPSNN(DifferenceSNN):
         cast = x.to(self._dtype())
         return cast if torch.equal(cast.to(x.dtype), x) else x.to(torch.float64)
 
-    def forward(self, x_seq: Tensor, mask_seq: Tensor | None = None) -> Tensor:  # type: ignore[override]
+    def forward(  # type: ignore[override]
+        self, x_seq: Tensor, mask_seq: Tensor | None = None, token_type_seq: Tensor | None = None
+    ) -> Tensor:
         """The output's change at each step ``[T, B, ...]``."""
         check_time_major(x_seq, "SpikeZIPSNN input", single_step=False)
         if x_seq.shape[0] == 0:
@@ -261,16 +281,43 @@ class SpikeZIPSNN(DifferenceSNN):
                     f"SpikeZIPSNN: the mask's sequence {tuple(mask_seq.shape)} must have the "
                     f"input's steps and batch {tuple(x_seq.shape[:2])} (or a batch of 1)"
                 )
+            if self.token_types and mask_seq.shape[2:] != x_seq.shape[2:]:
+                raise ShapeError(
+                    f"SpikeZIPSNN: the 0/1 attention mask's sequence {tuple(mask_seq.shape)} "
+                    f"must have the token ids' shape {tuple(x_seq.shape)} (one per token)"
+                )
             seqs.append(mask_seq.to(self._dtype()))  # the network's, as the scores'
+        if self.token_types:
+            types = torch.zeros_like(x_seq) if token_type_seq is None else token_type_seq
+            if types.shape != x_seq.shape:
+                raise ShapeError(
+                    f"SpikeZIPSNN: the token types' sequence {tuple(types.shape)} must have "
+                    f"the token ids' shape {tuple(x_seq.shape)}"
+                )
+            seqs.append(self._as_input(types))
+        elif token_type_seq is not None:
+            raise ConfigurationError(
+                "SpikeZIPSNN: token types are taken only by a Hugging Face model's SNN"
+            )
         return run_time_folded(self.body, *seqs)
 
     @torch.no_grad()
-    def accumulate(self, x: Tensor, steps: int, mask: Tensor | None = None) -> Tensor:  # type: ignore[override]
+    def accumulate(  # type: ignore[override]
+        self,
+        x: Tensor,
+        steps: int,
+        mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+    ) -> Tensor:
         """The running sum of the output after each of ``1..steps`` steps
-        ``[steps, B, ...]``, for the input ``x`` ``[B, ...]`` (and ``mask``) sent once."""
+        ``[steps, B, ...]``, for the input ``x`` ``[B, ...]`` (and ``mask``,
+        ``token_type_ids``) sent once."""
         x = self._as_input(x)
         mask_seq = None if mask is None else impulse_input(mask.to(self._dtype()), steps)
-        return self(impulse_input(x, steps), mask_seq).cumsum(0)
+        types = token_type_ids
+        if types is not None:
+            types = impulse_input(self._as_input(types), steps)
+        return self(impulse_input(x, steps), mask_seq, types).cumsum(0)
 
 
 def _number(module: nn.Module, name: str, where: str) -> float:
@@ -341,7 +388,11 @@ def convert_spikezip_qann(
 
     Args:
         model: the QANN (not modified; a copy is converted in eval mode). Its forward
-            must trace with ``torch.fx`` and return one tensor.
+            must trace with ``torch.fx`` and return one tensor; or a Hugging Face
+            ``RobertaModel``, ``BertModel`` or their ``...ForSequenceClassification``
+            whose self-attentions carry the quantisers (its parts are called in a
+            forward that traces: :mod:`~spikeflow.conversion.spikezip_hf`; the SNN then
+            takes the 0/1 mask ``[B, L]`` and ``token_type_ids`` too).
         family: ``"vit"`` or ``"roberta"``: the attention layout it must contain
             (:data:`SPIKEZIP_ATTENTION`).
         mask_argument: the keyword of ``model.forward`` that takes an attention mask
@@ -360,8 +411,9 @@ def convert_spikezip_qann(
             lacking one of its quantisers; a quantiser lacking ``s``, ``pos_max`` or
             ``neg_min``, or whose ``level`` does not match its bounds; a forward that
             does not trace (the message names the module whose forward failed, with
-            what a Hugging Face model needs when one is called whole); anything
-            :func:`convert_transformer` refuses.
+            what a Hugging Face model needs when one is called whole); a Hugging Face
+            model :func:`~spikeflow.conversion.spikezip_hf.hugging_face_encoder`
+            refuses; anything :func:`convert_transformer` refuses.
     """
     if family not in SPIKEZIP_ATTENTION:
         raise ConversionError(f"family must be 'vit' or 'roberta', got {family!r}")
@@ -371,6 +423,8 @@ def convert_spikezip_qann(
         )
     if mask_argument is not None and not (isinstance(mask_argument, str) and mask_argument):
         raise ConfigurationError(f"mask_argument must be a keyword name, got {mask_argument!r}")
+    if is_hugging_face(model):  # RoBERTa/BERT: its parts called in a forward that traces
+        model = hugging_face_encoder(model, family, mask_argument)
     check_call(model, mask_argument)
     qann = copy.deepcopy(model).eval()
     names, layers = SPIKEZIP_ATTENTION[family]
@@ -415,6 +469,9 @@ def convert_spikezip_qann(
         elif isinstance(module, nn.Embedding):
             set_submodule(qann, path, TokenEmbedding(module))
     wrapper = _Inputs(qann) if mask_argument is None else _MaskedInputs(qann, mask_argument)
+    typed = isinstance(qann, HFEncoderQANN)
+    if typed:  # the ids, the mask and the token types
+        wrapper = typed_inputs(qann, mask_argument)
     dropped = _drop_relus(wrapper)
     snn, report = convert_transformer(wrapper)
     for name, why in dropped.items():
@@ -427,7 +484,8 @@ def convert_spikezip_qann(
     report.entries = [  # the model's own module paths (the wrapper's "model." dropped)
         _unwrapped(e) for e in report.entries
     ]
-    return SpikeZIPConversion(SpikeZIPSNN(snn.body, report, family, mask_argument), report)
+    body = SpikeZIPSNN(snn.body, report, family, mask_argument, token_types=typed)
+    return SpikeZIPConversion(body, report)
 
 
 def _unsigned(wrapper: nn.Module, node: Any) -> bool:

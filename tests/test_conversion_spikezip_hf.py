@@ -1,0 +1,189 @@
+"""``convert_spikezip_qann`` on Hugging Face RoBERTa / BERT models whose self-attentions
+carry SpikeZIP-TF's quantisers: the SNN's running sum against the model's own logits
+(padded batches, RoBERTa's padding-aware positions, BERT's token types), against
+SpikingJelly 2.0's ``SpikeZIPTFQANNRecipe`` at every step, and what is refused."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from spikeflow.conversion import ConversionError, impulse_input
+from spikeflow.conversion.spikezip import convert_spikezip_qann
+from spikeflow.errors import ConfigurationError, ShapeError
+from spikezip_models import Roberta, hugging_face_qann
+
+transformers = pytest.importorskip("transformers", reason="the 'llm' extra (transformers)")
+
+F64 = torch.float64
+TIGHT = dict(rtol=0, atol=1e-12)
+STEPS = 24
+
+
+def _batch(pad_id: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids [4, 6] and their 0/1 mask: 6, 4 and 2 tokens right-padded, and 3
+    left-padded (RoBERTa's positions then start past the padding)."""
+    torch.manual_seed(7)
+    tokens = torch.randint(3, 40, (4, 6))
+    mask = torch.ones(4, 6, dtype=torch.long)
+    mask[1, 4:], mask[2, 2:], mask[3, :3] = 0, 0, 0
+    tokens[mask == 0] = pad_id
+    return tokens, mask
+
+
+def _logits(model, tokens, mask, types=None) -> torch.Tensor:
+    with torch.no_grad():
+        out = model(tokens, attention_mask=mask, token_type_ids=types)
+    return out.logits if hasattr(out, "logits") else out.last_hidden_state
+
+
+def test_roberta_classifier_converts_in_one_call_and_equals_its_logits():
+    model = hugging_face_qann("RobertaForSequenceClassification")
+    tokens, mask = _batch()
+    expected = _logits(model, tokens, mask)
+    snn, report = convert_spikezip_qann(model, "roberta", mask_argument="attention_mask")
+    sums = snn.accumulate(tokens, STEPS, mask=mask)
+    assert (sums[0] - expected).abs().amax() > 0.01  # not settled at the first step
+    for t in range(16, STEPS):
+        torch.testing.assert_close(sums[t], expected, **TIGHT)
+    # the mask and the padding-aware positions matter
+    unmasked = _logits(model, tokens, torch.ones_like(mask))
+    assert (unmasked - expected).abs().amax() > 1e-3
+    entries = {e.name: e for e in report.entries}
+    assert entries["roberta.encoder.layer.1.attention.self.attn_quan"].action == "converted"
+    assert "bias over the first 8 steps" in entries["classifier.out_proj"].detail
+    assert entries["_position_ids"].action == "replaced"
+    assert model.roberta.embeddings.word_embeddings.__class__ is nn.Embedding  # not modified
+
+
+def test_roberta_positions_are_hugging_faces_for_left_padding():
+    """Left padding shifts RoBERTa's positions (counted over the real tokens from
+    ``padding_idx + 1``); the same tokens without it give other logits."""
+    model = hugging_face_qann("RobertaForSequenceClassification", layers=1)
+    tokens, mask = _batch()
+    snn, _ = convert_spikezip_qann(model, "roberta", mask_argument="attention_mask")
+    left = snn.accumulate(tokens[3:], STEPS, mask=mask[3:])[-1]
+    torch.testing.assert_close(left, _logits(model, tokens[3:], mask[3:]), **TIGHT)
+    shifted = torch.arange(2, 8)[None]  # positions as if there were no padding
+    with torch.no_grad():
+        other = model(tokens[3:], attention_mask=mask[3:], position_ids=shifted).logits
+    assert (other - left).abs().amax() > 1e-3
+
+
+def test_roberta_encoder_equals_spikingjelly_at_every_step():
+    """SpikingJelly's recipe on the same Hugging Face encoder (a ReLU then an unsigned
+    quantiser in the MLP, which its recipe needs), run step by step as its example runs
+    it (ids and mask at every step). Its attention returns one output where Hugging
+    Face 5 unpacks two (``ValueError: not enough values to unpack``): a hook adds None."""
+    converter = pytest.importorskip("spikingjelly.activation_based.ann2snn")
+    from spikingjelly.activation_based import functional
+    from spikingjelly.activation_based.ann2snn.recipes.spikezip_qann import (
+        SpikeZIPRobertaSelfAttention,
+    )
+
+    model = hugging_face_qann("RobertaModel", relu_quan=True, add_pooling_layer=False)
+    tokens, mask = _batch()
+    recipe = converter.SpikeZIPTFQANNRecipe(time_steps=STEPS, model_family="roberta")
+    theirs = converter.ModuleConverter(recipe=recipe).convert(model).eval()
+    for module in theirs.modules():
+        if isinstance(module, SpikeZIPRobertaSelfAttention):
+            module.register_forward_hook(lambda m, args, out: (out[0], None))
+    functional.set_step_mode(theirs, "s")
+    functional.reset_net(theirs)
+    with torch.no_grad():
+        reference = torch.stack([
+            theirs(tokens, attention_mask=mask).last_hidden_state for _ in range(STEPS)
+        ])  # fmt: skip
+    snn, report = convert_spikezip_qann(model, "roberta", mask_argument="attention_mask")
+    ours = snn(impulse_input(tokens.to(F64), STEPS), impulse_input(mask.to(F64), STEPS))
+    torch.testing.assert_close(ours, reference, **TIGHT)
+    assert ours[1:].abs().amax() > 0.01  # later steps matter
+    torch.testing.assert_close(ours.sum(0), _logits(model, tokens, mask), **TIGHT)
+    dropped = {e.name: e.detail for e in report.entries if e.source == "nn.ReLU"}
+    assert dropped["encoder.layer.0.intermediate.intermediate_act_fn.0"].startswith("dropped")
+
+
+def test_bert_classifier_with_token_types():
+    """A sentence pair: token types 0 then 1 (BERT's second segment) change the answer;
+    none given are zeros, as in Hugging Face."""
+    model = hugging_face_qann("BertForSequenceClassification", pad_token_id=0)
+    tokens, mask = _batch(pad_id=0)
+    types = torch.zeros_like(tokens)
+    types[:, 3:] = 1
+    snn, report = convert_spikezip_qann(model, "roberta", mask_argument="attention_mask")
+    assert snn.token_types
+    expected = _logits(model, tokens, mask, types)
+    sums = snn.accumulate(tokens, STEPS, mask=mask, token_type_ids=types)
+    torch.testing.assert_close(sums[-1], expected, **TIGHT)
+    plain = _logits(model, tokens, mask)
+    assert (plain - expected).abs().amax() > 1e-3
+    torch.testing.assert_close(snn.accumulate(tokens, STEPS, mask=mask)[-1], plain, **TIGHT)
+    assert {e.name for e in report.entries} >= {"bert.pooler.dense", "bert.pooler.activation"}
+
+
+def test_without_a_mask():
+    model = hugging_face_qann("RobertaForSequenceClassification", layers=1)
+    tokens, _ = _batch()
+    snn, _ = convert_spikezip_qann(model, "roberta")
+    with torch.no_grad():
+        expected = model(tokens).logits
+    torch.testing.assert_close(snn.accumulate(tokens, STEPS)[-1], expected, **TIGHT)
+
+
+def test_what_does_not_convert_is_named():
+    plain = transformers.RobertaForSequenceClassification(
+        transformers.RobertaConfig(
+            vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
+            intermediate_size=32, max_position_embeddings=16,
+        )
+    )  # fmt: skip
+    with pytest.raises(
+        ConversionError,
+        match=r"roberta\.encoder\.layer\.0\.attention\.self \(RobertaSelfAttention\) lacks "
+        "query_quan, key_quan, value_quan, attn_quan, after_attn_quan",
+    ):
+        convert_spikezip_qann(plain, "roberta", mask_argument="attention_mask")
+    lm = transformers.RobertaForMaskedLM(plain.config)
+    with pytest.raises(ConversionError, match="RobertaForMaskedLM is a Hugging Face model that"):
+        convert_spikezip_qann(lm, "roberta")
+    model = hugging_face_qann("RobertaForSequenceClassification", layers=1)
+    with pytest.raises(ConversionError, match="use family='roberta', not 'vit'"):
+        convert_spikezip_qann(model, "vit")
+    with pytest.raises(
+        ConversionError, match="takes its mask as attention_mask, got mask_argument='mask'"
+    ):
+        convert_spikezip_qann(model, "roberta", mask_argument="mask")
+    for flag in ("output_attentions", "is_decoder", "add_cross_attention"):
+        flagged = hugging_face_qann("RobertaModel", layers=1)
+        setattr(flagged.config, flag, True)
+        with pytest.raises(ConversionError, match=f"config.{flag}=True"):
+            convert_spikezip_qann(flagged, "roberta", mask_argument="attention_mask")
+    snn, _ = convert_spikezip_qann(model, "roberta", mask_argument="attention_mask")
+    tokens, mask = _batch()
+    with pytest.raises(ShapeError, match="0/1 attention mask's sequence"):
+        snn.accumulate(tokens, 4, mask=mask[:, None, None, :])
+    with pytest.raises(ShapeError, match="token types' sequence"):
+        snn.accumulate(tokens, 4, mask=mask, token_type_ids=tokens[:, :3])
+    own, _ = convert_spikezip_qann(Roberta().to(F64), "roberta")
+    with pytest.raises(ConfigurationError, match="only by a Hugging Face model's SNN"):
+        own.accumulate(tokens, 4, token_type_ids=torch.zeros_like(tokens))
+
+
+class _CallsWhole(nn.Module):
+    def __init__(self, hf):
+        super().__init__()
+        self.hf = hf
+
+    def forward(self, tokens, attention_mask):
+        return self.hf(tokens, attention_mask=attention_mask).logits
+
+
+def test_a_hugging_face_model_called_whole_inside_a_module_is_refused_with_advice():
+    model = hugging_face_qann("RobertaForSequenceClassification", layers=1)
+    with pytest.raises(
+        ConversionError,
+        match=r"\(in hf\.roberta, RobertaModel\).* hf is a Hugging Face .* pass it to "
+        "convert_spikezip_qann itself",
+    ):
+        convert_spikezip_qann(_CallsWhole(model), "roberta", mask_argument="attention_mask")
