@@ -187,3 +187,18 @@ def test_a_hugging_face_model_called_whole_inside_a_module_is_refused_with_advic
         "convert_spikezip_qann itself",
     ):
         convert_spikezip_qann(_CallsWhole(model), "roberta", mask_argument="attention_mask")
+
+
+def test_text_example_trains_converts_and_is_exact(monkeypatch, capsys):
+    """examples/convert_spikezip_roberta_text.py, briefly: a quantised Hugging Face
+    RoBERTa classifier trained on lines of CPython's own modules converts in one call,
+    every test line's SNN logits equal to the QANN's at the last T and none at T = 1."""
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "examples"))
+    import convert_spikezip_roberta_text as example
+
+    result = example.main(["--train-steps", "20", "--lines", "40", "--test-lines", "12"])
+    assert result["exact"][-1] == 1.0 and result["exact"][0] == 0.0
+    assert result["snn"][-1] == result["qann"]
+    assert "| SNN = QANN (% of lines) |" in capsys.readouterr().out
