@@ -17,7 +17,8 @@
   encoders (Spatio-Temporal Approximation, no training).
 * :func:`convert_spikezip_qann`: a QANN in the SpikeZIP-TF code's own layout (ViT or
   RoBERTa attention modules carrying their quantisers; token embeddings and an attention
-  mask) converted the same way, with SpikeZIP-TF's bias schedule.
+  mask) converted the same way, with SpikeZIP-TF's bias schedule; a Hugging Face
+  RoBERTa/BERT encoder or sequence classifier with such attention modules in one call.
 * :func:`convert_causal_lm`: a Hugging Face decoder LLM (Qwen2 / Llama layout) as a
   spiking model: temporal-difference RMSNorm, SiLU, gated product and causal GQA
   attention, calibrated signed spike encoders (:func:`calibrate_causal_lm`), generation
