@@ -202,3 +202,22 @@ def test_text_example_trains_converts_and_is_exact(monkeypatch, capsys):
     assert result["exact"][-1] == 1.0 and result["exact"][0] == 0.0
     assert result["snn"][-1] == result["qann"]
     assert "| SNN = QANN (% of lines) |" in capsys.readouterr().out
+
+
+def test_hugging_faces_own_attention_with_quantisers_attached_is_named():
+    """Quantisers set on Hugging Face's own ``RobertaSelfAttention`` (its forward,
+    which does not trace and would not call them, unchanged)."""
+    from spikezip_models import Quan
+
+    model = hugging_face_qann("RobertaForSequenceClassification", layers=1)
+    modeling = transformers.models.roberta.modeling_roberta
+    own = modeling.RobertaSelfAttention(model.config).to(F64)
+    for name in ("query_quan", "key_quan", "value_quan", "attn_quan", "after_attn_quan"):
+        setattr(own, name, Quan())
+    model.roberta.encoder.layer[0].attention.self = own
+    with pytest.raises(
+        ConversionError,
+        match=r"trace RobertaForSequenceClassification \(in roberta\.encoder\.layer\.0\."
+        r"attention\.self, RobertaSelfAttention\).*own self-attention forward does not trace",
+    ):
+        convert_spikezip_qann(model, "roberta", mask_argument="attention_mask")

@@ -79,8 +79,16 @@ def trace_named(wrapper: nn.Module) -> fx.Graph:
                 own = path.removeprefix("model").removeprefix(".") or "the model"
                 advice = ". " + _hugging_face_advice(own, module)
                 break
+        source = getattr(wrapper.model, "source", None)  # a Hugging Face model's class
+        if source and tracer.inside and tracer.inside[-1][0].endswith("attention.self"):
+            advice = (
+                f". {source}'s layers call attention.self(hidden, attention_mask=mask); "
+                "Hugging Face's own self-attention forward does not trace (it unpacks "
+                "shapes, dispatches on the config): give each layer SpikeZIP-TF's quantised "
+                "self-attention, whose forward calls its quantisers"
+            )
         raise ConversionError(
-            f"torch.fx could not trace {type(wrapper.model).__name__}{where}: "
+            f"torch.fx could not trace {source or type(wrapper.model).__name__}{where}: "
             f"{type(err).__name__}: {err}. Its forward must trace with torch.fx: no branch "
             f"or loop on tensor values, no tensor-valued asserts, one tensor returned{advice}"
         ) from err
