@@ -159,6 +159,10 @@ def test_what_does_not_convert_is_named():
         setattr(flagged.config, flag, True)
         with pytest.raises(ConversionError, match=f"config.{flag}=True"):
             convert_spikezip_qann(flagged, "roberta", mask_argument="attention_mask")
+    relative = hugging_face_qann("RobertaModel", layers=1)
+    relative.config.position_embedding_type = "relative_key"  # a transformers 4 config's
+    with pytest.raises(ConversionError, match="position_embedding_type='relative_key'"):
+        convert_spikezip_qann(relative, "roberta")
     snn, _ = convert_spikezip_qann(model, "roberta", mask_argument="attention_mask")
     tokens, mask = _batch()
     with pytest.raises(ShapeError, match="0/1 attention mask's sequence"):
