@@ -66,7 +66,12 @@ def add_optimisation_options(o: Any, s: Any) -> None:
         "mean (default: over time, a rate or mean membrane), last (the last step's "
         "membrane), per_step (every step vs the target; pilotnet's)",
     )
-    o.add_argument("--optimizer", default=s, choices=["sgd", "adam", "adamw"], help="default adam")
+    o.add_argument("--optimizer", default=s, choices=["sgd", "adam", "adamw", "rmsprop"],
+                   help="default adam; rmsprop with --momentum and SpikingJelly's alpha 0.9, "
+                   "eps 0.0316")  # fmt: skip
+    o.add_argument("--nesterov", action="store_true", default=s,
+                   help="Nesterov momentum for --optimizer sgd (SpikingJelly's --opt "
+                   "sgd_nesterov)")  # fmt: skip
     o.add_argument(
         "--lr",
         type=float,
@@ -88,13 +93,21 @@ def add_optimisation_options(o: Any, s: Any) -> None:
     o.add_argument(
         "--schedule",
         default=s,
-        choices=["cosine", "step", "none"],
-        help="learning-rate schedule per epoch (default cosine over --epochs)",
+        choices=["cosine", "step", "exponential", "none"],
+        help="learning-rate schedule per epoch (default cosine over --epochs; exponential: "
+        "the rate times --gamma every epoch)",
     )
+    o.add_argument("--lr-min", type=float, default=s, metavar="LR",
+                   help="the floor of the cosine schedule (default 0)")  # fmt: skip
     o.add_argument(
         "--step-size", type=int, default=s, help="epochs per step of 'step' (default 30)"
     )
-    o.add_argument("--gamma", type=float, default=s, help="factor of each 'step' (default 0.1)")
+    o.add_argument(
+        "--gamma",
+        type=float,
+        default=s,
+        help="factor of each 'step', or of every epoch of 'exponential' (default 0.1)",
+    )
     o.add_argument("--epochs", type=int, default=s, help="default 40")
     o.add_argument(
         "--warmup-epochs",
@@ -104,6 +117,13 @@ def add_optimisation_options(o: Any, s: Any) -> None:
         help="linear learning-rate warm-up over the first N epochs (epoch k at lr (k+1)/(N+1)), "
         "then --schedule over the rest (default 0)",
     )
+    o.add_argument("--warmup-method", default=s, choices=["ramp", "linear", "constant"],
+                   help="ramp (default: epoch k at lr (k+1)/(N+1)); linear: from "
+                   "--warmup-factor x lr up to lr over N epochs (torch's LinearLR); "
+                   "constant: --warmup-factor x lr for N epochs (ConstantLR)")  # fmt: skip
+    o.add_argument("--warmup-factor", type=float, default=s, metavar="F",
+                   help="the linear/constant warm-up's factor of lr, in (0, 1] (default "
+                   "0.01, SpikingJelly's --lr-warmup-decay)")  # fmt: skip
     o.add_argument(
         "--clip-grad-norm",
         type=float,

@@ -42,6 +42,49 @@ def _check_warmup_and_mixing(config: TrainConfig) -> None:
         )
 
 
+def _check_optimizer_and_schedule(config: TrainConfig) -> None:
+    """``nesterov`` against the optimizer and momentum; ``lr_min`` against the schedule
+    and ``lr``; the warm-up's method and factor against each other; ``gamma`` of the
+    exponential schedule (what torch's classes would refuse later, or silently ignore)."""
+    if config.nesterov and config.optimizer != "sgd":
+        raise ConfigurationError(
+            f"nesterov is SGD's Nesterov momentum: optimizer must be 'sgd', got "
+            f"{config.optimizer!r}"
+        )
+    if config.nesterov and config.momentum <= 0:
+        raise ConfigurationError(
+            f"nesterov needs a momentum > 0 (torch's SGD refuses it), got momentum "
+            f"{config.momentum}"
+        )
+    if config.lr_min and config.schedule != "cosine":
+        raise ConfigurationError(
+            f"lr_min is the floor of the 'cosine' schedule; schedule is {config.schedule!r}"
+        )
+    if config.lr_min and config.lr is not None and config.lr_min >= config.lr:
+        raise ConfigurationError(
+            f"lr_min ({config.lr_min}) must be below lr ({config.lr}): the cosine "
+            "schedule falls from lr to lr_min"
+        )
+    if config.warmup_method != "ramp" and not config.warmup_epochs:
+        raise ConfigurationError(
+            f"warmup_method {config.warmup_method!r} needs warmup_epochs > 0 (the epochs it "
+            "warms up over)"
+        )
+    if config.warmup_factor is not None:
+        if config.warmup_method == "ramp":
+            raise ConfigurationError(
+                "warmup_factor is the 'linear' or 'constant' warm-up's factor of lr: set "
+                "warmup_method to one of those (the 'ramp' warm-up has no factor)"
+            )
+        if not 0 < config.warmup_factor <= 1:
+            raise ConfigurationError(f"warmup_factor must be in (0, 1], got {config.warmup_factor}")
+    if config.schedule == "exponential" and config.gamma <= 0:
+        raise ConfigurationError(
+            f"gamma must be > 0 with schedule 'exponential' (the rate times gamma per "
+            f"epoch), got {config.gamma}"
+        )
+
+
 def _check_online(config: TrainConfig) -> None:
     """The online-training fields against each other, the loss and ``T``."""
     if config.online and config.recompute:

@@ -35,6 +35,10 @@ __all__ = [
     "reduce_monitor",
 ]
 
+#: The "linear" / "constant" warm-up's factor of ``lr`` when ``warmup_factor`` is None
+#: (SpikingJelly's ``--lr-warmup-decay`` default).
+WARMUP_FACTOR = 0.01
+
 
 @dataclass
 class EpochSums:
@@ -86,20 +90,37 @@ def make_lr_scheduler(
     optimizer: torch.optim.Optimizer, config: Any
 ) -> torch.optim.lr_scheduler.LRScheduler | None:
     """The per-epoch learning-rate schedule of ``config.schedule``: ``"cosine"`` over
-    the epochs, ``"step"`` (``step_size``, ``gamma``), or None for ``"none"``; after
-    ``config.warmup_epochs`` epochs of linear warm-up (epoch ``k`` at ``lr (k + 1) /
-    (warmup + 1)``), when set, over the epochs that remain."""
+    the epochs (down to ``lr_min``), ``"step"`` (``step_size``, ``gamma``),
+    ``"exponential"`` (the rate times ``gamma`` every epoch), or None for ``"none"``;
+    after ``config.warmup_epochs`` epochs of warm-up, when set, over the epochs that
+    remain. The warm-up (``warmup_method``): ``"ramp"``, epoch ``k`` at ``lr (k + 1) /
+    (warmup + 1)``; ``"linear"`` / ``"constant"``, torch's LinearLR / ConstantLR with
+    ``warmup_factor`` over ``warmup`` epochs, then the schedule in a SequentialLR:
+    SpikingJelly's (and torchvision's) ``train_classify`` composition."""
     warmup = getattr(config, "warmup_epochs", 0)
     main: torch.optim.lr_scheduler.LRScheduler | None = None
     if config.schedule == "cosine":
-        main = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs - warmup)
+        main = torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=config.epochs - warmup, eta_min=getattr(config, "lr_min", 0.0)
+        )
     elif config.schedule == "step":
         main = torch.optim.lr_scheduler.StepLR(optimizer, config.step_size, config.gamma)
+    elif config.schedule == "exponential":
+        main = torch.optim.lr_scheduler.ExponentialLR(optimizer, config.gamma)
     if not warmup:
         return main
-    ramp = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda epoch: min(1.0, (epoch + 1) / (warmup + 1))
-    )
+    method = getattr(config, "warmup_method", "ramp")
+    factor = getattr(config, "warmup_factor", None)
+    factor = WARMUP_FACTOR if factor is None else factor
+    ramp: torch.optim.lr_scheduler.LRScheduler
+    if method == "linear":
+        ramp = torch.optim.lr_scheduler.LinearLR(optimizer, factor, total_iters=warmup)
+    elif method == "constant":
+        ramp = torch.optim.lr_scheduler.ConstantLR(optimizer, factor, total_iters=warmup)
+    else:
+        ramp = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda epoch: min(1.0, (epoch + 1) / (warmup + 1))
+        )
     if main is None:
         return ramp
     return torch.optim.lr_scheduler.SequentialLR(optimizer, [ramp, main], milestones=[warmup])

@@ -9,7 +9,8 @@ The parameter groups (:func:`run_parameter_groups`): the model's own
 learnable synaptic delays in a group of their own (``lr · delay_lr_scale``, no weight
 decay), then with ``--no-decay-norm-bias`` the norms', biases' and neurons' parameters
 out of weight decay. The optimizer (:func:`build_run_optimizer`): ``--optimizer`` (SGD
-with ``--momentum``, Adam, AdamW) over them, or with ``--prune grad_r`` Grad R's
+with ``--momentum`` and optionally ``--nesterov``, Adam, AdamW, RMSprop with
+``--momentum`` and SpikingJelly's ``alpha``/``eps``) over them, or with ``--prune grad_r`` Grad R's
 :class:`~spikeflow.prune.GradRewiring` with its prior on the synapse strengths alone.
 """
 
@@ -32,6 +33,10 @@ from spikeflow.training.param_groups import (
 from spikeflow.training.pruning import grad_rewiring_groups, make_grad_rewiring, prune_settings
 
 __all__ = ["build_run_optimizer", "run_parameter_groups", "trained_parameters"]
+
+#: ``--optimizer rmsprop``'s smoothing constant and epsilon: SpikingJelly's
+#: ``train_classify`` (and torchvision's) values, not torch's defaults (0.99, 1e-8).
+RMSPROP_ALPHA, RMSPROP_EPS = 0.9, 0.0316
 
 
 def trained_parameters(model: nn.Module, eprop: Any = None) -> list[nn.Parameter]:
@@ -131,7 +136,12 @@ def build_run_optimizer(
     chosen: Any = trained_parameters(model, eprop) if groups is None else groups
     if config.optimizer == "sgd":
         return torch.optim.SGD(chosen, lr=config.lr, momentum=config.momentum,
-                               weight_decay=config.weight_decay)  # fmt: skip
+                               weight_decay=config.weight_decay,
+                               nesterov=getattr(config, "nesterov", False))  # fmt: skip
+    if config.optimizer == "rmsprop":  # SpikingJelly's / torchvision's TF-style constants
+        return torch.optim.RMSprop(chosen, lr=config.lr, alpha=RMSPROP_ALPHA,
+                                   eps=RMSPROP_EPS, momentum=config.momentum,
+                                   weight_decay=config.weight_decay)  # fmt: skip
     if config.optimizer == "adamw":
         return torch.optim.AdamW(chosen, lr=config.lr, weight_decay=config.weight_decay)
     return torch.optim.Adam(chosen, lr=config.lr, weight_decay=config.weight_decay)

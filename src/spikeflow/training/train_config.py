@@ -24,6 +24,7 @@ from spikeflow.training.config_checks import (
     _check_eprop,
     _check_eventprop,
     _check_online,
+    _check_optimizer_and_schedule,
     _check_recipe_options,
     _check_tbptt,
     _check_warmup_and_mixing,
@@ -39,8 +40,10 @@ __all__ = [
     "SEED_LIMIT", "STR_FIELDS", "TABLE_FIELDS", "TrainConfig", "resolve", "resolved_readout",
 ]  # fmt: skip
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("cosine", "step", "none")
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+SCHEDULES = ("cosine", "step", "exponential", "none")
+#: How the first ``warmup_epochs`` epochs warm up (spikeflow.training.loop.make_lr_scheduler).
+WARMUP_METHODS = ("ramp", "linear", "constant")
 AMP_MODES = ("off", "bf16", "fp16")
 PLOT_MODES = ("auto", "on", "off")
 MASK_SCHEDULES = ("paper", "linear", "none")
@@ -134,6 +137,17 @@ class TrainConfig:
     #: Linear learning-rate warm-up: epoch ``k < warmup_epochs`` trains at ``lr (k + 1) /
     #: (warmup_epochs + 1)``, then ``schedule`` runs over the remaining epochs.
     warmup_epochs: int = 0
+    #: The warm-up's shape: "ramp" (above), or SpikingJelly's / torchvision's "linear"
+    #: (torch's LinearLR from ``warmup_factor`` up to 1 over ``warmup_epochs``) and
+    #: "constant" (ConstantLR: ``warmup_factor`` times ``lr`` throughout).
+    warmup_method: str = "ramp"
+    #: The "linear" / "constant" warm-up's factor of ``lr`` (SJ's ``--lr-warmup-decay``);
+    #: None: 0.01 (SJ's default).
+    warmup_factor: float | None = None
+    #: The floor of the "cosine" schedule (CosineAnnealingLR's ``eta_min``).
+    lr_min: float = 0.0
+    #: SGD with Nesterov momentum (SJ's ``--opt sgd_nesterov``).
+    nesterov: bool = False
     #: Clip the gradients' global L2 norm to this value before each update; None: off.
     clip_grad_norm: float | None = None
     #: Mixup / CutMix of each training batch with α of their Beta(α, α) (0: off; both
@@ -286,6 +300,7 @@ class TrainConfig:
                 raise ConfigurationError(f"{name} must be a string, got {value!r}")
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
+        _choice("warmup_method", self.warmup_method, WARMUP_METHODS)
         _choice("amp", self.amp, AMP_MODES)
         _choice("plots", self.plots, PLOT_MODES)
         _choice("mask_schedule", self.mask_schedule, MASK_SCHEDULES)
@@ -339,6 +354,7 @@ class TrainConfig:
         if self.clip_grad_norm is not None and self.clip_grad_norm <= 0:
             raise ConfigurationError(f"clip_grad_norm must be > 0, got {self.clip_grad_norm}")
         _check_warmup_and_mixing(self)
+        _check_optimizer_and_schedule(self)
         if self.model_ema_decay > 1:
             raise ConfigurationError(
                 f"model_ema_decay must be in [0, 1], got {self.model_ema_decay}"
@@ -461,6 +477,7 @@ _FLOAT_FIELDS = {
     "lr", "weight_decay", "momentum", "gamma", "delay_lr_scale", "clip_grad_norm", "mixup",
     "cutmix", "model_ema_decay", "kd_alpha", "kd_temperature", "eprop_rate_target",
     "eprop_rate_strength", "eprop_feedback_decay", "random_erase",
+    "warmup_factor", "lr_min",
 }  # fmt: skip
 #: The fields whose value is True or False (read from the annotations).
 BOOL_FIELDS = tuple(name for name, f in _FIELDS.items() if f.type == "bool")

@@ -1,0 +1,207 @@
+"""SpikingJelly ``train_classify``'s optimizer and schedule options in ``spikeflow train``
+(``--optimizer rmsprop``, ``--nesterov``, ``--schedule exponential``, ``--lr-min``,
+``--warmup-method linear|constant``, ``--warmup-factor``): the learning rate of every
+epoch equals SpikingJelly's composition of torch's schedulers (rebuilt here from its
+``set_lr_scheduler``, which cannot be imported without torchvision) and the
+hand-derived formulas; the weights after N steps equal torch's optimizers built as SJ's
+``set_optimizer`` builds them; a resume mid-schedule continues the same rates; bad
+combinations are refused by name."""
+
+from __future__ import annotations
+
+import csv
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from spikeflow.cli import build_parser
+from spikeflow.errors import ConfigurationError
+from spikeflow.training import TrainConfig, Trainer, config_for_resume, load_checkpoint
+from spikeflow.training.loop import epoch_learning_rates
+from spikeflow.training.run_optimizer import build_run_optimizer
+from train_runs import tiny
+
+LR = 0.1
+
+
+def _sj_rates(
+    epochs: int,
+    scheduler: str,
+    warmup: int,
+    method: str,
+    decay: float,
+    gamma: float = 0.1,
+    step: int = 30,
+    lr_min: float = 0.0,
+) -> list[float]:
+    """SpikingJelly's ``set_lr_scheduler`` (torch's classes in its order; ``lr_min``
+    as torchvision's ``eta_min``), stepped once per epoch as its ``main`` loop does."""
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=LR)
+    S = torch.optim.lr_scheduler
+    main = {
+        "step": lambda: S.StepLR(optimizer, step_size=step, gamma=gamma),
+        "cosa": lambda: S.CosineAnnealingLR(optimizer, T_max=epochs - warmup, eta_min=lr_min),
+        "exp": lambda: S.ExponentialLR(optimizer, gamma=gamma),
+    }[scheduler]()
+    if warmup > 0:
+        first = (
+            S.LinearLR(optimizer, start_factor=decay, total_iters=warmup)
+            if method == "linear"
+            else S.ConstantLR(optimizer, factor=decay, total_iters=warmup)
+        )
+        main = S.SequentialLR(optimizer, schedulers=[first, main], milestones=[warmup])
+    rates = []
+    for _ in range(epochs):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        main.step()
+    return rates
+
+
+def _config(**changes: object) -> SimpleNamespace:
+    values = {"lr": LR, "epochs": 9, "schedule": "cosine", "warmup_epochs": 0,
+              "warmup_method": "ramp", "warmup_factor": None, "lr_min": 0.0,
+              "step_size": 30, "gamma": 0.1, **changes}  # fmt: skip
+    return SimpleNamespace(**values)
+
+
+SJ_NAMES = {"cosine": "cosa", "step": "step", "exponential": "exp"}
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "step", "exponential"])
+@pytest.mark.parametrize("method", ["linear", "constant"])
+@pytest.mark.parametrize("warmup", [0, 3])
+def test_every_epochs_rate_is_spikingjellys(schedule, method, warmup):
+    factor = None if method == "linear" else 0.25  # None: SJ's default decay 0.01
+    config = _config(schedule=schedule, warmup_epochs=warmup, gamma=0.7, step_size=2,
+                     lr_min=0.004 if schedule == "cosine" else 0.0,
+                     warmup_method=method if warmup else "ramp", warmup_factor=factor)  # fmt: skip
+    expected = _sj_rates(9, SJ_NAMES[schedule], warmup, method,
+                         0.01 if factor is None else factor, gamma=0.7, step=2,
+                         lr_min=config.lr_min)  # fmt: skip
+    assert epoch_learning_rates(config) == pytest.approx(expected, rel=1e-12)
+
+
+def test_the_rates_follow_the_hand_derived_formulas():
+    # linear warm-up over 3 epochs from 0.01 x lr, then lr x 0.5**k
+    rates = epoch_learning_rates(_config(schedule="exponential", gamma=0.5, warmup_epochs=3,
+                                         warmup_method="linear"))  # fmt: skip
+    warm = [LR * (0.01 + 0.99 * k / 3) for k in range(3)]
+    assert rates == pytest.approx([*warm, *(LR * 0.5**k for k in range(6))], rel=1e-12)
+    # constant warm-up at 0.2 x lr, then the cosine from lr down to its floor over 6 epochs
+    rates = epoch_learning_rates(_config(warmup_epochs=3, warmup_method="constant",
+                                         warmup_factor=0.2, lr_min=0.01))  # fmt: skip
+    cosine = [0.01 + (LR - 0.01) * (1 + math.cos(math.pi * k / 6)) / 2 for k in range(6)]
+    assert rates == pytest.approx([0.2 * LR] * 3 + cosine, rel=1e-12)
+    # no main schedule: the warm-up, then lr (SpikingJelly's code cannot run this one)
+    rates = epoch_learning_rates(_config(schedule="none", warmup_epochs=2,
+                                         warmup_method="linear", warmup_factor=0.5))  # fmt: skip
+    assert rates == pytest.approx([0.05, 0.075, *[LR] * 7], rel=1e-12)
+
+
+def _steps(optimizer: torch.optim.Optimizer, params: list[torch.Tensor], n: int) -> None:
+    g = torch.Generator().manual_seed(5)
+    for _ in range(n):
+        for p in params:
+            p.grad = torch.randn(p.shape, generator=g, dtype=p.dtype)
+        optimizer.step()
+
+
+@pytest.mark.parametrize("name", ["rmsprop", "sgd_nesterov"])
+def test_weights_after_n_steps_equal_spikingjellys_optimizer(name):
+    """SJ's ``set_optimizer``: RMSprop(momentum, weight_decay, eps=0.0316, alpha=0.9);
+    SGD(momentum, weight_decay, nesterov=True)."""
+    torch.manual_seed(0)
+    ours = torch.nn.Linear(6, 4).double()
+    theirs = [p.detach().clone().requires_grad_(True) for p in ours.parameters()]
+    options = {"optimizer": "rmsprop"} if name == "rmsprop" else {"optimizer": "sgd",
+                                                                   "nesterov": True}  # fmt: skip
+    config = TrainConfig(lr=0.01, momentum=0.8, weight_decay=1e-3, **options)
+    config.validate()
+    if name == "rmsprop":
+        reference = torch.optim.RMSprop(theirs, lr=0.01, momentum=0.8, weight_decay=1e-3,
+                                        eps=0.0316, alpha=0.9)  # fmt: skip
+    else:
+        reference = torch.optim.SGD(theirs, lr=0.01, momentum=0.8, weight_decay=1e-3,
+                                    nesterov=True)  # fmt: skip
+    optimizer = build_run_optimizer(config, ours)
+    assert type(optimizer) is type(reference)
+    _steps(optimizer, list(ours.parameters()), 6)
+    _steps(reference, theirs, 6)
+    for p, q in zip(ours.parameters(), theirs):
+        assert torch.equal(p.detach(), q.detach())
+
+
+def test_rmsprops_first_step_by_hand():
+    """v = (1 - alpha) g^2, buf = g / (sqrt(v) + eps), p -= lr buf (alpha 0.9, eps 0.0316)."""
+    p = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64, requires_grad=True)
+    g = torch.tensor([0.3, -0.02, 1.5], dtype=torch.float64)
+    config = TrainConfig(optimizer="rmsprop", lr=0.01).validate()
+    optimizer = build_run_optimizer(config, torch.nn.ParameterList([torch.nn.Parameter(p)]))
+    before = optimizer.param_groups[0]["params"][0].detach().clone()
+    optimizer.param_groups[0]["params"][0].grad = g.clone()
+    optimizer.step()
+    expected = before - 0.01 * g / ((0.1 * g**2).sqrt() + 0.0316)
+    torch.testing.assert_close(optimizer.param_groups[0]["params"][0].detach(), expected)
+
+
+def _logged_rates(run) -> list[float]:
+    with open(run / "metrics.csv") as fh:
+        return [float(row["lr"]) for row in csv.DictReader(fh)]
+
+
+def test_a_run_logs_the_rates_and_resumes_mid_schedule(tmp_path):
+    pytest.importorskip("sklearn", reason="the digits need scikit-learn")
+    options = {"optimizer": "rmsprop", "schedule": "exponential", "gamma": 0.5, "epochs": 4,
+               "warmup_epochs": 2, "warmup_method": "linear", "warmup_factor": 0.1,
+               "lr": 1e-3}  # fmt: skip
+    Trainer(tiny(tmp_path, "full", **options), log=None).fit()
+    Trainer(tiny(tmp_path, "split", stop_after=1, **options), log=None).fit()
+    payload = load_checkpoint(tmp_path / "split" / "last.pt")
+    # saved inside the warm-up: the next epoch's rate, 0.1 + 0.9 / 2 of lr
+    assert payload["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.55e-3)
+    Trainer(config_for_resume(payload, {}), resume=payload, log=None).fit()
+    expected = [1e-4, 0.55e-3, 1e-3, 0.5e-3]
+    assert _logged_rates(tmp_path / "full") == pytest.approx(expected)
+    assert _logged_rates(tmp_path / "split") == pytest.approx(expected)
+    full, split = (load_checkpoint(tmp_path / n / "last.pt")["model"] for n in ("full", "split"))
+    for key in full:
+        assert torch.equal(full[key], split[key]), key
+
+
+def test_the_command_line_options_reach_the_config():
+    args = build_parser().parse_args(
+        ["train", "--optimizer", "sgd", "--nesterov", "--schedule", "exponential",
+         "--gamma", "0.9", "--warmup-epochs", "2", "--warmup-method", "constant",
+         "--warmup-factor", "0.3"])  # fmt: skip
+    assert (args.optimizer, args.nesterov, args.schedule, args.warmup_method,
+            args.warmup_factor) == ("sgd", True, "exponential", "constant", 0.3)  # fmt: skip
+    args = build_parser().parse_args(["train", "--optimizer", "rmsprop", "--lr-min", "1e-5"])
+    assert (args.optimizer, args.lr_min) == ("rmsprop", 1e-5)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"nesterov": True}, "nesterov is SGD's Nesterov momentum: optimizer must be 'sgd', "
+         "got 'adam'"),
+        ({"nesterov": True, "optimizer": "sgd", "momentum": 0.0}, "nesterov needs a momentum > 0"),
+        ({"lr_min": 1e-4, "schedule": "step"}, "lr_min is the floor of the 'cosine' schedule"),
+        ({"lr_min": 0.1, "lr": 0.01}, r"lr_min \(0.1\) must be below lr \(0.01\)"),
+        ({"lr_min": -1.0}, "lr_min must be a finite number >= 0"),
+        ({"warmup_method": "linear"}, "warmup_method 'linear' needs warmup_epochs > 0"),
+        ({"warmup_method": "cosine", "warmup_epochs": 1}, "warmup_method"),
+        ({"warmup_factor": 0.1, "warmup_epochs": 1}, "warmup_factor is the 'linear' or"),
+        ({"warmup_factor": 0.0, "warmup_epochs": 1, "warmup_method": "linear"},
+         r"warmup_factor must be in \(0, 1\], got 0.0"),
+        ({"warmup_factor": 1.5, "warmup_epochs": 1, "warmup_method": "constant"},
+         r"warmup_factor must be in \(0, 1\], got 1.5"),
+        ({"schedule": "exponential", "gamma": 0.0}, "gamma must be > 0 with schedule"),
+        ({"optimizer": "rmsprop", "prune": "grad_r"}, "optimizer"),
+    ],
+)  # fmt: skip
+def test_bad_combinations_are_refused_by_name(changes, message):
+    with pytest.raises(ConfigurationError, match=message):
+        TrainConfig(**changes).validate()
