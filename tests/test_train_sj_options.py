@@ -205,3 +205,17 @@ def test_the_command_line_options_reach_the_config():
 def test_bad_combinations_are_refused_by_name(changes, message):
     with pytest.raises(ConfigurationError, match=message):
         TrainConfig(**changes).validate()
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [({"optimizer": "rmsprop"}, "optimizer 'rmsprop' is not one NeuroMC prices"),
+     ({"optimizer": "sgd", "nesterov": True}, "Nesterov momentum \\(--nesterov\\)")],
+)  # fmt: skip
+def test_eval_energy_neuromc_refuses_the_optimizers_it_does_not_price(options, named):
+    from spikeflow.training.neuromc_eval import trained_optimizer
+
+    model = torch.nn.Linear(3, 2)
+    with pytest.raises(ConfigurationError, match=named):
+        trained_optimizer(TrainConfig(lr=0.01, **options).validate(), model)
+    trained_optimizer(TrainConfig(lr=0.01, optimizer="sgd").validate(), model)  # priced

@@ -108,6 +108,9 @@ def trained_optimizer(
     if config.optimizer not in ("sgd", "adam", "adamw"):
         raise ConfigurationError(f"--energy neuromc: the run's optimizer {config.optimizer!r} "
                                  "is not one NeuroMC prices (sgd, adam, adamw)")  # fmt: skip
+    if getattr(config, "nesterov", False):  # one more multiply-add per weight than SGD's
+        raise ConfigurationError("--energy neuromc: the run's optimizer is SGD with Nesterov "
+                                 "momentum (--nesterov), which NeuroMC does not price")  # fmt: skip
     eprop = eprop_rule(config, model, distributed=False)  # its adaptive B is stepped too
     optimizer = build_run_optimizer(config, model, eprop=eprop)
     if saved:
