@@ -28,15 +28,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from spikeflow._checks import check_int, check_real
-from spikeflow.data.audio_transforms import (
-    AudioTransform,
-    Seed,
-    _optional_rate,
-    _peak,
-    _samples,
-    _scale_to,
-    fix_length,
-)
+from spikeflow.data.audio_transform_base import AudioTransform, Seed, _optional_rate, _samples
+from spikeflow.data.audio_transforms import _peak, _scale_to, fix_length
 from spikeflow.data.io._common import import_optional
 from spikeflow.data.io.wav import AudioClip, read_wav
 from spikeflow.errors import ConfigurationError, ShapeError
