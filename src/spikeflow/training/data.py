@@ -149,7 +149,7 @@ def _neuromorphic_kind(cls: type) -> str:
     """What a neuromorphic dataset's samples are, for ``--auto-augment``'s refusal (by the
     module that defines it: audio, spike trains, touch or event-camera recordings)."""
     module = cls.__module__.rsplit(".", 1)[-1]
-    if module == "speech":
+    if module == "speech" or module.startswith("speech_"):  # speech.py, speech_fsdd.py
         return "an audio dataset: speech recordings turned into cochlear events, not images"
     if module == "audio":
         return "an audio dataset: its samples are cochlear spike trains per channel, not images"
