@@ -34,7 +34,7 @@ from spikeflow.learn.adjoint_refrac import (
     _check_refrac,
     lif_refrac_adjoint,
 )
-from spikeflow.learn.eventprop import _check_jumps
+from spikeflow.learn.eventprop_parameters import _check_jumps
 
 __all__ = ["EventPropCobaLIF", "EventPropLSNN", "EventPropRefracLIF"]
 

@@ -51,7 +51,7 @@ from spikeflow.learn._adjoint_common import (
     start_layer,
     take,
 )
-from spikeflow.learn.eventprop import _check_jumps
+from spikeflow.learn.eventprop_parameters import _check_jumps
 
 __all__ = ["LSNN_DEFAULTS", "LSNNAdjointParameters", "lsnn_adjoint"]
 

@@ -58,7 +58,7 @@ from spikeflow.learn._adjoint_common import (
     start_layer,
     take,
 )
-from spikeflow.learn.eventprop import (
+from spikeflow.learn.eventprop_parameters import (
     NORSE_DEFAULTS,
     LIFAdjointParameters,
     _check_jumps,
