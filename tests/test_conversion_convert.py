@@ -499,7 +499,7 @@ def _linear_bn_mlp(positions: int) -> nn.Module:
 
 def test_a_linear_on_a_sequence_input_keeps_its_batch_norm():
     from spikeflow.conversion import fold_batchnorm_in_graph, layer_output_shapes
-    from spikeflow.conversion.convert import _trace
+    from spikeflow.conversion.converter import _trace
 
     net = _linear_bn_mlp(positions=4)
     x = torch.rand(5, 4, 4, dtype=torch.float64)  # [B, L = 4, F = 4]
@@ -524,7 +524,7 @@ def test_a_linear_on_a_sequence_input_keeps_its_batch_norm():
 @pytest.mark.parametrize("as_generator", [False, True], ids=["tensor", "generator"])
 def test_a_linear_on_flat_input_still_folds_its_batch_norm(as_generator):
     from spikeflow.conversion import fold_batchnorm_in_graph, layer_output_shapes
-    from spikeflow.conversion.convert import _trace
+    from spikeflow.conversion.converter import _trace
 
     net = _linear_bn_mlp(positions=1)
     x = torch.rand(6, 4, dtype=torch.float64)  # [B, F]
@@ -549,7 +549,7 @@ def test_layer_output_shapes_leaves_a_train_mode_model_as_it_was():
     batch norm's running statistics (and num_batches_tracked) stay as they were and the
     dropout does not run; every training flag is put back, a mixed one included."""
     from spikeflow.conversion import fold_batchnorm_in_graph, layer_output_shapes
-    from spikeflow.conversion.convert import _trace
+    from spikeflow.conversion.converter import _trace
 
     torch.manual_seed(0)
     net = nn.Sequential(
