@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
-from spikeflow.training import TrainConfig
-from spikeflow.training.config import config_from_dict
+import torch
 
-#: A tiny digits run: ~0.1 s per epoch, which learns (tests/test_train.py checks it:
+from spikeflow.training import TrainConfig, load_checkpoint
+from spikeflow.training.config import config_from_dict
+from spikeflow.training.metric_logs import read_csv
+
+#: A tiny digits run: ~0.1 s per epoch, which learns (tests/test_train_resume.py checks it:
 #: the loss falls, the output layer fires, test accuracy well above chance).
 #: With the recipe's settings (threshold 1, dropout 0.5, lr 1e-3) its 18 steps learn
 #: nothing: at T = 2 a PLIF neuron (tau = 2) reaches 0.75 x of a constant input x, so
@@ -61,3 +66,49 @@ def check_resume_is_exact(tmp_path: Path, **changes: object) -> dict:
     for key in full:
         assert torch.equal(full[key], split[key]), key
     return payload
+
+
+def weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    """The model weights of ``run_dir``'s ``last.pt``."""
+    return load_checkpoint(run_dir / "last.pt")["model"]
+
+
+def metrics(run_dir: Path) -> list[dict[str, str]]:
+    """``run_dir``'s ``metrics.csv`` rows without the epoch times (which vary by run)."""
+    rows = read_csv(run_dir / "metrics.csv")
+    for row in rows:
+        row.pop("epoch_time_s")
+    return rows
+
+
+def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    """The two state dicts hold the same keys and bit-equal tensors."""
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), f"{key} differs"
+
+
+def assert_tiny_run_learns(run: Path) -> None:
+    """The TINY run the training tests share learns: its loss falls every epoch, the
+    output layer fires on the test split and the test accuracy is well above chance
+    (0.1). (Once it did not: a silent output layer, loss 0.1 throughout, 10.4%.)"""
+    rows = read_csv(run / "metrics.csv")
+    losses = [float(r["train_loss"]) for r in rows]
+    assert len(rows) == 3 and losses[0] > losses[1] > losses[2], losses
+    assert float(rows[-1]["test_acc"]) > 0.25, rows[-1]
+    output = [r for r in read_csv(run / "layers.csv") if r["split"] == "test"][-1]
+    assert output["layer"].startswith("classifier") and float(output["firing_rate"]) > 0.01
+
+
+class Interrupt:
+    """Sends the process a real SIGINT (Ctrl-C) during step ``step`` of epoch ``epoch``;
+    with ``second=True`` a second Ctrl-C follows at once (KeyboardInterrupt)."""
+
+    def __init__(self, epoch: int, step: int, second: bool = False) -> None:
+        self.epoch, self.step, self.second = epoch, step, second
+
+    def on_step_end(self, trainer, epoch, step, loss):
+        if (epoch, step) == (self.epoch, self.step):
+            os.kill(os.getpid(), signal.SIGINT)
+            if self.second:
+                os.kill(os.getpid(), signal.SIGINT)
