@@ -148,7 +148,7 @@ def test_count_loss_errors_name_what_is_wrong():
         get_loss("mse_count", correct_rate=1.5)
     with pytest.raises(ConfigurationError, match="incorrect_rate"):
         mse_count_loss(out, torch.tensor([0, 1]), incorrect_rate=-0.1)
-    with pytest.raises(ConfigurationError, match="takes no argument"):
+    with pytest.raises(ConfigurationError, match="population_code=True needs num_classes"):
         get_loss("ce_count", population_code=True)
 
 

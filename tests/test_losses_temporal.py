@@ -268,9 +268,9 @@ def test_temporal_losses_registered():
 def test_temporal_loss_errors_name_what_is_wrong():
     out, labels = _spikes((6, 2, 3)), torch.tensor([0, 2])
     with pytest.raises(
-        ConfigurationError, match=r"on_target and off_target must lie in \[-T, T-1\] = \[-6, 5\]"
+        ConfigurationError, match=r"on_target and off_target must lie in \[-T, T\] = \[-6, 6\]"
     ):
-        mse_temporal_loss(out, labels, on_target=6)
+        mse_temporal_loss(out, labels, on_target=7)
     with pytest.raises(ConfigurationError, match="same length"):
         get_loss("mse_temporal", on_target=[1, 2], off_target=5)
     with pytest.raises(ConfigurationError, match="tolerance"):

@@ -68,7 +68,7 @@ def test_a_window_longer_than_T_is_refused_before_overwrite_removes_the_run(earl
         ({"loss": "spike_max", "loss_kwargs": {"moving_window": 3}},
          r"spike_max_loss: moving_window \(3\) is longer than the T = 2 steps"),
         ({"loss": "mse_temporal", "loss_kwargs": {"on_target": 4}},
-         r"on_target and off_target must lie in \[-T, T-1\] = \[-2, 1\] for the T = 2"),
+         r"on_target and off_target must lie in \[-T, T\] = \[-2, 2\] for the T = 2"),
         ({"loss": "mse_temporal", "loss_kwargs": {"target_is_time": True}},
          r"target_is_time=True .* the targets here are class labels \[B\]"),
         ({"loss": "count"},  # its default desired_count, 10 spikes in 2 steps

@@ -64,7 +64,7 @@ registry: it needs the teacher's logits.
 
 :func:`check_loss_fits` checks, before any output exists, what a loss's arguments would
 refuse on an output of ``T`` steps (a ``moving_window`` longer than ``T``, target steps
-outside ``[-T, T-1]``, a counting loss's ``desired_count`` above ``T``): ``spikeflow
+outside ``[-T, T]``, a counting loss's ``desired_count`` above ``T``): ``spikeflow
 train`` asks it before a run starts.
 :func:`non_finite_loss_cause` says why a loss is infinite where the loss explains it
 (``spike_max``'s probability mode with a silent label neuron).
@@ -211,7 +211,7 @@ LossFn = Callable[..., Tensor]
 
 #: name -> (loss, its argument check, the readout that matches it).
 _LOSSES: dict[str, tuple[LossFn, Callable[..., object], str]] = {
-    "mse": (rate_mse_loss, lambda: None, "rate"),
+    "mse": (rate_mse_loss, rate._mse_arguments, "rate"),
     "ce": (ce_mean_loss, rate._ce_arguments, "rate"),
     "tet": (tet_loss, rate._tet_arguments, "rate"),
     "tcl": (tcl_loss, contrastive._tcl_arguments, "rate"),
@@ -339,9 +339,10 @@ def check_loss_fits(
     would refuse at its first call on an output of ``steps`` time steps with integer
     class labels ``[B]`` as the target (what ``spikeflow train`` gives it): a
     ``moving_window`` longer than ``T`` (``spike_rate``, ``spike_max``, ``spike_moid``),
-    target spike steps outside ``[-T, T-1]`` or ``target_is_time`` (``mse_temporal``), a
-    ``desired_count`` above ``T`` (``count``, ``count+``, ``sum0``). The other losses
-    take any number of steps. ``of`` names what has the steps, in the message.
+    target spike steps outside ``[-T, T]`` or ``target_is_time`` (``mse_temporal``), a
+    ``desired_count`` above ``T`` (``count``, ``count+``, ``sum0``), ``reduction="none"``
+    (not one number). The other losses take any number of steps. ``of`` names what has
+    the steps, in the message.
 
     Raises:
         ConfigurationError: such an argument (the message names it, its value and
@@ -350,6 +351,11 @@ def check_loss_fits(
     steps = check_int("check_loss_fits: steps", steps, 1)
     kwargs = dict(kwargs or {})
     get_loss(name, **kwargs)  # the arguments themselves first
+    if kwargs.get("reduction") == "none":
+        raise ConfigurationError(
+            f"loss {name!r}: reduction='none' gives one loss per sample, and a training "
+            "step needs one number: give reduction=mean or sum"
+        )
     check = _FITS.get(_key(name))
     if check is not None:
         params = inspect.signature(_LOSSES[_key(name)][0]).parameters

@@ -12,7 +12,8 @@ at every step, or a spiking output layer's ``v_seq`` with ``store_v_seq=True``):
   readout.
 
 Values are batch means as everywhere in :mod:`spikeflow.losses` (docs/models.md lists
-where snnTorch's conventions differ).
+where snnTorch's conventions differ); ``weight`` and ``reduction`` follow
+:mod:`spikeflow.losses.weighting`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
-from spikeflow.losses.rate import _ce_target, _check, _check_output, _real
+from spikeflow.losses.rate import _ce_target, _check, _check_output, _real, _weighting_arguments
+from spikeflow.losses.weighting import reduce, sample_weights
 
 __all__ = ["ce_max_membrane_loss", "mse_membrane_loss"]
 
@@ -67,7 +69,12 @@ def _one_hot(labels: Tensor, classes: int, like: Tensor) -> Tensor:
 
 
 def mse_membrane_loss(
-    out_seq: Tensor, target: Tensor, on_target: float = 1.0, off_target: float = 0.0
+    out_seq: Tensor,
+    target: Tensor,
+    on_target: float = 1.0,
+    off_target: float = 0.0,
+    weight: object = None,
+    reduction: str = "mean",
 ) -> Tensor:
     """Squared error of the output membrane against on/off targets, at every step.
 
@@ -82,6 +89,10 @@ def mse_membrane_loss(
             or per-step ``[T, B, K]`` (mixup, label smoothing).
         on_target: the membrane wanted for the label class.
         off_target: the membrane wanted for the other classes.
+        weight: one weight per class; each sample's terms (at each step, with
+            per-step labels) are scaled by its label's weight.
+        reduction: ``"mean"`` (over the terms, weighted or not, as snnTorch), ``"sum"``
+            or ``"none"``: the terms ``[B, K]``, each ``mean_t (U - u*)^2``.
 
     Predict with the ``rate`` readout (the largest time-mean membrane).
 
@@ -91,13 +102,26 @@ def mse_membrane_loss(
         ConfigurationError: labels outside ``[0, K)``, or a target value that is not a
             finite real number.
     """
-    on_target, off_target = _mse_membrane_arguments(on_target, off_target)
+    on_target, off_target, reduction = _mse_membrane_arguments(
+        on_target, off_target, weight, reduction
+    )
     y = _per_step_distribution(out_seq, target, "mse_membrane_loss")
     wanted = off_target + (on_target - off_target) * y
-    return F.mse_loss(out_seq, wanted.expand_as(out_seq))
+    squares = (out_seq - wanted).pow(2)  # [T, B, K]
+    classes = out_seq.shape[2]
+    per_sample = sample_weights("mse_membrane_loss", weight, target, classes, out_seq)
+    if per_sample is not None:  # [B] or per-step [T, B]
+        squares = squares * per_sample.reshape(-1, out_seq.shape[1], 1)
+    return reduce(squares.mean(dim=0), reduction)
 
 
-def ce_max_membrane_loss(out_seq: Tensor, target: Tensor, label_smoothing: float = 0.0) -> Tensor:
+def ce_max_membrane_loss(
+    out_seq: Tensor,
+    target: Tensor,
+    label_smoothing: float = 0.0,
+    weight: object = None,
+    reduction: str = "mean",
+) -> Tensor:
     """Cross-entropy of the largest membrane over time: ``mean_b CE(max_t U[t,b], y_b)``.
 
     snnTorch's ``ce_max_membrane_loss`` (after SpyTorch): the logits of a sample are
@@ -108,6 +132,9 @@ def ce_max_membrane_loss(out_seq: Tensor, target: Tensor, label_smoothing: float
         out_seq: the output membrane ``[T, B, K]``.
         target: integer labels ``[B]`` or a float class distribution ``[B, K]``.
         label_smoothing: passed to :func:`torch.nn.functional.cross_entropy`.
+        weight: one weight per class; each sample's loss is scaled by its label's.
+        reduction: ``"mean"`` (the plain mean over samples, weighted or not, as
+            snnTorch), ``"sum"`` or ``"none"`` (one loss per sample ``[B]``).
 
     Predict with the ``max`` readout (:func:`~spikeflow.losses.predict`).
     """
@@ -118,19 +145,33 @@ def ce_max_membrane_loss(out_seq: Tensor, target: Tensor, label_smoothing: float
             "have no meaning for a maximum over time)"
         )
     _check(out_seq, target, "ce_max_membrane_loss")
-    label_smoothing = _ce_max_membrane_arguments(label_smoothing)
+    label_smoothing, reduction = _ce_max_membrane_arguments(label_smoothing, weight, reduction)
     logits = out_seq.max(dim=0).values
-    return F.cross_entropy(
-        logits, _ce_target(target, logits.dtype), label_smoothing=label_smoothing
+    terms = F.cross_entropy(
+        logits,
+        _ce_target(target, logits.dtype),
+        label_smoothing=label_smoothing,
+        reduction="none",
     )
+    classes = out_seq.shape[2]
+    per_sample = sample_weights("ce_max_membrane_loss", weight, target, classes, logits)
+    return reduce(terms, reduction, per_sample)
 
 
-def _mse_membrane_arguments(on_target: object, off_target: object) -> tuple[float, float]:
+def _mse_membrane_arguments(
+    on_target: object, off_target: object, weight: object = None, reduction: object = "mean"
+) -> tuple[float, float, str]:
     return (
         _real("mse_membrane_loss", "on_target", on_target),
         _real("mse_membrane_loss", "off_target", off_target),
+        _weighting_arguments("mse_membrane_loss", weight, reduction),
     )
 
 
-def _ce_max_membrane_arguments(label_smoothing: object) -> float:
-    return _real("ce_max_membrane_loss", "label_smoothing", label_smoothing, 0.0, 1.0)
+def _ce_max_membrane_arguments(
+    label_smoothing: object, weight: object = None, reduction: object = "mean"
+) -> tuple[float, str]:
+    return (
+        _real("ce_max_membrane_loss", "label_smoothing", label_smoothing, 0.0, 1.0),
+        _weighting_arguments("ce_max_membrane_loss", weight, reduction),
+    )

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from spikeflow._checks import check_labels, check_real
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
+from spikeflow.losses.weighting import check_reduction, check_weight, reduce, sample_weights
 
 __all__ = ["ce_mean_loss", "rate_mse_loss", "spike_count_loss", "tet_loss"]
 
@@ -65,28 +66,50 @@ def _ce_target(target: Tensor, dtype: torch.dtype) -> Tensor:
     return target.to(dtype) if target.is_floating_point() else target.long()
 
 
-def rate_mse_loss(out_seq: Tensor, target: Tensor) -> Tensor:
+def rate_mse_loss(
+    out_seq: Tensor, target: Tensor, weight: object = None, reduction: str = "mean"
+) -> Tensor:
     """MSE between the firing rate ``mean_t out_seq[t]`` and the one-hot target.
 
     ``L = 1/(B K) * sum_{b,k} (mean_t O[t,b,k] - y[b,k])^2`` (the PLIF-paper loss,
     methods.md 11.2). A float ``target`` ``[B, K]`` is used as the distribution ``y``.
+    ``weight`` (one per class) scales each sample's terms by its label's weight;
+    ``reduction`` ``"mean"``, ``"sum"`` or ``"none"`` (the terms ``[B, K]``): the rules
+    of :mod:`spikeflow.losses.weighting`.
     """
     _check(out_seq, target, "rate_mse_loss")
+    reduction = _mse_arguments(weight, reduction)
     rate = out_seq.mean(dim=0)
-    return F.mse_loss(rate, _as_distribution(target, out_seq.shape[2], rate.dtype))
+    terms = (rate - _as_distribution(target, out_seq.shape[2], rate.dtype)).pow(2)
+    per_sample = sample_weights("rate_mse_loss", weight, target, out_seq.shape[2], rate)
+    return reduce(terms, reduction, per_sample)
 
 
-def ce_mean_loss(out_seq: Tensor, target: Tensor, label_smoothing: float = 0.0) -> Tensor:
+def ce_mean_loss(
+    out_seq: Tensor,
+    target: Tensor,
+    label_smoothing: float = 0.0,
+    weight: object = None,
+    reduction: str = "mean",
+) -> Tensor:
     """Cross-entropy of the time-mean logits: ``CE(mean_t O[t], y)``.
 
     ``label_smoothing`` is passed to :func:`torch.nn.functional.cross_entropy`.
+    ``weight`` (one per class) scales each sample's loss by its label's weight;
+    ``reduction`` ``"mean"``, ``"sum"`` or ``"none"`` (one loss per sample ``[B]``): the
+    rules of :mod:`spikeflow.losses.weighting` (a weighted mean is the plain mean).
     """
     _check(out_seq, target, "ce_mean_loss")
-    label_smoothing = _ce_arguments(label_smoothing)
+    label_smoothing, reduction = _ce_arguments(label_smoothing, weight, reduction)
     logits = out_seq.mean(dim=0)
-    return F.cross_entropy(
-        logits, _ce_target(target, logits.dtype), label_smoothing=label_smoothing
+    per_sample = sample_weights("ce_mean_loss", weight, target, out_seq.shape[2], logits)
+    terms = F.cross_entropy(
+        logits,
+        _ce_target(target, logits.dtype),
+        label_smoothing=label_smoothing,
+        reduction="none",
     )
+    return reduce(terms, reduction, per_sample)
 
 
 def tet_loss(
@@ -95,29 +118,44 @@ def tet_loss(
     lamb: float = 1e-3,
     phi: float = 1.0,
     label_smoothing: float = 0.0,
+    weight: object = None,
+    reduction: str = "mean",
 ) -> Tensor:
     """Temporal efficient training loss (Deng et al., ICLR 2022; methods.md 9).
 
     ``L = (1 - lamb) * (1/T) * sum_t CE(O[t], y) + lamb * MSE(O, phi)``, the MSE taken
     over all ``T*B*K`` elements of ``O`` against the constant ``phi``. At inference the
-    prediction is the time-mean of ``O``.
+    prediction is the time-mean of ``O``. With ``lamb=0`` it is snnTorch's
+    ``ce_rate_loss``.
+
+    ``weight`` (one per class) scales each sample's loss (both terms) by its label's
+    weight; ``reduction`` ``"mean"``, ``"sum"`` or ``"none"`` (one loss per sample
+    ``[B]``, ``(1 - lamb) mean_t CE + lamb mean_{t,k} (O - phi)^2``): the rules of
+    :mod:`spikeflow.losses.weighting` (a weighted mean is the plain mean, as snnTorch's
+    ``ce_rate_loss(weight=...)``).
     """
     _check(out_seq, target, "tet_loss")
-    lamb, phi, label_smoothing = _tet_arguments(lamb, phi, label_smoothing)
+    lamb, phi, label_smoothing, reduction = _tet_arguments(
+        lamb, phi, label_smoothing, weight, reduction
+    )
     steps, batch, classes = out_seq.shape
     ce_target = _ce_target(target, out_seq.dtype)
     if target.is_floating_point():
         ce_target = ce_target.unsqueeze(0).expand(steps, batch, classes).reshape(-1, classes)
     else:
         ce_target = ce_target.unsqueeze(0).expand(steps, batch).reshape(-1)
-    # CE with mean reduction over T*B samples == (1/T) sum_t (mean over B of CE at step t).
     per_step_ce = F.cross_entropy(
-        out_seq.reshape(steps * batch, classes), ce_target, label_smoothing=label_smoothing
+        out_seq.reshape(steps * batch, classes),
+        ce_target,
+        label_smoothing=label_smoothing,
+        reduction="none",
     )
-    if lamb == 0.0:
-        return per_step_ce
-    regulariser = F.mse_loss(out_seq, torch.full_like(out_seq, phi))
-    return (1.0 - lamb) * per_step_ce + lamb * regulariser
+    terms = per_step_ce.reshape(steps, batch).mean(dim=0)  # (1/T) sum_t CE, per sample
+    if lamb != 0.0:
+        regulariser = (out_seq - phi).pow(2).mean(dim=(0, 2))
+        terms = (1.0 - lamb) * terms + lamb * regulariser
+    per_sample = sample_weights("tet_loss", weight, target, classes, out_seq)
+    return reduce(terms, reduction, per_sample)
 
 
 def spike_count_loss(
@@ -125,6 +163,8 @@ def spike_count_loss(
     target: Tensor,
     desired_count: float = 10.0,
     undesired_count: float = 1.0,
+    weight: object = None,
+    reduction: str = "mean",
 ) -> Tensor:
     """Counting loss on output spikes (Zhu et al., NeurIPS 2023; methods.md 9, "count").
 
@@ -132,6 +172,10 @@ def spike_count_loss(
     class and ``undesired_count`` otherwise, ``delta_c = (n_c - n*_c) / T``, where the
     label class is not penalised for firing more than ``n*`` and the others are not
     penalised for firing less. ``L = mean_b 1/2 sum_c delta_c^2``.
+
+    ``weight`` (one per class) scales each sample's loss by its label's weight;
+    ``reduction`` ``"mean"``, ``"sum"`` or ``"none"`` (one loss per sample ``[B]``):
+    the rules of :mod:`spikeflow.losses.weighting`.
 
     ``target`` must be integer labels ``[B]``. Gradients flow through the spike counts
     by ordinary autograd (surrogate gradients), not the paper's spike-time attribution.
@@ -143,9 +187,12 @@ def spike_count_loss(
     """
     _check_labels_only(out_seq, target, "spike_count_loss")
     desired_count, undesired_count = _count_arguments(desired_count, undesired_count)
+    reduction = _weighting_arguments("spike_count_loss", weight, reduction)
     _count_within_steps("spike_count_loss", desired_count, out_seq.shape[0])
     delta = count_error(out_seq.sum(dim=0), target, desired_count, undesired_count)
-    return 0.5 * (delta / out_seq.shape[0]).pow(2).sum(dim=1).mean()
+    terms = 0.5 * (delta / out_seq.shape[0]).pow(2).sum(dim=1)
+    per_sample = sample_weights("spike_count_loss", weight, target, out_seq.shape[2], terms)
+    return reduce(terms, reduction, per_sample)
 
 
 def count_error(
@@ -167,15 +214,38 @@ def _real(loss: str, name: str, value: object, low: float | None = None,
     return check_real(f"{loss}: {name}", value, low, high)
 
 
-def _ce_arguments(label_smoothing: object) -> float:
-    return _real("ce_mean_loss", "label_smoothing", label_smoothing, 0.0, 1.0)
+def _weighting_arguments(loss: str, weight: object, reduction: object) -> str:
+    """Check ``weight`` (its length is checked at the call, against ``K``) and return
+    ``reduction``."""
+    check_weight(loss, weight)
+    return check_reduction(loss, reduction)
 
 
-def _tet_arguments(lamb: object, phi: object, label_smoothing: object) -> tuple[float, ...]:
+def _mse_arguments(weight: object = None, reduction: object = "mean") -> str:
+    return _weighting_arguments("rate_mse_loss", weight, reduction)
+
+
+def _ce_arguments(
+    label_smoothing: object, weight: object = None, reduction: object = "mean"
+) -> tuple[float, str]:
+    return (
+        _real("ce_mean_loss", "label_smoothing", label_smoothing, 0.0, 1.0),
+        _weighting_arguments("ce_mean_loss", weight, reduction),
+    )
+
+
+def _tet_arguments(
+    lamb: object,
+    phi: object,
+    label_smoothing: object,
+    weight: object = None,
+    reduction: object = "mean",
+) -> tuple[float, float, float, str]:
     return (
         _real("tet_loss", "lamb", lamb, 0.0, 1.0),
         _real("tet_loss", "phi", phi),
         _real("tet_loss", "label_smoothing", label_smoothing, 0.0, 1.0),
+        _weighting_arguments("tet_loss", weight, reduction),
     )
 
 
@@ -193,7 +263,7 @@ def _count_within_steps(loss: str, desired_count: float, steps: int, of: str = "
 
 def _count_fits(
     steps: int, of: str, desired_count: object, undesired_count: object,
-    loss: str = "spike_count_loss",
+    loss: str = "spike_count_loss", weight: object = None, reduction: object = "mean",
 ) -> None:  # fmt: skip
     """What the counting loss ``loss`` would refuse at its first call on ``steps`` steps
     (of ``of``): a ``desired_count`` above ``T``."""
@@ -202,8 +272,13 @@ def _count_fits(
 
 
 def _count_arguments(
-    desired_count: object, undesired_count: object, loss: str = "spike_count_loss"
+    desired_count: object,
+    undesired_count: object,
+    loss: str = "spike_count_loss",
+    weight: object = None,
+    reduction: object = "mean",
 ) -> tuple[float, float]:
+    _weighting_arguments(loss, weight, reduction)
     desired = _real(loss, "desired_count", desired_count)
     undesired = _real(loss, "undesired_count", undesired_count)
     if desired < undesired:

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from spikeflow._checks import check_int, check_labels, check_real
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
+from spikeflow.losses.weighting import check_population, population_sum
 
 __all__ = [
     "CONFIDENCE_MODES",
@@ -62,7 +63,13 @@ def predict(out_seq: Tensor, readout: str = "rate") -> Tensor:
     return torch.where(best, second, float("-inf")).argmax(-1)
 
 
-def accuracy(out_seq: Tensor, target: Tensor, readout: str = "rate") -> float:
+def accuracy(
+    out_seq: Tensor,
+    target: Tensor,
+    readout: str = "rate",
+    population_code: bool = False,
+    num_classes: int | None = None,
+) -> float:
     """The share of samples whose :func:`predict` (with ``readout``) is their label.
 
     ``out_seq`` ``[T, B, K]``, ``target`` integer labels ``[B]``. snnTorch's
@@ -70,12 +77,19 @@ def accuracy(out_seq: Tensor, target: Tensor, readout: str = "rate") -> float:
     breaks ties by the earlier first spike); its ``accuracy_temporal`` (the earliest
     first spike) is ``"first_spike"``, except on ties (snnTorch: the lowest index, and
     a silent neuron ties with one firing at the last step).
+
+    ``population_code=True, num_classes=K``: the ``N = K * G`` outputs are ``K`` groups
+    of ``G`` consecutive neurons, summed per step before the readout (snnTorch's
+    ``accuracy_rate(..., population_code=True, num_classes=K)``).
     """
     if not isinstance(out_seq, Tensor) or out_seq.dim() != 3:
         shape = tuple(out_seq.shape) if isinstance(out_seq, Tensor) else type(out_seq).__name__
         raise ShapeError(f"accuracy: out_seq must be a [T, B, K] tensor, got {shape}")
     if out_seq.shape[0] == 0 or out_seq.shape[1] == 0:
         raise ShapeError(f"accuracy: out_seq has no steps or no samples ({tuple(out_seq.shape)})")
+    classes = check_population("accuracy", population_code, num_classes)
+    if classes is not None:
+        out_seq = population_sum(out_seq, classes, "accuracy")
     if not isinstance(target, Tensor) or target.is_floating_point() or target.dtype == torch.bool:
         raise DTypeError("accuracy: target must be integer class labels [B]")
     check_labels("accuracy", target, out_seq.shape[1], out_seq.shape[2], out_seq.shape)

@@ -13,6 +13,8 @@ network passes that on through its surrogate.
 - :func:`ce_temporal_loss`: cross-entropy on ``-t`` or ``1 / (t + 1)`` (snnTorch's
   ``ce_temporal_loss``).
 
+Both take ``weight`` and ``reduction`` (:mod:`spikeflow.losses.weighting`).
+
 spikeflow's ``ttfs`` (:func:`~spikeflow.losses.ttfs_loss`) differs from
 ``ce_temporal``: its scores are ``1 - t / T`` (a temperature ``T`` higher), a silent
 neuron gets a fixed score and no gradient. Predict with the ``first_spike`` readout.
@@ -29,7 +31,8 @@ from torch import Tensor
 
 from spikeflow._checks import check_flag, check_int
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
-from spikeflow.losses.rate import _check_labels_only, _check_output, _real
+from spikeflow.losses.rate import _check_labels_only, _check_output, _real, _weighting_arguments
+from spikeflow.losses.weighting import reduce, sample_weights
 
 __all__ = ["ce_temporal_loss", "mse_temporal_loss", "spike_times"]
 
@@ -79,13 +82,14 @@ def spike_times(out_seq: Tensor, num_spikes: int = 1) -> Tensor:
 
 
 def _wrap(times: Tensor, steps: int, what: str, of: str = "out_seq") -> Tensor:
-    """``times`` in ``[-T, T-1]``, the negative ones counted from the end (``-1`` is
-    ``T - 1``), as steps in ``[0, T-1]``; ``of``: what has the ``T`` steps (messages)."""
-    if times.numel() and (float(times.min()) < -steps or float(times.max()) > steps - 1):
+    """``times`` in ``[-T, T]``, the negative ones counted from the end (``-1`` is
+    ``T - 1``), as steps in ``[0, T]`` (``T``: no spike within the ``T`` steps, as
+    snnTorch's ``off_target=num_steps``); ``of``: what has the ``T`` steps (messages)."""
+    if times.numel() and (float(times.min()) < -steps or float(times.max()) > steps):
         raise ConfigurationError(
-            f"mse_temporal_loss: {what} must lie in [-T, T-1] = [{-steps}, {steps - 1}] "
-            f"for the T = {steps} steps of {of} (negative: from the end), got range "
-            f"[{float(times.min())}, {float(times.max())}]"
+            f"mse_temporal_loss: {what} must lie in [-T, T] = [{-steps}, {steps}] "
+            f"for the T = {steps} steps of {of} (negative: from the end; T: no spike), "
+            f"got range [{float(times.min())}, {float(times.max())}]"
         )
     return torch.where(times < 0, times + steps, times)
 
@@ -125,6 +129,8 @@ def mse_temporal_loss(
     off_target: float | Sequence[float] = -1,
     tolerance: float = 0,
     target_is_time: bool = False,
+    weight: object = None,
+    reduction: str = "mean",
 ) -> Tensor:
     """Squared error of spike times: ``mean_{f,b,k} ((t[f,b,k] - t*[f,b,k]) / T)^2``.
 
@@ -138,48 +144,81 @@ def mse_temporal_loss(
             ``[B, K]`` or ``[F, B, K]`` (steps, real numbers).
         on_target: the label class's wanted first-spike step, or a list of ``F`` steps
             for its first ``F`` spikes. Negative steps count from the end (``-1`` is
-            ``T - 1``); every step must lie in ``[-T, T - 1]``.
+            ``T - 1``); every step must lie in ``[-T, T]``.
         off_target: the same for the other classes (default ``-1``: the last step, which
             a silent neuron meets); a list of the same length as ``on_target``.
+            ``T`` (snnTorch's ``off_target=num_steps``) wants no spike within the ``T``
+            steps; a silent neuron, read at ``T - 1``, is then one step (``1/T``) off,
+            as in snnTorch.
         tolerance: a distance in steps below which an error is not penalised.
         target_is_time: ``target`` holds times, not labels (``on_target`` and
             ``off_target`` unused).
+        weight: one weight per class; each sample's terms are scaled by its label's
+            (not with ``target_is_time``: there are no labels).
+        reduction: ``"mean"`` (over the terms, weighted or not, as snnTorch), ``"sum"``
+            or ``"none"``: the terms, ``[B, K]`` for a single target step (a number, or
+            times ``[B, K]``), ``[F, B, K]`` for lists of ``F`` steps.
 
     Raises:
         ShapeError, DTypeError: a wrong ``out_seq`` or ``target``.
         ConfigurationError: labels outside ``[0, K)``, a target step outside ``[-T,
-            T-1]``, ``on_target`` and ``off_target`` of different lengths, a negative
-            ``tolerance``.
+            T]``, ``on_target`` and ``off_target`` of different lengths, a negative
+            ``tolerance``, ``weight`` with ``target_is_time``.
     """
-    on, off, tolerance, target_is_time = _mse_temporal_arguments(
-        on_target, off_target, tolerance, target_is_time
+    on, off, tolerance, target_is_time, reduction = _mse_temporal_arguments(
+        on_target, off_target, tolerance, target_is_time, weight, reduction
     )
     if target_is_time:
         _check_output(out_seq, "mse_temporal_loss")
         wanted = _given_times(out_seq, target)
+        single = isinstance(target, Tensor) and target.dim() == 2
+        per_sample = None
     else:
         _check_labels_only(out_seq, target, "mse_temporal_loss")
         wanted = _target_times(out_seq, target, on, off)
+        single = not isinstance(on_target, (list, tuple, Tensor)) or (
+            isinstance(on_target, Tensor) and on_target.dim() == 0
+        )
+        classes = out_seq.shape[2]
+        per_sample = sample_weights("mse_temporal_loss", weight, target, classes, out_seq)
     steps = out_seq.shape[0]
     error = spike_times(out_seq, wanted.shape[0]) - wanted
     if tolerance > 0:
         error = torch.where(error.abs() < tolerance, torch.zeros_like(error), error)
-    return (error / steps).pow(2).mean()
+    terms = (error / steps).pow(2)  # [F, B, K]
+    if per_sample is not None:
+        terms = terms * per_sample.reshape(1, -1, 1)
+    return reduce(terms[0] if single else terms, reduction)
 
 
-def ce_temporal_loss(out_seq: Tensor, target: Tensor, inverse: str = "negate") -> Tensor:
+def ce_temporal_loss(
+    out_seq: Tensor,
+    target: Tensor,
+    inverse: str = "negate",
+    weight: object = None,
+    reduction: str = "mean",
+) -> Tensor:
     """Cross-entropy on first-spike times: ``mean_b CE(s[b], y_b)``, ``s = g(t)``.
 
     snnTorch's ``ce_temporal_loss``. ``t`` are the first-spike steps of
     :func:`spike_times` (``T - 1`` for a silent neuron, which gets the gradient at that
     step); ``g(t) = -t`` for ``inverse="negate"``, ``1 / (t + 1)`` for
     ``"reciprocal"``. ``target`` must be integer labels ``[B]``.
+
+    ``weight`` (one per class) scales each sample's loss by its label's weight and
+    ``reduction`` is ``"mean"``, ``"sum"`` or ``"none"`` (``[B]``), as in every
+    spikeflow loss: the weighted ``"mean"`` is the plain mean over samples. snnTorch's
+    ``ce_temporal_loss`` alone hands ``weight`` to :class:`torch.nn.CrossEntropyLoss`,
+    whose mean divides by ``sum_b w[y_b]``: ``reduction="sum"`` divided by
+    ``weight[target].sum()`` is that.
     """
     _check_labels_only(out_seq, target, "ce_temporal_loss")
-    inverse = _ce_temporal_arguments(inverse)
+    inverse, reduction = _ce_temporal_arguments(inverse, weight, reduction)
     times = spike_times(out_seq)[0]
     scores = -times if inverse == "negate" else 1.0 / (times + 1.0)
-    return F.cross_entropy(scores, target.long())
+    terms = F.cross_entropy(scores, target.long(), reduction="none")
+    per_sample = sample_weights("ce_temporal_loss", weight, target, out_seq.shape[2], scores)
+    return reduce(terms, reduction, per_sample)
 
 
 def _steps_list(name: str, value: object) -> list[float]:
@@ -196,8 +235,13 @@ def _steps_list(name: str, value: object) -> list[float]:
 
 
 def _mse_temporal_arguments(
-    on_target: object, off_target: object, tolerance: object, target_is_time: object
-) -> tuple[list[float], list[float], float, bool]:
+    on_target: object,
+    off_target: object,
+    tolerance: object,
+    target_is_time: object,
+    weight: object = None,
+    reduction: object = "mean",
+) -> tuple[list[float], list[float], float, bool, str]:
     on = _steps_list("on_target", on_target)
     off = _steps_list("off_target", off_target)
     if len(on) != len(off):
@@ -205,11 +249,18 @@ def _mse_temporal_arguments(
             f"mse_temporal_loss: on_target ({len(on)} steps) and off_target ({len(off)} "
             "steps) must have the same length, one step per wanted spike"
         )
+    target_is_time = check_flag("mse_temporal_loss", "target_is_time", target_is_time)
+    if target_is_time and weight is not None:
+        raise ConfigurationError(
+            "mse_temporal_loss: weight (one per class) needs class labels as the target, "
+            "not spike times (target_is_time=True)"
+        )
     return (
         on,
         off,
         _real("mse_temporal_loss", "tolerance", tolerance, 0.0),
-        check_flag("mse_temporal_loss", "target_is_time", target_is_time),
+        target_is_time,
+        _weighting_arguments("mse_temporal_loss", weight, reduction),
     )
 
 
@@ -220,11 +271,15 @@ def _mse_temporal_fits(
     off_target: object,
     tolerance: object,
     target_is_time: object,
+    weight: object = None,
+    reduction: object = "mean",
 ) -> None:
     """What :func:`mse_temporal_loss` would refuse at its first call on ``steps`` steps
-    (of ``of``) with class labels ``[B]``: target steps outside ``[-T, T-1]``, or
+    (of ``of``) with class labels ``[B]``: target steps outside ``[-T, T]``, or
     ``target_is_time`` (its target is then spike times, not labels)."""
-    on, off, _, times = _mse_temporal_arguments(on_target, off_target, tolerance, target_is_time)
+    on, off, _, times, _ = _mse_temporal_arguments(
+        on_target, off_target, tolerance, target_is_time, weight, reduction
+    )
     if times:
         raise ConfigurationError(
             "mse_temporal_loss: target_is_time=True takes the wanted spike times [B, K] or "
@@ -234,9 +289,11 @@ def _mse_temporal_fits(
     _wrap(torch.tensor(on + off, dtype=torch.float64), steps, "on_target and off_target", of)
 
 
-def _ce_temporal_arguments(inverse: object) -> str:
+def _ce_temporal_arguments(
+    inverse: object, weight: object = None, reduction: object = "mean"
+) -> tuple[str, str]:
     if inverse not in INVERSES:
         raise ConfigurationError(
             f"ce_temporal_loss: inverse must be one of {', '.join(INVERSES)}, got {inverse!r}"
         )
-    return str(inverse)
+    return str(inverse), _weighting_arguments("ce_temporal_loss", weight, reduction)
