@@ -7,7 +7,6 @@ one returning spikeflow's draws), as tests/test_data_transforms_extra.py does.""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -84,7 +83,11 @@ def test_denoise_options_by_hand():
     for (neighbours, start), times in kept.items():
         out = T.Denoise(10, neighbours=neighbours, tonic_start=start)(r)
         assert out.events["t"].tolist() == times, (neighbours, start)
-    with pytest.raises(ConfigurationError, match="neighbours must be 4 .* or 8; got 6"):
+    # At t = filter_time the start memory is no longer recent (Tonic: t + window > t).
+    at_window = rec([10, 10], [0, 1], [0, 0], sensor=(4, 4, 2))
+    out = T.Denoise(10, neighbours=4, tonic_start=True)(at_window)
+    assert out.events["x"].tolist() == [1]  # the second sees the first, 0 us before
+    with pytest.raises(ConfigurationError, match=r"neighbours must be 4 .* or 8; got 6"):
         T.Denoise(10, neighbours=6)
     with pytest.raises(ConfigurationError, match="tonic_start must be True or False"):
         T.Denoise(10, tonic_start="yes")
