@@ -7,6 +7,9 @@ one returning spikeflow's draws), as tests/test_data_transforms_extra.py does.""
 
 from __future__ import annotations
 
+from collections import Counter
+
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -93,3 +96,129 @@ def test_denoise_options_by_hand():
         T.Denoise(10, tonic_start="yes")
     assert T.Denoise(10).cache_key() == {"name": "Denoise", "filter_time": 10}
     assert T.Denoise(10, 4, True).cache_key() != T.Denoise(10).cache_key()
+
+
+# -- Downsample: per-axis factors and target_size --------------------------------------------
+def test_downsample_tuple_and_target_size_equal_tonic_on_real_recordings():
+    tt = tonic_transforms()
+    for r in _nmnist_recordings()[::3]:
+        te = to_tonic(r)
+        ours = T.Downsample((0.5, 0.25))(r)
+        assert_same(ours, tt.Downsample(spatial_factor=(0.5, 0.25))(te))
+        assert ours.sensor_size == (17, 9, 2)  # ⌈34·0.5⌉, ⌈34·0.25⌉
+        ours = T.Downsample(target_size=(17, 7))(r)
+        theirs = tt.Downsample(sensor_size=(34, 34, 2), target_size=(17, 7))(te)
+        assert_same(ours, theirs)
+        assert ours.sensor_size == (17, 7, 2)
+        assert int(ours.events["y"].max()) <= 6
+        assert_same(T.Downsample((0.7, 0.7))(r), T.Downsample(0.7)(r).events)
+
+
+def test_downsample_arguments_are_named():
+    r = rec([0, 1], [3, 4], [1, 2], sensor=(5, 3, 2))
+    with pytest.raises(ConfigurationError, match=r"give spatial_factor .* or target_size"):
+        T.Downsample()
+    with pytest.raises(ConfigurationError, match="one of them"):
+        T.Downsample(0.5, target_size=(2, 2))
+    with pytest.raises(ConfigurationError, match=r"spatial_factor must be f or \(fx, fy\)"):
+        T.Downsample((0.5, 0.5, 0.5))
+    with pytest.raises(ConfigurationError, match=r"spatial_factor\[1\] must be in \(0, 1\]"):
+        T.Downsample((0.5, 1.5))
+    with pytest.raises(ConfigurationError, match=r"target_size\[0\] must be an integer"):
+        T.Downsample(target_size=(0, 2))
+    with pytest.raises(ConfigurationError, match=r"target_size \(6, 2\) is larger than"):
+        T.Downsample(target_size=(6, 2))(r)
+    assert T.Downsample(0.5).cache_key() == {"name": "Downsample", "spatial_factor": 0.5}
+
+
+# -- random transforms with Tonic's ranges, fed the same draws -----------------------------------
+def test_drop_event_range_equals_tonic_with_the_same_draws(monkeypatch):
+    """Tonic draws p = low + (high - low) * random_sample(), then np.random.choice."""
+    tt = tonic_transforms()
+    counts = set()
+    for i, r in enumerate(_nmnist_recordings()[::3]):
+        for seed in range(3 * i, 3 * i + 3):
+            ours = T.DropEvent((0.1, 0.6), seed=seed)(r)
+            rng = np.random.default_rng(seed)
+            u = float(rng.random())
+            p = 0.5 * u + 0.1
+            dropped = rng.choice(len(r), size=round(p * len(r)), replace=False)
+            monkeypatch.setattr(np.random, "random_sample", lambda *a, u=u: u)
+            monkeypatch.setattr(np.random, "choice", lambda *a, d=dropped, **k: d)
+            assert_same(ours, tt.DropEvent(p=(0.1, 0.6))(to_tonic(r)))
+            counts.add(len(r) - len(ours))
+            assert 0.1 * len(r) - 1 <= len(r) - len(ours) <= 0.6 * len(r) + 1
+    assert len(counts) > 5  # p is drawn per call
+
+
+def test_refractory_period_range_equals_tonic_with_the_same_draws(monkeypatch):
+    """The period is Tonic's draw, int(low + (high - low) * u), at every call. With it
+    the rules differ as for a fixed period (docs/migration.md): spikeflow's (from the
+    last kept event, ``>=``) at ``period + 1`` keeps every event Tonic's (from the
+    previous event, kept or not, ``>``) keeps, on some recordings more."""
+    tt = tonic_transforms()
+    import tonic.functional as tonic_functional
+
+    periods, more = set(), 0
+    for i, r in enumerate(_nmnist_recordings()[::3]):
+        seed = 100 + i
+        ours = T.RefractoryPeriod((100.0, 5000.0), seed=seed)(r)
+        u = float(np.random.default_rng(seed).random())
+        period = int(4900.0 * u + 100.0)
+        periods.add(period)
+        drawn = []
+        original = tonic_functional.refractory_period_numpy
+
+        def spy(events, refractory_period, drawn=drawn, original=original):
+            drawn.append(refractory_period)
+            return original(events=events, refractory_period=refractory_period)
+
+        monkeypatch.setattr(np.random, "random_sample", lambda *a, u=u: u)
+        monkeypatch.setattr(tonic_functional, "refractory_period_numpy", spy)
+        theirs = tt.RefractoryPeriod(delta=(100, 5000))(to_tonic(r))
+        assert drawn == [period]
+        assert_same(ours, T.RefractoryPeriod(period)(r).events)
+        wider = Counter(map(tuple, T.RefractoryPeriod(period + 1)(r).events[list("txyp")].tolist()))
+        tonic_kept = Counter(map(tuple, theirs[list("txyp")].tolist()))
+        assert not tonic_kept - wider
+        more += sum(wider.values()) > sum(tonic_kept.values())
+    assert len(periods) == len(_nmnist_recordings()[::3]) and more > 0
+    fixed = T.RefractoryPeriod((300, 300.9), seed=1)
+    assert not fixed.random and T.RefractoryPeriod((1, 2000), seed=1).random
+    with pytest.raises(ConfigurationError, match="range must have low <= high"):
+        T.RefractoryPeriod((1000, 100))
+    with pytest.raises(ConfigurationError, match=r"refractory_period\[1\] must be a finite"):
+        T.RefractoryPeriod((100, -1))
+    with pytest.raises(ConfigurationError, match=r"a period or a \(low, high\) range"):
+        T.RefractoryPeriod((1, 2, 3))
+
+
+def test_time_jitter_unsorted_equals_tonic_with_the_same_draws(monkeypatch):
+    """``sort_timestamps=False`` keeps the input order, as Tonic's; fed integer shifts
+    (spikeflow rounds its draws, Tonic truncates) both give the same events."""
+    tt = tonic_transforms()
+    for seed, r in enumerate(_nmnist_recordings()[::5]):
+        ours = T.TimeJitter(500.0, seed=seed, sort_timestamps=False)(r)
+        shifts = np.rint(np.random.default_rng(seed).normal(0.0, 500.0, len(r)))
+        monkeypatch.setattr(np.random, "normal", lambda *a, s=shifts, **k: s)
+        theirs = tt.TimeJitter(std=500.0, clip_negative=False, sort_timestamps=False)(to_tonic(r))
+        assert_same(ours, theirs)
+        assert (np.diff(ours.events["t"].astype(np.int64)) < 0).any()  # not re-sorted
+        np.testing.assert_array_equal(ours.events["x"], r.events["x"])
+        resorted = T.TimeJitter(500.0, seed=seed)(r).events
+        np.testing.assert_array_equal(np.sort(ours.events["t"]), resorted["t"])
+    with pytest.raises(ConfigurationError, match="sort_timestamps must be True or False"):
+        T.TimeJitter(1.0, sort_timestamps="no")
+    assert "sort_timestamps" not in T.TimeJitter(1.0).cache_key()
+
+
+def test_drop_event_range_arguments_are_named():
+    with pytest.raises(ConfigurationError, match=r"fraction range must have low <= high"):
+        T.DropEvent((0.5, 0.1))
+    with pytest.raises(ConfigurationError, match=r"fraction\[1\] must be a finite real"):
+        T.DropEvent((0.1, 1.5))
+    with pytest.raises(ConfigurationError, match=r"fraction must be p or a \(low, high\)"):
+        T.DropEvent((0.1, 0.2, 0.3))
+    with pytest.raises(ConfigurationError, match="fraction must be a finite real"):
+        T.DropEvent("0.1")
+    assert not T.DropEvent((0.0, 0.0)).random and T.DropEvent((0.0, 0.5)).random

@@ -102,6 +102,20 @@ class Denoise(EventTransform):
         return events[keep], sensor_size
 
 
+def _period(name: str, value: object) -> float:
+    """A refractory period, a finite number ``>= 0`` µs, else a ConfigurationError."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ConfigurationError(
+            f"{name} must be a finite number >= 0 (microseconds); got {value!r}"
+        )
+    return float(value)
+
+
 class RefractoryPeriod(EventTransform):
     """Per pixel, drop events less than ``refractory_period`` µs after the last *kept* one.
 
@@ -112,6 +126,9 @@ class RefractoryPeriod(EventTransform):
     not. ``per_polarity=True`` runs the rule per (pixel, polarity). The period may be
     fractional (a finite number ``>= 0``); timestamps being whole µs, the rule then acts
     as a period of ``⌈refractory_period⌉`` (0.5 drops only events at the same ``t``).
+    A ``(low, high)`` range draws the period at each call, ``int(low + (high − low)·u)``
+    with ``u`` uniform in ``[0, 1)`` (Tonic's ``RefractoryPeriod(delta=(low, high))``
+    draw; ``seed`` as for the other random transforms).
 
     Vectorised over pixels: each pixel's kept events form a chain ``i -> next(i)``, the
     pixel's first event at or after ``t_i + ⌈refractory_period⌉``. The first
@@ -125,29 +142,53 @@ class RefractoryPeriod(EventTransform):
     #: Links followed one by one before the remaining chains switch to pointer doubling.
     plain_rounds = 32
 
-    def __init__(self, refractory_period: float, per_polarity: bool = False) -> None:
-        if (
-            isinstance(refractory_period, bool)
-            or not isinstance(refractory_period, numbers.Real)
-            or not math.isfinite(refractory_period)
-            or refractory_period < 0
-        ):
-            raise ConfigurationError(
-                "refractory_period must be a finite number >= 0 (microseconds); got "
-                f"{refractory_period!r}"
+    def __init__(
+        self,
+        refractory_period: float | tuple[float, float],
+        per_polarity: bool = False,
+        seed: int | np.random.Generator | None = None,
+    ) -> None:
+        self.per_polarity = check_flag("RefractoryPeriod", "per_polarity", per_polarity)
+        self.range: tuple[float, float] | None = None
+        if isinstance(refractory_period, (tuple, list)):
+            if len(refractory_period) != 2:
+                raise ConfigurationError(
+                    "refractory_period must be a period or a (low, high) range; got "
+                    f"{refractory_period!r}"
+                )
+            low, high = (
+                _period(f"refractory_period[{i}]", v) for i, v in enumerate(refractory_period)
             )
+            if low > high:
+                raise ConfigurationError(
+                    f"refractory_period range must have low <= high; got {refractory_period!r}"
+                )
+            self.range, self.period = (low, high), 0
+            super().__init__(seed, refractory_period=[low, high], per_polarity=self.per_polarity)
+            return
         # Timestamps are whole µs: t - t_kept >= p holds exactly when t - t_kept >= ⌈p⌉.
         # The cache key holds that period, a plain int: 1.5 and 2 give the same events,
         # and a cache written when 1.5 acted as 1 (the period was cut, not rounded up) is
         # not reused.
-        self.period = math.ceil(refractory_period)
-        self.per_polarity = check_flag("RefractoryPeriod", "per_polarity", per_polarity)
+        self.period = math.ceil(_period("refractory_period", refractory_period))
         super().__init__(None, refractory_period=self.period, per_polarity=self.per_polarity)
 
+    @property
+    def random(self) -> bool:
+        return self.range is not None and int(self.range[0]) != int(self.range[1])
+
     def apply(self, events: np.ndarray, sensor_size: Size | None) -> tuple[np.ndarray, Any]:
+        period = self.period
+        if self.range is not None:  # Tonic's draw: int(low + (high - low) * u)
+            low, high = self.range
+            period = int((high - low) * float(self.rng().random()) + low)
+        return self._filter(events, period), sensor_size
+
+    def _filter(self, events: np.ndarray, period: int) -> np.ndarray:
+        """``events`` less those within ``period`` µs of their pixel's last kept one."""
         n = len(events)
-        if n == 0 or self.period == 0:
-            return events.copy(), sensor_size
+        if n == 0 or period == 0:
+            return events.copy()
         x = events["x"].astype(np.int64)
         y = events["y"].astype(np.int64)
         group = y * (int(x.max()) + 1) + x
@@ -155,7 +196,7 @@ class RefractoryPeriod(EventTransform):
             group = group * 2 + (events["p"] != 0)
         t = events["t"].astype(np.int64)
         t = t - t.min()
-        big = int(t.max()) + self.period + 1
+        big = int(t.max()) + period + 1
         if (int(group.max()) + 1) * big >= 2**62:
             raise ConfigurationError(
                 "RefractoryPeriod: recording too long for the int64 keys "
@@ -169,7 +210,7 @@ class RefractoryPeriod(EventTransform):
 
         def successor(i: np.ndarray) -> np.ndarray:
             """The next kept event after kept events ``i``, or ``n`` (none)."""
-            nxt = np.searchsorted(skey, skey[i] + self.period, side="left")
+            nxt = np.searchsorted(skey, skey[i] + period, side="left")
             return np.where(nxt < group_end[i], nxt, n)
 
         kept = np.zeros(n, dtype=bool)
@@ -184,7 +225,7 @@ class RefractoryPeriod(EventTransform):
             kept[self._long_chains(cur, group_end, successor, n)] = True
         keep = np.zeros(n, dtype=bool)
         keep[order[kept]] = True
-        return events[keep], sensor_size
+        return events[keep]
 
     @staticmethod
     def _long_chains(cur: np.ndarray, group_end: np.ndarray, successor, n: int) -> np.ndarray:

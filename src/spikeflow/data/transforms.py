@@ -33,13 +33,14 @@ here.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from spikeflow._checks import check_int
+from spikeflow._checks import check_flag, check_int, check_real
 from spikeflow.data.events import EventRecording
 from spikeflow.data.frame_transforms import (
     CenterCropFrames,
@@ -306,26 +307,102 @@ class MergePolarities(EventTransform):
 
 
 class Downsample(EventTransform):
-    """Scale coordinates: ``x -> ⌊x·f⌋``, ``y -> ⌊y·f⌋``, sensor ``⌈W·f⌉ x ⌈H·f⌉``.
+    """Scale coordinates: ``x -> ⌊x·fx⌋``, ``y -> ⌊y·fy⌋``, sensor ``⌈W·fx⌉ x ⌈H·fy⌉``.
 
-    ``spatial_factor`` ``f`` is in ``(0, 1]``; events keep their times (several events
-    may now share a pixel and a timestamp).
+    Give one of:
+
+    - ``spatial_factor``: ``f`` for both axes, or ``(fx, fy)`` (Tonic's tuple form),
+      each in ``(0, 1]``;
+    - ``target_size``: ``(w, h)``, at most the sensor's ``(W, H)``: the factors are
+      ``w / W`` and ``h / H`` of each recording's sensor (Tonic's ``target_size``, which
+      also needs ``sensor_size``; spikeflow reads it from the recording), and the
+      sensor becomes ``(w, h)``.
+
+    Events keep their times (several events may now share a pixel and a timestamp);
+    the products are taken in double precision, as Tonic's (its time factor is
+    :class:`TimeSkew`).
     """
 
     needs_sensor = True
 
-    def __init__(self, spatial_factor: float) -> None:
-        if not 0.0 < spatial_factor <= 1.0:
-            raise ConfigurationError(f"spatial_factor must be in (0, 1]; got {spatial_factor!r}")
-        super().__init__(None, spatial_factor=float(spatial_factor))
-        self.factor = float(spatial_factor)
+    def __init__(
+        self,
+        spatial_factor: float | tuple[float, float] | None = None,
+        target_size: tuple[int, int] | None = None,
+    ) -> None:
+        if (spatial_factor is None) == (target_size is None):
+            raise ConfigurationError(
+                "Downsample: give spatial_factor (f or (fx, fy)) or target_size ((w, h)), "
+                f"one of them; got spatial_factor={spatial_factor!r}, target_size={target_size!r}"
+            )
+        self.factors: tuple[float, float] | None = None
+        self.target: tuple[int, int] | None = None
+        if target_size is not None:
+            self.target = _pair_of_ints("Downsample: target_size", target_size)
+            super().__init__(None, target_size=list(self.target))
+            return
+        if isinstance(spatial_factor, (tuple, list)):
+            if len(spatial_factor) != 2:
+                raise ConfigurationError(
+                    f"Downsample: spatial_factor must be f or (fx, fy); got {spatial_factor!r}"
+                )
+            fx, fy = (_factor(f"spatial_factor[{i}]", f) for i, f in enumerate(spatial_factor))
+            self.factors = (fx, fy)
+            super().__init__(None, spatial_factor=[fx, fy])
+        else:
+            f = _factor("spatial_factor", spatial_factor)
+            self.factors = (f, f)
+            super().__init__(None, spatial_factor=f)
+        self.factor = self.factors[0]
 
     def apply(self, events: np.ndarray, sensor_size: Size) -> tuple[np.ndarray, Any]:
-        out = events.copy()
-        out["x"] = np.floor(events["x"] * self.factor).astype(np.uint16)
-        out["y"] = np.floor(events["y"] * self.factor).astype(np.uint16)
         w, h, p = sensor_size
-        return out, (math.ceil(w * self.factor), math.ceil(h * self.factor), p)
+        if self.target is not None:
+            if self.target[0] > w or self.target[1] > h:
+                raise ConfigurationError(
+                    f"Downsample: target_size {self.target} is larger than the sensor "
+                    f"({w}, {h}); it can only shrink it"
+                )
+            fx, fy = np.asarray(self.target, dtype=np.float64) / np.asarray((w, h))
+            size = (self.target[0], self.target[1], p)
+        else:
+            fx, fy = self.factors
+            size = (math.ceil(w * fx), math.ceil(h * fy), p)
+        out = events.copy()
+        out["x"] = np.floor(events["x"] * fx).astype(np.uint16)
+        out["y"] = np.floor(events["y"] * fy).astype(np.uint16)
+        return out, size
+
+
+def _factor(name: str, value: object) -> float:
+    """A spatial factor in ``(0, 1]``, else a ConfigurationError naming it."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not 0.0 < float(value) <= 1.0
+    ):
+        raise ConfigurationError(f"Downsample: {name} must be in (0, 1]; got {value!r}")
+    return float(value)
+
+
+def _pair_of_ints(name: str, value: object) -> tuple[int, int]:
+    """``(w, h)``, two integers ``>= 1``, else a ConfigurationError naming ``name``."""
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise ConfigurationError(f"{name} must be (w, h); got {value!r}")
+    return check_int(f"{name}[0]", value[0], 1), check_int(f"{name}[1]", value[1], 1)
+
+
+def _probability_range(name: str, value: object) -> float | tuple[float, float]:
+    """A number in ``[0, 1]`` or a ``(low, high)`` range of them (``low <= high``), else
+    a ConfigurationError naming ``name``."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ConfigurationError(f"{name} must be p or a (low, high) range; got {value!r}")
+        low, high = (check_real(f"{name}[{i}]", v, 0.0, 1.0) for i, v in enumerate(value))
+        if low > high:
+            raise ConfigurationError(f"{name} range must have low <= high; got {value!r}")
+        return (low, high)
+    return check_real(name, value, 0.0, 1.0)
 
 
 def _crop(events: np.ndarray, x0: int, y0: int, w: int, h: int) -> np.ndarray:
@@ -381,17 +458,26 @@ class RandomCrop(CenterCrop):
 class TimeJitter(EventTransform):
     """Add Gaussian noise of ``std`` µs to every timestamp (rounded), then re-sort stably.
 
-    ``clip_negative=True`` clamps jittered times at 0.
+    ``clip_negative=True`` clamps jittered times at 0 (Tonic drops those events).
+    ``sort_timestamps=False`` keeps the input order (Tonic's default), so the times may
+    go backwards: the transforms that need sorted events then refuse the recording
+    (put :class:`SortEvents` before them).
     """
 
     def __init__(
         self, std: float, clip_negative: bool = False,
-        seed: int | np.random.Generator | None = None,
+        seed: int | np.random.Generator | None = None, sort_timestamps: bool = True,
     ) -> None:  # fmt: skip
         if not std >= 0:
             raise ConfigurationError(f"std must be >= 0 (microseconds); got {std!r}")
-        super().__init__(seed, std=std, clip_negative=clip_negative)
+        clip_negative = check_flag("TimeJitter", "clip_negative", clip_negative)
+        sort_timestamps = check_flag("TimeJitter", "sort_timestamps", sort_timestamps)
+        params: dict[str, Any] = {"std": std, "clip_negative": clip_negative}
+        if not sort_timestamps:  # the cache key of the sorted default is unchanged
+            params["sort_timestamps"] = False
+        super().__init__(seed, **params)
         self.std, self.clip_negative = float(std), clip_negative
+        self.sort_timestamps = sort_timestamps
 
     @property
     def random(self) -> bool:
@@ -403,6 +489,8 @@ class TimeJitter(EventTransform):
         out["t"] = events["t"] + noise
         if self.clip_negative:
             out["t"] = np.maximum(out["t"], 0)
+        if not self.sort_timestamps:
+            return out, sensor_size
         return out[np.argsort(out["t"], kind="stable")], sensor_size
 
 
@@ -442,20 +530,35 @@ class TimeSkew(EventTransform):
 
 
 class DropEvent(EventTransform):
-    """Drop exactly ``round(fraction·N)`` events chosen uniformly; order is kept."""
+    """Drop exactly ``round(p·N)`` events chosen uniformly; order is kept.
 
-    def __init__(self, fraction: float, seed: int | np.random.Generator | None = None) -> None:
-        if not 0.0 <= fraction <= 1.0:
-            raise ConfigurationError(f"fraction must be in [0, 1]; got {fraction!r}")
-        super().__init__(seed, fraction=fraction)
+    ``fraction`` is ``p`` in ``[0, 1]``, or a ``(low, high)`` range (Tonic's
+    ``DropEvent(p=(low, high))``): each call then draws ``p = low + (high − low)·u``,
+    ``u`` uniform in ``[0, 1)``, as Tonic does. (Tonic counts ``⌊p·N + ½⌋``; the two
+    differ only where ``p·N`` ends in exactly ``.5``.)
+    """
+
+    def __init__(
+        self,
+        fraction: float | tuple[float, float],
+        seed: int | np.random.Generator | None = None,
+    ) -> None:
+        fraction = _probability_range("DropEvent: fraction", fraction)
+        super().__init__(seed, fraction=list(fraction) if isinstance(fraction, tuple) else fraction)
         self.fraction = fraction
 
     @property
     def random(self) -> bool:
+        if isinstance(self.fraction, tuple):
+            return self.fraction[1] > 0.0 and self.fraction[0] < 1.0
         return 0.0 < self.fraction < 1.0
 
     def apply(self, events: np.ndarray, sensor_size: Size | None) -> tuple[np.ndarray, Any]:
-        return _drop_events(events, round(self.fraction * len(events)), self.rng()), sensor_size
+        rng = self.rng()
+        fraction = self.fraction
+        if isinstance(fraction, tuple):
+            fraction = (fraction[1] - fraction[0]) * float(rng.random()) + fraction[0]
+        return _drop_events(events, round(fraction * len(events)), rng), sensor_size
 
 
 class DropTimeWindow(EventTransform):
