@@ -114,6 +114,18 @@ def test_downsample_tuple_and_target_size_equal_tonic_on_real_recordings():
         assert_same(T.Downsample((0.7, 0.7))(r), T.Downsample(0.7)(r).events)
 
 
+def test_downsample_target_size_in_double_precision_equals_tonic():
+    """A 25 x 240 sensor to (7, 21): ⌈25 · (7/25)⌉ is 8 in floating point, the sensor is
+    (7, 21); y = 80, 160 land where float32 factors would floor otherwise."""
+    tt = tonic_transforms()
+    xs, ys = np.meshgrid(np.arange(25), np.arange(0, 240, 8))
+    r = rec(np.arange(xs.size), xs.ravel(), ys.ravel(), sensor=(25, 240, 2))
+    ours = T.Downsample(target_size=(7, 21))(r)
+    theirs = tt.Downsample(sensor_size=(25, 240, 2), target_size=(7, 21))(to_tonic(r))
+    assert_same(ours, theirs)
+    assert ours.sensor_size == (7, 21, 2)
+
+
 def test_downsample_arguments_are_named():
     r = rec([0, 1], [3, 4], [1, 2], sensor=(5, 3, 2))
     with pytest.raises(ConfigurationError, match=r"give spatial_factor .* or target_size"):
