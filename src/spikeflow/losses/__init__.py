@@ -5,7 +5,10 @@ Every loss takes the network output as a time-major sequence ``out_seq`` of shap
 ``mse``, ``ce``, ``tet``, ``mse_membrane``, ``ce_max_membrane``, ``ce_count`` and
 ``mse_count`` also a float class distribution ``[B, K]`` (one-hot, label-smoothed,
 mixup/cutmix mixtures). Each returns a scalar averaged over the batch (but for Lava-DL's
-losses, below, which keep its reductions).
+losses, below, which keep its reductions). ``mse``, ``ce``, ``tet``, ``count`` and
+snnTorch's losses also take ``weight`` (one per class) and ``reduction`` (``"mean"``,
+``"sum"``, ``"none"``), the count losses and :func:`accuracy` ``population_code=True,
+num_classes=K``: :mod:`spikeflow.losses.weighting` states the rules.
 :func:`temporal_contrastive_loss` takes any per-step representations ``[T, B, D]``.
 
 ============  ==================================  =============================================
