@@ -33,14 +33,14 @@ here.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from spikeflow._checks import check_flag, check_int, check_real
+from spikeflow._checks import check_flag, check_int
+from spikeflow.data._transform_args import factor_in_unit, pair_of_ints, probability_range
 from spikeflow.data.events import EventRecording
 from spikeflow.data.frame_transforms import (
     CenterCropFrames,
@@ -338,7 +338,7 @@ class Downsample(EventTransform):
         self.factors: tuple[float, float] | None = None
         self.target: tuple[int, int] | None = None
         if target_size is not None:
-            self.target = _pair_of_ints("Downsample: target_size", target_size)
+            self.target = pair_of_ints("Downsample: target_size", target_size)
             super().__init__(None, target_size=list(self.target))
             return
         if isinstance(spatial_factor, (tuple, list)):
@@ -346,11 +346,13 @@ class Downsample(EventTransform):
                 raise ConfigurationError(
                     f"Downsample: spatial_factor must be f or (fx, fy); got {spatial_factor!r}"
                 )
-            fx, fy = (_factor(f"spatial_factor[{i}]", f) for i, f in enumerate(spatial_factor))
+            fx, fy = (
+                factor_in_unit(f"spatial_factor[{i}]", v) for i, v in enumerate(spatial_factor)
+            )
             self.factors = (fx, fy)
             super().__init__(None, spatial_factor=[fx, fy])
         else:
-            f = _factor("spatial_factor", spatial_factor)
+            f = factor_in_unit("spatial_factor", spatial_factor)
             self.factors = (f, f)
             super().__init__(None, spatial_factor=f)
         self.factor = self.factors[0]
@@ -372,37 +374,6 @@ class Downsample(EventTransform):
         out["x"] = np.floor(events["x"] * fx).astype(np.uint16)
         out["y"] = np.floor(events["y"] * fy).astype(np.uint16)
         return out, size
-
-
-def _factor(name: str, value: object) -> float:
-    """A spatial factor in ``(0, 1]``, else a ConfigurationError naming it."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not 0.0 < float(value) <= 1.0
-    ):
-        raise ConfigurationError(f"Downsample: {name} must be in (0, 1]; got {value!r}")
-    return float(value)
-
-
-def _pair_of_ints(name: str, value: object) -> tuple[int, int]:
-    """``(w, h)``, two integers ``>= 1``, else a ConfigurationError naming ``name``."""
-    if not isinstance(value, (tuple, list)) or len(value) != 2:
-        raise ConfigurationError(f"{name} must be (w, h); got {value!r}")
-    return check_int(f"{name}[0]", value[0], 1), check_int(f"{name}[1]", value[1], 1)
-
-
-def _probability_range(name: str, value: object) -> float | tuple[float, float]:
-    """A number in ``[0, 1]`` or a ``(low, high)`` range of them (``low <= high``), else
-    a ConfigurationError naming ``name``."""
-    if isinstance(value, (tuple, list)):
-        if len(value) != 2:
-            raise ConfigurationError(f"{name} must be p or a (low, high) range; got {value!r}")
-        low, high = (check_real(f"{name}[{i}]", v, 0.0, 1.0) for i, v in enumerate(value))
-        if low > high:
-            raise ConfigurationError(f"{name} range must have low <= high; got {value!r}")
-        return (low, high)
-    return check_real(name, value, 0.0, 1.0)
 
 
 def _crop(events: np.ndarray, x0: int, y0: int, w: int, h: int) -> np.ndarray:
@@ -543,7 +514,7 @@ class DropEvent(EventTransform):
         fraction: float | tuple[float, float],
         seed: int | np.random.Generator | None = None,
     ) -> None:
-        fraction = _probability_range("DropEvent: fraction", fraction)
+        fraction = probability_range("DropEvent: fraction", fraction)
         super().__init__(seed, fraction=list(fraction) if isinstance(fraction, tuple) else fraction)
         self.fraction = fraction
 
