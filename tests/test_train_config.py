@@ -157,13 +157,17 @@ def test_bool_config_keys_must_be_true_or_false(tmp_path, capsys):
         "fsdp",
         "ra_sampler",
         "teacher_ema",
+        "nesterov",
     }
     for name in sorted(bools):
         for value in ("false", "no", 0, 1, None):
             with pytest.raises(ConfigurationError, match=rf"{name} must be true or false, got "
                                                          rf"{re.escape(repr(value))}"):  # fmt: skip
                 config_from_dict({name: value}).validate()
-        needs = {"teacher_ema": {"teacher": str(tmp_path / "teacher")}}.get(name, {})
+        needs = {
+            "teacher_ema": {"teacher": str(tmp_path / "teacher")},
+            "nesterov": {"optimizer": "sgd"},
+        }.get(name, {})
         config_from_dict({name: True, **needs}).validate()
     Trainer(tiny(tmp_path, "precious", epochs=1, seed=7), log=None).fit()
     (tmp_path / "c.json").write_text(json.dumps({**TINY, "epochs": 1, "overwrite": "false"}))
