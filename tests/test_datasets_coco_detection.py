@@ -137,6 +137,16 @@ def _with_annotation(tmp_path, change):
         ({"bbox": [0, 0, float("nan"), 1]}, r"annotation id 1003 .*not finite"),
         ({"bbox": [0, 0, True, 1]}, r"annotation id 1003: bbox must be \[x, y, width, height\]"),
         ({"category_id": [1]}, r"annotation id 1003: image_id and category_id must be numbers"),
+        # pycocotools compares the area with the ranges and reads iscrowd as a truth value:
+        # a string, null, NaN or negative area and a flag "0" or 2 are errors, not guesses
+        ({"area": "2900"}, r"annotation id 1003: area must be a finite number >= 0"),
+        ({"area": None}, r"annotation id 1003: area must be a finite number >= 0"),
+        ({"area": float("nan")}, r"annotation id 1003: area must be a finite number >= 0"),
+        ({"area": -1.0}, r"annotation id 1003: area must be a finite number >= 0"),
+        ({"iscrowd": "0"}, r"annotation id 1003: iscrowd must be 0 or 1; got '0'"),
+        ({"iscrowd": 2}, r"annotation id 1003: iscrowd must be 0 or 1; got 2"),
+        ({"id": 1001}, r"annotation id 1001 is used twice \(annotations\[2\]"),
+        ({"id": [1003]}, r"annotations\[2\]: id must be a number or a string; got \[1003\]"),
     ],
 )
 def test_bad_annotations_name_the_json_and_the_annotation(tmp_path, change, message):
@@ -144,6 +154,42 @@ def test_bad_annotations_name_the_json_and_the_annotation(tmp_path, change, mess
     with pytest.raises(DataFormatError, match=message) as info:
         COCODetection(root, "train")
     assert "instances_train2017.json" in str(info.value)
+
+
+def test_an_annotation_without_area_or_iscrowd_takes_the_boxs_area_and_is_no_crowd(tmp_path):
+    anns = coco_annotations()
+    del anns[2]["area"], anns[2]["iscrowd"]  # annotation 1003: [0, 0, 40, 80]
+    d = COCODetection(write_coco(tmp_path / "c", splits=("train",), annotations=anns), "train")
+    truth = d.ground_truth(by_id(d)[285])
+    assert truth["area"].tolist() == [3200.0, 700.0] and truth["iscrowd"].tolist() == [0, 1]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("file_name", None, r"images\[1\] \(id 285\): file_name must be a file name; got None"),
+        ("width", True, r"images\[1\] \(id 285\): width and height must be positive ints"),
+        ("id", [285], r"images\[1\]: id must be an int or a string; got \[285\]"),
+    ],
+)
+def test_bad_images_name_the_json_and_the_image(tmp_path, field, value, message):
+    root = write_coco(tmp_path / "c", splits=("train",))
+    path = root / "annotations" / "instances_train2017.json"
+    doc = json.loads(path.read_text())
+    doc["images"][1][field] = value
+    path.write_text(json.dumps(doc))
+    with pytest.raises(DataFormatError, match=message):
+        COCODetection(root, "train")
+
+
+def test_a_category_id_that_is_not_an_int_or_string_is_named(tmp_path):
+    root = write_coco(tmp_path / "c", splits=("train",))
+    path = root / "annotations" / "instances_train2017.json"
+    doc = json.loads(path.read_text())
+    doc["categories"][2]["id"] = [90]
+    path.write_text(json.dumps(doc))
+    with pytest.raises(DataFormatError, match=r"categories\[2\]: id must be an int or a string"):
+        COCODetection(root, "train")
 
 
 def test_malformed_json_and_arguments_are_named(tmp_path):

@@ -63,6 +63,36 @@ def read_json_file(path: Path, title: str) -> Any:
         raise DataFormatError(f"{title}: {path}: not UTF-8 text at offset {exc.start}") from None
 
 
+#: What ``iscrowd`` may be (0 / 1, or false / true); ``area`` left out: the box's area.
+_FLAG_TYPES = (int, bool)
+_NO_AREA = object()
+_INF = float("inf")
+
+
+def _check_unique_ids(ids: list[Any], path: Path) -> None:
+    """Raise a DataFormatError naming the first annotation id that is not a number or
+    string or that two annotations share (pycocotools keeps one annotation per id, and
+    the errors here name annotations by id)."""
+    try:
+        if len(set(ids)) == len(ids):
+            return
+    except TypeError:
+        pass
+    seen: set[Any] = set()
+    for j, aid in enumerate(ids):
+        if type(aid) not in (int, float, str):
+            raise DataFormatError(
+                f"COCODetection: {path}: annotations[{j}]: id must be a number or a string; "
+                f"got {aid!r}"
+            )
+        if aid in seen:
+            raise DataFormatError(
+                f"COCODetection: {path}: annotation id {aid!r} is used twice (annotations[{j}] "
+                "and an earlier one)"
+            )
+        seen.add(aid)
+
+
 def _field(item: Any, key: str, where: str) -> Any:
     if not isinstance(item, dict) or key not in item:
         raise DataFormatError(f"{where} has no {key!r}")
@@ -87,7 +117,10 @@ class COCODetection(FrameDetectionDataset):
             lists missing from the folder (named, with an annotation id of it).
         DataFormatError: a json that is not COCO's instances schema: an annotation of an
             image id or a category id the json does not list, a malformed or negative
-            box, or one outside its image (each names the json and the annotation id).
+            box, or one outside its image, an ``iscrowd`` other than 0/1, an ``area``
+            that is not a finite number >= 0 (left out, the box's area is used), an
+            annotation id used twice (each names the json and the annotation id); an
+            image without a file name or with non-int sizes.
         MissingExtraError: Pillow is not installed (extra ``images``).
     """
 
@@ -169,6 +202,11 @@ class COCODetection(FrameDetectionDataset):
         names, index = [], {}
         for i, cat in enumerate(categories):
             cid = _field(cat, "id", f"COCODetection: {path}: categories[{i}]")
+            if type(cid) not in (int, str):
+                raise DataFormatError(
+                    f"COCODetection: {path}: categories[{i}]: id must be an int or a string; "
+                    f"got {cid!r}"
+                )
             if cid in index:
                 raise DataFormatError(f"COCODetection: {path}: category id {cid!r} is listed twice")
             index[cid] = len(names)
@@ -187,9 +225,14 @@ class COCODetection(FrameDetectionDataset):
             image_id = _field(image, "id", where)
             name = _field(image, "file_name", where)
             width, height = _field(image, "width", where), _field(image, "height", where)
-            if not all(isinstance(v, int) and v > 0 for v in (width, height)):
+            if not isinstance(name, str) or not name:
+                raise DataFormatError(f"{where} (id {image_id!r}): file_name must be a file "
+                                      f"name; got {name!r}")  # fmt: skip
+            if not all(type(v) is int and v > 0 for v in (width, height)):
                 raise DataFormatError(f"{where} (id {image_id!r}): width and height must be "
                                       f"positive ints; got {width!r}, {height!r}")  # fmt: skip
+            if type(image_id) not in (int, str):
+                raise DataFormatError(f"{where}: id must be an int or a string; got {image_id!r}")
             if image_id in index:
                 raise DataFormatError(f"{where}: image id {image_id!r} is listed twice")
             index[image_id] = len(files)
@@ -220,16 +263,19 @@ class COCODetection(FrameDetectionDataset):
                 aid, box = ann["id"], ann["bbox"]
                 o, c = image_index[ann["image_id"]], category_index[ann["category_id"]]
                 ok = type(box) is list and len(box) == 4 and all(type(v) in number for v in box)
+                flag, given = ann.get("iscrowd", 0), ann.get("area", _NO_AREA)
+                ok = ok and type(flag) in _FLAG_TYPES and flag in (0, 1)
+                ok = ok and (given is _NO_AREA or (type(given) in number and 0 <= given < _INF))
             except (KeyError, TypeError):
                 ok = False
             if not ok:
                 self._bad_annotation(ann, j, path, image_index, category_index)
             owner[j], classes[j] = o, c
             boxes_given.append(box)
-            crowd[j] = bool(ann.get("iscrowd", 0))
-            given = ann.get("area")
-            area[j] = float(given) if type(given) in number else box[2] * box[3]
+            crowd[j] = bool(flag)
+            area[j] = box[2] * box[3] if given is _NO_AREA else given
             ids.append(aid)
+        _check_unique_ids(ids, path)
         xywh = np.asarray(boxes_given, dtype=np.float64).reshape(-1, 4)
         xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
         boxes = check_image_boxes(
@@ -260,7 +306,17 @@ class COCODetection(FrameDetectionDataset):
                 f"{where}: category_id {cat!r} is not in the categories list "
                 f"({', '.join(map(str, category_index))})"
             )
-        raise DataFormatError(f"{where}: bbox must be [x, y, width, height] numbers; got {box!r}")
+        if not (type(box) is list and len(box) == 4 and all(type(v) in (int, float) for v in box)):
+            raise DataFormatError(
+                f"{where}: bbox must be [x, y, width, height] numbers; got {box!r}"
+            )
+        flag = ann.get("iscrowd", 0)
+        if not (type(flag) in _FLAG_TYPES and flag in (0, 1)):
+            raise DataFormatError(f"{where}: iscrowd must be 0 or 1; got {flag!r}")
+        raise DataFormatError(
+            f"{where}: area must be a finite number >= 0 (the mask's area; leave it out for "
+            f"the box's); got {ann.get('area')!r}"
+        )
 
     def __repr__(self) -> str:
         return (
