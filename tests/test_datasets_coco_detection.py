@@ -254,6 +254,14 @@ def test_bdd100k_classes_ignored_categories_and_letterbox(bdd_root):
          DataFormatError, r"frame 'x.jpg': label id '9'.*outside the 1280x720 image"),
         ({"id": "9", "category": "car", "box2d": {"x1": 0, "y1": 0}},
          DataFormatError, r"label id '9': box2d must hold numbers x1, y1, x2, y2"),
+        ({"id": "9", "category": "car", "box2d": {"x1": True, "y1": 0, "x2": 5, "y2": 5}},
+         DataFormatError, r"label id '9': box2d must hold numbers x1, y1, x2, y2"),
+        # a detection class without a box is an error (only lanes / drivable areas lack one)
+        ({"id": "9", "category": "car", "poly2d": []},
+         DataFormatError, r"frame 'x.jpg': label id '9': category 'car' has no box2d"),
+        ({"id": "9", "category": "car", "attributes": ["crowd"],
+          "box2d": {"x1": 0, "y1": 0, "x2": 5, "y2": 5}},
+         DataFormatError, r"label id '9': attributes must be an object"),
     ],
 )  # fmt: skip
 def test_bdd100k_bad_labels_name_the_json_frame_and_label(tmp_path, label, error, message):
@@ -262,6 +270,38 @@ def test_bdd100k_bad_labels_name_the_json_frame_and_label(tmp_path, label, error
     with pytest.raises(error, match=message) as info:
         BDD100KDetection(root, "train")
     assert "det_train.json" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [({}, r"frame 'x.jpg': 'labels' must be a list \(or null\); got dict"),
+     (0, r"frame 'x.jpg': 'labels' must be a list \(or null\); got int")],
+)  # fmt: skip
+def test_bdd100k_labels_that_are_not_a_list_are_named(tmp_path, labels, message):
+    root = write_bdd(tmp_path, frames=[{"name": "x.jpg", "labels": labels}], size=(8, 8),
+                     splits=("train",))  # fmt: skip
+    with pytest.raises(DataFormatError, match=message):
+        BDD100KDetection(root, "train")
+
+
+def test_bdd100k_a_frame_listed_twice_is_named(tmp_path):
+    frames = bdd_frames()
+    root = write_bdd(tmp_path, frames=[*frames, frames[0]], size=(8, 8), splits=("train",))
+    with pytest.raises(
+        DataFormatError, match=r"frame 'b1c66a42-6f7d68ca.jpg' \(frame \[3\]\) is listed twice"
+    ):
+        BDD100KDetection(root, "train")
+
+
+def test_bdd100k_reads_the_2018_release_label_file_when_det_20_is_absent(tmp_path):
+    root = write_bdd(tmp_path / "b", splits=("val",))
+    labels = root / "labels"
+    (labels / "det_20" / "det_val.json").rename(labels / "bdd100k_labels_images_val.json")
+    d = BDD100KDetection(root, "val", image_size=64)
+    assert d.label_file == labels / "bdd100k_labels_images_val.json" and len(d) == 3
+    assert d.target(1)[:, 0].tolist() == [0]  # the 2018 name "person": pedestrian
+    with pytest.raises(DatasetNotFoundError, match=r"bdd100k_labels_images_train.json"):
+        BDD100KDetection(root, "train")
 
 
 def test_bdd100k_missing_files_and_wrong_image_sizes_are_named(tmp_path):

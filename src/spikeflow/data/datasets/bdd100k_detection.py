@@ -8,15 +8,18 @@ extract)::
     images/100k/train/<name>.jpg ...     images/100k/val/<name>.jpg ...
     labels/det_20/det_train.json         labels/det_20/det_val.json
 
+(without ``det_20``, the 2018 release's ``labels/bdd100k_labels_images_<split>.json``.)
 Each label file is a list of frames ``{"name": ..., "labels": [{"id": ..., "category":
 ..., "box2d": {"x1", "y1", "x2", "y2"}, "attributes": {...}}, ...]}`` (``labels`` may be
-missing or null: a frame with no object). The 10 classes are :data:`BDD100K_CLASSES`, in
-the order of BDD100K's detection config; the 2018 release's names (``person``,
-``motor``, ``bike``) are read as ``pedestrian``, ``motorcycle``, ``bicycle``. As
+missing or null: a frame with no object; a frame listed twice is an error). The 10
+classes are :data:`BDD100K_CLASSES`, in the order of BDD100K's detection config; the
+2018 release's names (``person``, ``motor``, ``bike``) are read as ``pedestrian``,
+``motorcycle``, ``bicycle``. As
 BDD100K's own evaluation does, ``other person``, ``other vehicle`` and ``trailer`` are
 ignored regions of ``pedestrian``, ``car`` and ``truck`` (as are labels marked
 ``"crowd": true``): left out of the training target, kept as crowd regions in
-:meth:`ground_truth`. Labels without ``box2d`` (lanes, drivable areas) are skipped.
+:meth:`ground_truth`. Labels without ``box2d`` (lanes, drivable areas) are skipped; one
+of a detection class without ``box2d`` is an error.
 Samples are as :class:`~spikeflow.data.datasets.frame_detection.FrameDetectionDataset`
 makes them.
 """
@@ -65,7 +68,8 @@ class BDD100KDetection(FrameDetectionDataset):
         root: the folder holding ``images/100k/`` and ``labels/det_20/``.
         split: ``"train"`` or ``"val"``.
         label_file: another label json (same schema) to read in place of
-            ``labels/det_20/det_<split>.json``.
+            ``labels/det_20/det_<split>.json`` (or, without it, the 2018 release's
+            ``labels/bdd100k_labels_images_<split>.json``).
         image_size, resize, keep_empty, transform: as
             :class:`~spikeflow.data.datasets.frame_detection.FrameDetectionDataset`
             (default 416x416, letterboxed, frames without labels kept).
@@ -74,8 +78,10 @@ class BDD100KDetection(FrameDetectionDataset):
         DatasetNotFoundError: no label json or image folder, or a labelled frame whose
             image is missing (named, with its first label id).
         DataFormatError: a json that is not BDD100K's frame list: an unknown category, a
-            malformed box or one outside the 1280x720 frame (naming the json, the frame
-            and the label id); a frame whose image is not 1280x720 (when read).
+            malformed box or one outside the 1280x720 frame, a detection class without
+            ``box2d`` (naming the json, the frame and the label id); ``labels`` that is
+            not a list or null, a frame listed twice; a frame whose image is not
+            1280x720 (when read).
         MissingExtraError: Pillow is not installed (extra ``images``).
     """
 
@@ -99,17 +105,22 @@ class BDD100KDetection(FrameDetectionDataset):
         self.root = Path(root)
         self.split = split
         self.image_folder = self.root / "images" / "100k" / split
-        self.label_file = (
-            self.root / "labels" / "det_20" / f"det_{split}.json"
-            if label_file is None
-            else Path(label_file)
-        )
+        det_20 = self.root / "labels" / "det_20" / f"det_{split}.json"
+        release_2018 = self.root / "labels" / f"bdd100k_labels_images_{split}.json"
+        if label_file is not None:
+            self.label_file = Path(label_file)
+        else:  # the 2020 detection labels, else the 2018 release's label file
+            self.label_file = (
+                det_20 if det_20.is_file() or not release_2018.is_file() else release_2018
+            )
+
         super().__init__(image_size, resize, keep_empty, transform)
 
     def _read_records(self) -> list[ImageRecord]:
         path = self.label_file
         layout = (f"<root>/images/100k/{self.split}/*.jpg and "
-                  f"<root>/labels/det_20/det_{self.split}.json")  # fmt: skip
+                  f"<root>/labels/det_20/det_{self.split}.json (or the 2018 release's "
+                  f"<root>/labels/bdd100k_labels_images_{self.split}.json)")  # fmt: skip
         folder = self.image_folder
         for what, where, ok in (
             ("label file", path, path.is_file()),
@@ -126,24 +137,35 @@ class BDD100KDetection(FrameDetectionDataset):
             raise DataFormatError(f"BDD100KDetection: {path} is not a list of frames")
         class_of = {name: i for i, name in enumerate(BDD100K_CLASSES)}
         files, names, owner, classes, crowd, boxes, ids = [], [], [], [], [], [], []
+        seen: set[str] = set()
         for f, frame in enumerate(frames):
             if not isinstance(frame, dict) or not isinstance(frame.get("name"), str):
                 raise DataFormatError(f"BDD100KDetection: {path}: frame [{f}] has no 'name'")
             where = f"BDD100KDetection: {path}: frame {frame['name']!r}"
-            labels = frame.get("labels") or []
+            if frame["name"] in seen:
+                raise DataFormatError(f"{where} (frame [{f}]) is listed twice")
+            seen.add(frame["name"])
+            labels = frame.get("labels")
+            labels = [] if labels is None else labels  # null or missing: no object
             if not isinstance(labels, list):
-                raise DataFormatError(f"{where}: 'labels' must be a list")
+                raise DataFormatError(
+                    f"{where}: 'labels' must be a list (or null); got {type(labels).__name__}"
+                )
             for k, label in enumerate(labels):
                 if not isinstance(label, dict):
                     raise DataFormatError(f"{where}: labels[{k}] is not an object")
                 box = label.get("box2d")
-                if box is None:
-                    continue  # a lane or drivable area (poly2d)
                 lid = label.get("id", k)
                 category = label.get("category")
                 category = LEGACY_NAMES.get(category, category)
                 ignored = category in IGNORED_CATEGORIES
                 name = IGNORED_CATEGORIES.get(category, category)
+                if box is None and name not in class_of:
+                    continue  # a lane or drivable area (poly2d)
+                if box is None:
+                    raise DataFormatError(
+                        f"{where}: label id {lid!r}: category {category!r} has no box2d"
+                    )
                 if name not in class_of:
                     raise DataFormatError(
                         f"{where}: label id {lid!r}: category {category!r} is not one of the "
@@ -151,13 +173,19 @@ class BDD100KDetection(FrameDetectionDataset):
                         f"({', '.join(IGNORED_CATEGORIES)})"
                     )
                 try:
-                    xyxy = [float(box[key]) for key in ("x1", "y1", "x2", "y2")]
-                except (KeyError, TypeError, ValueError):
+                    xyxy = [box[key] for key in ("x1", "y1", "x2", "y2")]
+                    if not all(type(v) in (int, float) for v in xyxy):
+                        raise TypeError
+                except (KeyError, TypeError):
                     raise DataFormatError(
                         f"{where}: label id {lid!r}: box2d must hold numbers x1, y1, x2, y2; "
                         f"got {box!r}"
                     ) from None
                 attributes = label.get("attributes") or {}
+                if not isinstance(attributes, dict):
+                    raise DataFormatError(
+                        f"{where}: label id {lid!r}: attributes must be an object"
+                    )
                 owner.append(len(files))
                 classes.append(class_of[name])
                 crowd.append(ignored or bool(attributes.get("crowd", False)))
