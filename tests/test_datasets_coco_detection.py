@@ -15,6 +15,7 @@ from coco_layouts import bdd_frames, coco_annotations, write_bdd, write_coco
 from spikeflow.data import BDD100KDetection, COCODetection
 from spikeflow.data.datasets.base import DatasetNotFoundError
 from spikeflow.data.datasets.frame_detection import letterbox_geometry
+from spikeflow.detection import Detections, MeanAveragePrecision
 from spikeflow.errors import ConfigurationError, DataFormatError
 
 
@@ -99,6 +100,30 @@ def test_ground_truth_is_in_the_images_own_pixels_with_crowd_and_areas(coco_root
         boxes = plain["boxes"][plain["iscrowd"] == 0].numpy()
         clipped = np.clip(boxes, 0, [r.width, r.height, r.width, r.height])
         np.testing.assert_allclose(back.numpy(), clipped, atol=1e-4)
+
+
+def test_a_zero_area_box_counts_in_the_recall_as_pycocotools_counts_it(tmp_path):
+    # COCO train2017 has two zero-height boxes: pycocotools keeps them as objects no
+    # detection can match (IoU 0). Add one of person (class 1) to image 724 and feed the
+    # training targets back as detections: person has 3 objects (1003, 1005, the zero
+    # box; 1004 is a crowd region), 2 found with precision 1, so its AP is 67/101 (the
+    # recall points 0..0.66), the others' 1 (pycocotools 2.0.11: map 0.8878, AR 0.8889)
+    anns = coco_annotations()
+    anns.append({"id": 1006, "image_id": 724, "category_id": 1, "bbox": [5, 5, 10, 0.0],
+                 "area": 0.0, "iscrowd": 0})  # fmt: skip
+    d = COCODetection(write_coco(tmp_path / "c", splits=("val",), annotations=anns), "val")
+    truth = d.ground_truth(by_id(d)[724])
+    assert truth["boxes"].tolist() == [[40, 40, 50.5, 50], [5, 5, 15, 5]]
+    assert d.target(by_id(d)[724]).shape == (1, 5)  # nothing to learn from it
+    metric = MeanAveragePrecision()
+    for i in range(len(d)):
+        t = d.target(i)
+        boxes = d.to_original(i, t[:, 1:].double())
+        metric.update([Detections(boxes, torch.ones(len(t)), t[:, 0].long())], [d.ground_truth(i)])
+    out = metric.compute()
+    assert out["map_per_class"][1] == pytest.approx(67 / 101)
+    assert out["map"] == pytest.approx((2 + 67 / 101) / 3)
+    assert out["mar_100"] == pytest.approx((2 + 2 / 3) / 3)
 
 
 def test_missing_files_are_named(tmp_path):

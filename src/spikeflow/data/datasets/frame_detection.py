@@ -247,15 +247,16 @@ class FrameDetectionDataset(torch.utils.data.Dataset):
     def ground_truth(self, index: int) -> dict[str, torch.Tensor]:
         """Image ``index``'s annotations in its own pixels, as
         :class:`~spikeflow.detection.MeanAveragePrecision` takes them: ``boxes`` xyxy,
-        ``labels``, ``iscrowd``, ``area`` (boxes as the annotations give them, not
-        clipped, as pycocotools reads them; zero-area boxes left out)."""
+        ``labels``, ``iscrowd``, ``area`` (every annotation, boxes as the annotations
+        give them, not clipped, as pycocotools reads them: a zero-area box is an object
+        no detection can match, which counts in the recall as COCO's evaluation counts
+        it, though the training target leaves it out)."""
         r = self.records[index]
-        keep = (r.boxes[:, 2] > r.boxes[:, 0]) & (r.boxes[:, 3] > r.boxes[:, 1])
         return {
-            "boxes": torch.from_numpy(r.boxes[keep].reshape(-1, 4)),
-            "labels": torch.from_numpy(r.classes[keep].astype(np.int64)),
-            "iscrowd": torch.from_numpy(r.crowd[keep].astype(np.int64)),
-            "area": torch.from_numpy(r.area[keep].astype(np.float64)),
+            "boxes": torch.from_numpy(r.boxes.reshape(-1, 4).copy()),
+            "labels": torch.from_numpy(r.classes.astype(np.int64)),
+            "iscrowd": torch.from_numpy(r.crowd.astype(np.int64)),
+            "area": torch.from_numpy(r.area.astype(np.float64)),
         }
 
     def to_original(self, index: int, boxes: torch.Tensor) -> torch.Tensor:
