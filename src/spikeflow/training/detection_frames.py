@@ -48,7 +48,8 @@ def build_frame_splits(
 ) -> tuple[Dataset | None, Dataset]:
     """The train split (None unless ``with_train``) and the ``val`` split (the test
     split) of ``--dataset name``, with ``--dataset-kwargs`` (``image_size``, ``resize``,
-    ``keep_empty``, ``year``; checked by ``kwargs_of``).
+    ``keep_empty``, ``year``; checked by ``kwargs_of``). ``keep_empty`` is the train
+    split's: the test split keeps every image, as COCO's evaluation scores them all.
 
     Raises:
         ConfigurationError: ``--download`` or ``--cache-dir`` (nothing to download or
@@ -67,7 +68,9 @@ def build_frame_splits(
         )
     kwargs = kwargs_of(config, cls, _SET_HERE)
     train = cls(config.data_dir, "train", **kwargs) if with_train else None
-    return train, cls(config.data_dir, "val", **kwargs)
+    # the test split keeps its images without objects whatever keep_empty says: COCO's
+    # evaluation of the official json counts the false positives on them
+    return train, cls(config.data_dir, "val", **{**kwargs, "keep_empty": True})
 
 
 def _base_and_indices(dataset: Dataset) -> tuple[Dataset, list[int]]:
