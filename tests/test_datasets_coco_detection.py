@@ -236,6 +236,33 @@ def test_malformed_json_and_arguments_are_named(tmp_path):
         COCODetection(root, "train", keep_empty="no")
 
 
+def test_grayscale_cmyk_png_and_exif_rotated_files_are_read_as_stored_rgb(tmp_path):
+    # COCO holds grayscale and CMYK JPEGs; a PNG behind a .jpg name decodes by content;
+    # an EXIF orientation is not applied (COCO's boxes are in the stored pixels, as
+    # torchvision's CocoDetection and pycocotools read them)
+    from PIL import Image
+
+    root = write_coco(tmp_path / "c", splits=("train",))
+    folder = root / "train2017"
+    Image.new("L", (61, 37), 51).save(folder / "000000000139.jpg", "JPEG")
+    Image.new("CMYK", (40, 80), (0, 0, 0, 0)).save(folder / "000000000285.jpg", "JPEG")
+    Image.new("RGB", (33, 47), (10, 20, 30)).save(folder / "000000000632.jpg", "PNG")
+    rotated = Image.new("RGB", (50, 50), (0, 0, 0))
+    rotated.paste((255, 255, 255), (0, 0, 50, 10))  # the stored top rows white
+    exif = rotated.getexif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    rotated.save(folder / "000000000724.jpg", "JPEG", exif=exif.tobytes(), quality=100)
+    d = COCODetection(root, "train", image_size=(50, 50), resize="stretch")
+    index = by_id(d)
+    gray = d.load_image(index[139])
+    assert gray.mode == "RGB" and gray.getpixel((5, 5)) == (51, 51, 51)
+    assert d[index[285]][0].shape == (3, 50, 50)
+    assert d.load_image(index[285]).getpixel((20, 40)) == (255, 255, 255)  # no ink
+    assert d.load_image(index[632]).getpixel((3, 3)) == (10, 20, 30)
+    image, _ = d[index[724]]
+    assert float(image[:, :8].mean()) > 0.9 and float(image[:, 12:].mean()) < 0.1
+
+
 def test_an_image_of_another_size_than_its_json_says_is_named(tmp_path):
     root = write_coco(tmp_path / "c", splits=("train",))
     from PIL import Image
