@@ -336,6 +336,16 @@ def test_bdd100k_labels_that_are_not_a_list_are_named(tmp_path, labels, message)
         BDD100KDetection(root, "train")
 
 
+def test_bdd100k_reads_caravan_and_van_as_car_as_its_detection_config_does(tmp_path):
+    # BDD100K's configs/det.toml maps caravan and van to car (name_mapping)
+    box = {"x1": 0, "y1": 0, "x2": 5, "y2": 5}
+    labels = [{"id": str(k), "category": c, "box2d": box} for k, c in enumerate(["caravan", "van"])]
+    root = write_bdd(tmp_path, frames=[{"name": "x.jpg", "labels": labels}], size=(8, 8),
+                     splits=("train",))  # fmt: skip
+    d = BDD100KDetection(root, "train")
+    assert d.records[0].classes.tolist() == [2, 2] and not d.records[0].crowd.any()
+
+
 def test_bdd100k_a_frame_listed_twice_is_named(tmp_path):
     frames = bdd_frames()
     root = write_bdd(tmp_path, frames=[*frames, frames[0]], size=(8, 8), splits=("train",))

@@ -14,7 +14,8 @@ Each label file is a list of frames ``{"name": ..., "labels": [{"id": ..., "cate
 missing or null: a frame with no object; a frame listed twice is an error). The 10
 classes are :data:`BDD100K_CLASSES`, in the order of BDD100K's detection config; the
 2018 release's names (``person``, ``motor``, ``bike``) are read as ``pedestrian``,
-``motorcycle``, ``bicycle``. As
+``motorcycle``, ``bicycle``, and ``caravan`` and ``van`` as ``car``, as BDD100K's
+detection config maps them. As
 BDD100K's own evaluation does, ``other person``, ``other vehicle`` and ``trailer`` are
 ignored regions of ``pedestrian``, ``car`` and ``truck`` (as are labels marked
 ``"crowd": true``): left out of the training target, kept as crowd regions in
@@ -53,8 +54,13 @@ BDD100K_CLASSES = (
     "pedestrian", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle",
     "traffic light", "traffic sign",
 )  # fmt: skip
-#: The 2018 release's names of three classes.
-LEGACY_NAMES = {"person": "pedestrian", "motor": "motorcycle", "bike": "bicycle"}
+#: The other names BDD100K's detection config (``configs/det.toml``, ``name_mapping``)
+#: reads as a class: the 2018 release's ``person``, ``motor``, ``bike``, and ``caravan``
+#: and ``van`` (cars).
+LEGACY_NAMES = {
+    "person": "pedestrian", "motor": "motorcycle", "bike": "bicycle", "caravan": "car",
+    "van": "car",
+}  # fmt: skip
 #: The categories BDD100K's evaluation ignores, and the class whose ignored region each is.
 IGNORED_CATEGORIES = {"other person": "pedestrian", "other vehicle": "car", "trailer": "truck"}
 #: Every frame of the 100K release is 1280x720.
