@@ -8,7 +8,8 @@ Prophesee's Gen1/1Mpx evaluation uses) and VOC's AP at IoU 0.5.
 
 * IoU thresholds ``0.50:0.05:0.95``; recall thresholds ``0:0.01:1`` (101 points);
   ``maxDets`` ``(1, 10, 100)``; area ranges ``all`` ``[0, 1e10]``, ``small``
-  ``[0, 32²]``, ``medium`` ``[32², 96²]``, ``large`` ``[96², 1e10]`` (box areas).
+  ``[0, 32²]``, ``medium`` ``[32², 96²]``, ``large`` ``[96², 1e10]`` (box areas; a
+  ground truth's ``area`` where its target gives one, below).
 * Per image and class, detections are sorted by decreasing score (stable) and cut to
   ``maxDets``; each, in that order, takes the unmatched ground truth of highest IoU
   ``>= threshold`` (ground truths outside the area range only when no other is left;
@@ -52,7 +53,7 @@ from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 
 __all__ = ["COCO_AREA_RANGES", "Detections", "MeanAveragePrecision", "voc_average_precision"]
 
-#: COCO's area ranges (pixels², of the box), by name.
+#: COCO's area ranges (pixels²: of the box, or the target's ``area``), by name.
 COCO_AREA_RANGES: dict[str, tuple[float, float]] = {
     "all": (0.0, 1e10),
     "small": (0.0, 32.0**2),
