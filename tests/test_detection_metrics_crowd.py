@@ -54,6 +54,30 @@ def test_a_crowd_region_takes_many_detections_and_counts_in_no_recall():
     assert out["map"] == pytest.approx(51 / 101 / 3) and out["map_voc50"] == pytest.approx(1 / 6)
 
 
+@pytest.mark.parametrize("crowd_first", [True, False])
+def test_voc_matches_a_detection_to_its_object_before_a_crowd_region(crowd_first):
+    # a person [10, 10, 30, 30] at the edge of a crowd region [20, 0, 120, 100]; the
+    # detection [16, 10, 36, 30] has IoU 280/520 = 0.54 with the person and lies 320/400
+    # = 0.8 inside the region: it is the person's true positive (COCO's AP@0.5 is 1), not
+    # a detection ignored on the crowd region with the person missed (VOC AP 0)
+    boxes, crowd = [[20, 0, 120, 100], [10, 10, 30, 30]], [1, 0]
+    if not crowd_first:
+        boxes, crowd = boxes[::-1], crowd[::-1]
+    metric = MeanAveragePrecision()
+    metric.update([_dets([[16, 10, 36, 30]], [0.9], [0])], [_target(boxes, [0, 0], crowd)])
+    out = metric.compute()
+    assert out["map_50"] == pytest.approx(1.0) and out["map_voc50"] == pytest.approx(1.0)
+    # a second detection inside the region, matching no object, is ignored (not a false
+    # positive); a duplicate on the person is one
+    metric.update(
+        [_dets([[16, 10, 36, 30], [60, 40, 80, 60], [15, 10, 35, 30]], [0.9, 0.95, 0.8], [0] * 3)],
+        [_target(boxes, [0, 0], crowd)],
+    )
+    # ranked: 0.95 (ignored), 0.9 (TP of image 0), 0.9 (TP of image 1), 0.8 (FP):
+    # precision 1 up to recall 1
+    assert metric.compute()["map_voc50"] == pytest.approx(1.0)
+
+
 def test_the_given_area_places_a_ground_truth_in_the_area_ranges():
     # a 40x40 box (1600 px², medium) whose annotation area (its mask's) is 900 (small)
     target = _target([[0, 0, 40, 40]], [0], [0], area=[900.0])

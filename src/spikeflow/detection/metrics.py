@@ -29,8 +29,9 @@ No ``maxDets`` cut, no area ranges; crowd regions (below) are its "difficult" ob
 as ``COCOeval``, a crowd region is an ignored ground truth (it counts in no recall),
 its IoU with a detection is the intersection over the *detection's* area, and it may
 take any number of detections, each then ignored (neither true nor false positive). In
-VOC's AP a crowd region is a "difficult" object: not counted, and a detection whose best
-match it is (IoU > 0.5, the IoU over the detection's area as above) is ignored. A dict
+VOC's AP a crowd region is a "difficult" object: not counted, and a detection that
+matches no object (IoU > 0.5) but lies in a crowd region (IoU > 0.5, over the
+detection's area as above) is ignored; the objects are matched first, as in COCO. A dict
 target may also give ``area`` (COCO's annotation area, the segmentation's), which then
 places the ground truth in the area ranges instead of its box's area, as ``COCOeval``
 does.
@@ -417,12 +418,16 @@ class MeanAveragePrecision:
                 if len(g) == 0:
                     continue
                 ious = _iou(self._images[j].dt_boxes[r : r + 1], g, difficult[j])[0]
-                best = int(np.argmax(ious))
-                if ious[best] > 0.5 and difficult[j][best]:
-                    fp[d] = 0.0  # on a difficult (crowd) object: neither
-                elif ious[best] > 0.5 and not taken[j][best]:
-                    taken[j][best] = True
-                    tp[d], fp[d] = 1.0, 0.0
+                # the objects first (as COCO's matching): a crowd region's IoU, over the
+                # detection's area, is no rival to an object's plain IoU
+                plain = np.where(difficult[j], -1.0, ious)
+                best = int(np.argmax(plain))
+                if plain[best] > 0.5:
+                    if not taken[j][best]:
+                        taken[j][best] = True
+                        tp[d], fp[d] = 1.0, 0.0
+                elif np.any(ious[difficult[j]] > 0.5):
+                    fp[d] = 0.0  # on a difficult (crowd) object only: neither
             ctp = np.cumsum(tp)
             cfp = np.cumsum(fp)
             rec = ctp / n_pos
