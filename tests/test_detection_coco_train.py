@@ -139,6 +139,28 @@ def test_ground_truth_fed_back_as_detections_scores_map_one(coco_root):
     assert _evaluate(task, test, _Oracle(test, shifted))["map"] < 0.9
 
 
+def test_tied_scores_are_ranked_in_image_id_order_as_pycocotools_ranks_them(tmp_path):
+    # the json lists image 200 before image 100 (val2017's images are not in id order);
+    # one object each (person, class 1); equal scores: a hit on image 100, a miss on 200.
+    # COCO's accumulate ranks ties in sorted image-id order: the hit first, precision 1
+    # up to recall 1/2, AP 51/101 at every IoU; in the json's order the miss comes first
+    # (precision 1/2: AP 25.5/101)
+    images = {200: ("b.jpg", 40, 40), 100: ("a.jpg", 40, 40)}
+    anns = [{"id": k, "image_id": image_id, "category_id": 1, "bbox": [5, 5, 20, 20],
+             "area": 400.0, "iscrowd": 0} for k, image_id in ((1, 100), (2, 200))]  # fmt: skip
+    root = write_coco(tmp_path / "c", splits=("val",), annotations=anns, images=images)
+    task, test, _ = _task_and_split(root, image_size=[32, 32])
+    assert [r.image_id for r in test.records] == [200, 100]
+    score = torch.tensor([0.5])
+    answers = [
+        Detections(torch.tensor([[0.0, 0.0, 2.0, 2.0]]), score, torch.tensor([1])),  # 200
+        Detections(test.target(1)[:, 1:], score, torch.tensor([1])),  # 100: its object
+    ]
+    for batch_size in (1, 2):
+        metrics = _evaluate(task, test, _Oracle(test, answers), batch_size=batch_size)
+        assert metrics["map"] == pytest.approx(51 / 101) and metrics["mar_100"] == 0.5
+
+
 def _pycocotools_on_the_json(root, test, answers):
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval

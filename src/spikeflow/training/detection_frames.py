@@ -15,7 +15,12 @@ from spikeflow.detection.metrics import Detections
 from spikeflow.errors import ConfigurationError
 from spikeflow.training.config import TrainConfig
 
-__all__ = ["FRAME_DETECTION_DATASETS", "build_frame_splits", "original_pixels"]
+__all__ = [
+    "FRAME_DETECTION_DATASETS",
+    "build_frame_splits",
+    "in_image_id_order",
+    "original_pixels",
+]
 
 #: ``--dataset`` name -> (class path, the folder ``--data-dir`` names).
 FRAME_DETECTION_DATASETS = {
@@ -105,3 +110,25 @@ def original_pixels(
         return moved, truths
 
     return convert
+
+
+def in_image_id_order(
+    dataset: Dataset, found: list[tuple[list[Detections], list[Any], list[int]]]
+) -> list[tuple[list[Detections], list[Any], list[int]]]:
+    """The evaluation's ``(detections, ground truths, sample indices)`` batches of
+    ``dataset`` (a camera-image detection dataset or a Subset of one) as one entry per
+    image, ordered by image id (ints before strings). COCO's ``accumulate`` ranks the
+    detections of all images by score with a stable sort over the images in sorted id
+    order, so detections of equal score (spike counts over ``T`` make them common) count
+    in that order; the json's order (val2017's is not by id) or the processes' share
+    would give another precision-recall curve."""
+    base, indices = _base_and_indices(dataset)
+    images = [
+        ([d], [t], [i]) for dets, truths, batch in found for d, t, i in zip(dets, truths, batch)
+    ]
+
+    def key(entry: tuple[list[Detections], list[Any], list[int]]) -> tuple[bool, Any]:
+        image_id = base.records[indices[entry[2][0]]].image_id  # type: ignore[attr-defined]
+        return isinstance(image_id, str), image_id
+
+    return sorted(images, key=key)

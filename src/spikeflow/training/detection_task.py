@@ -495,7 +495,7 @@ class DetectionTask:
         to each image's own pixels (the letterbox undone) and scored against its own
         annotations, crowd regions and annotation areas included, as COCO's evaluation
         (pycocotools) scores a results file."""
-        from spikeflow.training.detection_frames import original_pixels
+        from spikeflow.training.detection_frames import in_image_id_order, original_pixels
 
         was_training = model.training
         model.eval()
@@ -507,7 +507,7 @@ class DetectionTask:
         )
         sums = DetectionSums()
         monitor = SpikeMonitor(model)
-        found: list[tuple[list[Detections], list[Any]]] = []
+        found: list[tuple[list[Detections], list[Any], list[int]]] = []
         done = 0  # samples of ``indices`` read so far
         bar = tqdm(
             total=len(loader),
@@ -530,11 +530,11 @@ class DetectionTask:
                 if size_filter is not None:  # Prophesee's protocol: as the labels were
                     dets = [_filter_detections(d, *size_filter) for d in dets]
                 truths: list[Any] = [t.cpu() for t in targets]
+                batch = indices[done : done + len(targets)]
                 if to_original is not None:  # COCO's protocol: the images' own pixels
-                    batch = indices[done : done + len(targets)]
                     dets, truths = to_original(batch, dets)
                 done += len(targets)
-                found.append((dets, truths))
+                found.append((dets, truths, batch))
                 bar.update(1)
             reduce_monitor(monitor, ctx)
             layer_stats, rate = monitor.summary(), monitor.mean_firing_rate()
@@ -543,9 +543,11 @@ class DetectionTask:
             monitor.remove()
             model.train(was_training)
         metric = MeanAveragePrecision()
-        for part in ctx.all_gather_object(found):
-            for dets, targets in part:
-                metric.update(dets, targets)
+        gathered = [entry for part in ctx.all_gather_object(found) for entry in part]
+        if to_original is not None:  # pycocotools ranks tied scores in image-id order
+            gathered = in_image_id_order(dataset, gathered)
+        for dets, targets, _ in gathered:
+            metric.update(dets, targets)
         return sums.reduced(ctx), metric.compute(), rate, layer_stats
 
 
