@@ -518,6 +518,18 @@ def test_a_config_s_options_generate_lacks_are_warned_about_by_name():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         snn.generate(ids, 2, attention_mask=mask)
+        config.update(token_healing=False)  # transformers' no-op value: no warning
+        snn.generate(ids, 2, attention_mask=mask)
+    # transformers applies these too: a watermark changes its tokens, max_time may end
+    # decoding early, token healing rewrites the prompt
+    plain = model.generate(ids, attention_mask=mask, max_new_tokens=6)
+    config.update(watermarking_config={"bias": 4.0}, max_time=60.0, token_healing=True)
+    for name in ("watermarking_config=", "max_time=60.0", "token_healing=True"):
+        with pytest.warns(UserWarning, match=f"sets .*{name}.*which transformers"):
+            snn.generate(ids, 2, attention_mask=mask)
+    config.update(max_time=None, token_healing=None)
+    marked = model.generate(ids, attention_mask=mask, max_new_tokens=6)
+    assert not torch.equal(plain, marked)
 
 
 def test_rarer_processors_equal_hugging_face_ones_and_do_something():

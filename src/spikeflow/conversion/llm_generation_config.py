@@ -47,6 +47,9 @@ UNAPPLIED = {
     "stop_strings": None,
     "constraints": None,
     "force_words_ids": None,
+    "watermarking_config": None,  # a logits processor after all the others
+    "max_time": None,  # a stopping criterion: fewer tokens when the time runs out
+    "token_healing": False,  # rewrites the prompt's tail (needs a tokenizer)
 }
 
 
