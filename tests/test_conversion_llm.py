@@ -121,7 +121,14 @@ def test_scales_and_logits_at_every_step_equal_spikingjelly():
             torch.testing.assert_close(mine.step_logits, their_steps, rtol=0, atol=1e-6)
     hook.remove()
     sjf.reset_net(theirs)
-    assert torch.equal(ours.generate(ids, 4), theirs.generate(ids, max_new_tokens=4))
+    greedy = theirs.generate(ids, max_new_tokens=4)
+    assert torch.equal(ours.generate(ids, 4), greedy)
+    # an instruct checkpoint's generation_config: SpikingJelly's generate stays greedy
+    # (it reads no config), ours samples as transformers' does unless told otherwise
+    model.generation_config.update(do_sample=True, temperature=0.7, repetition_penalty=1.5)
+    torch.manual_seed(0)
+    assert not torch.equal(ours.generate(ids, 4), greedy)
+    assert torch.equal(ours.generate(ids, 4, do_sample=False, repetition_penalty=1.0), greedy)
 
 
 def test_generation_with_the_kv_cache_equals_without():
