@@ -11,7 +11,7 @@ the validation windows of that example: the bits per byte of the spiking model
 same extra steps on the same batches, converted afresh (is the gain just more
 training?), and the fine-tuned weights without quantisation.
 
-    python examples/finetune_llm_qcfs.py            # about a minute on one core
+    python examples/finetune_llm_qcfs.py            # about three minutes on one core
 """
 
 from __future__ import annotations
