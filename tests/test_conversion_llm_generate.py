@@ -9,6 +9,7 @@ processors' distributions worked out by hand in float64.
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import pytest
@@ -559,6 +560,14 @@ def test_rarer_processors_equal_hugging_face_ones_and_do_something():
         dropped = torch.isinf(ours)
         assert dropped.any() and not dropped.all(-1).any()  # each filters, none empties a row
     assert torch.equal(apply_min_new_tokens(scores, eos, 5, 5), scores)  # enough new tokens
+    # by hand: p = 1/2, 1/4, 1/8, 1/8 (exact in float32), entropy 1.75 bits, so |-log2 p - H|
+    # = 0.75, 0.25, 1.25, 1.25 bits: token 1 first, then 0. A mass the kept tokens reach
+    # exactly keeps no more (0.25: token 1 alone; 0.75: tokens 0 and 1)
+    halves = torch.tensor([[3.0, 2.0, 1.0, 1.0]]) * math.log(2)
+    for mass, kept in ((0.25, [1]), (0.75, [0, 1]), (0.8, [0, 1, 2, 3])):
+        ours = apply_typical_p(halves, mass)
+        assert torch.isfinite(ours[0]).nonzero().flatten().tolist() == kept, mass
+        assert torch.equal(ours, proc.TypicalLogitsWarper(mass)(tokens, halves.clone()))
     # by hand: in [1, 2, 1, 2, 1] the bigrams (1, 2) and (2, 1) were seen: after 1, ban 2
     row = apply_no_repeat_ngram(torch.zeros(1, 4), torch.tensor([[1, 2, 1, 2, 1]]), 2)
     assert row.tolist() == [[0.0, 0.0, float("-inf"), 0.0]]
