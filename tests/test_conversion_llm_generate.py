@@ -616,3 +616,24 @@ def test_min_new_tokens_holds_off_the_end_as_hugging_face():
     new = ours.sequences[:, 9:14]
     assert not torch.isin(new, torch.tensor(ends["eos_token_id"])).any()
     assert not torch.equal(ours.sequences[:, : early.shape[1]], early)
+
+
+def test_min_new_tokens_holds_off_the_end_in_beam_search_as_hugging_face():
+    """Three eos ids, each a beam's early end (the tiny model has no eos of its own);
+    the pad is the first eos id, as transformers writes into a finished beam."""
+    model = _model()
+    snn = convert_causal_lm(model, steps=2)
+    ids, mask = _prompts()
+    free = snn.generate(ids, 8, attention_mask=mask, num_beams=3)
+    eos = [int(free[0, 10]), int(free[1, 9]), int(free[2, 11])]
+    beams = dict(num_beams=3, num_return_sequences=2, eos_token_id=eos)
+    early = snn.generate(ids, 8, attention_mask=mask, **beams)
+    assert torch.isin(early[:, 9:14], torch.tensor(eos)).any()  # ends within 5 tokens
+    for minimum in (2, 5):
+        ours, theirs = _both(model, snn, ids, mask, 8, min_new_tokens=minimum, **beams)
+        _assert_same(ours, theirs)
+        torch.testing.assert_close(
+            ours.sequences_scores, theirs.sequences_scores, rtol=0, atol=1e-6
+        )
+        assert not torch.isin(ours.sequences[:, 9 : 9 + minimum], torch.tensor(eos)).any()
+    assert not torch.equal(ours.sequences[:, : early.shape[1]], early)
