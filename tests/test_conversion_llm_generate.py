@@ -637,3 +637,21 @@ def test_min_new_tokens_holds_off_the_end_in_beam_search_as_hugging_face():
         )
         assert not torch.isin(ours.sequences[:, 9 : 9 + minimum], torch.tensor(eos)).any()
     assert not torch.equal(ours.sequences[:, : early.shape[1]], early)
+
+
+def test_a_config_s_refused_option_is_named_as_the_config_s():
+    model = _model()
+    snn = convert_causal_lm(model, steps=2)
+    ids, mask = _prompts()
+    config = model.generation_config
+    # set as a hand-edited or older json would (update() would validate them first)
+    for name, value in dict(do_sample=True, temperature=0.0, num_return_sequences=3).items():
+        setattr(config, name, value)
+    with pytest.raises(ConfigurationError, match=r"\(temperature: from the model's gener"):
+        snn.generate(ids, 2, attention_mask=mask)
+    with pytest.raises(ConfigurationError, match=r"got 0\.0$"):  # given: not the config's
+        snn.generate(ids, 2, attention_mask=mask, temperature=0.0)
+    config.temperature = None
+    note = r"num_beams \(2\) \(num_return_sequences: from the model's generation_config\)"
+    with pytest.raises(ConfigurationError, match=note):
+        snn.generate(ids, 2, attention_mask=mask, num_beams=2)

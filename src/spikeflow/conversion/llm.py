@@ -54,7 +54,10 @@ from spikeflow.conversion.llm_generate import (
     decode,
     stop_tokens,
 )
-from spikeflow.conversion.llm_generation_config import resolve_generation_config
+from spikeflow.conversion.llm_generation_config import (
+    name_config_options,
+    resolve_generation_config,
+)
 from spikeflow.conversion.temporal import SpikeProduct, StepBias, TemporalDifference
 from spikeflow.errors import ConfigurationError, DTypeError, MissingExtraError, ShapeError
 
@@ -467,14 +470,19 @@ class SpikingCausalLM(nn.Module):
             no_repeat_ngram_size=no_repeat_ngram_size,
         )  # fmt: skip
         length = input_ids.shape[-1] if isinstance(input_ids, Tensor) else 0
+        call = {**given, "num_return_sequences": num_return_sequences}
         given, max_new_tokens, num_return_sequences = resolve_generation_config(
             self.generation_config, given, max_new_tokens, num_return_sequences, length,
             getattr(self.config, "max_position_embeddings", None),
         )  # fmt: skip
-        options = check_decoding_options(
-            max_new_tokens, **given, num_return_sequences=num_return_sequences,
-            generator=generator,
-        )  # fmt: skip
+        try:
+            options = check_decoding_options(
+                max_new_tokens, **given, num_return_sequences=num_return_sequences,
+                generator=generator,
+            )  # fmt: skip
+        except ConfigurationError as error:
+            resolved = {**given, "num_return_sequences": num_return_sequences}
+            raise name_config_options(error, call, resolved) from error
         sources = (getattr(self, "generation_config", None), self.config)
         eos, pad = stop_tokens(sources, eos_token_id, pad_token_id)
         vocab = self.embed_tokens.num_embeddings

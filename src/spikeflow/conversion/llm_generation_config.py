@@ -15,11 +15,17 @@ length: ``max_new_tokens`` from the call, else the config's, else the config's
 
 from __future__ import annotations
 
+import re
 import warnings
 
 from spikeflow.errors import ConfigurationError
 
-__all__ = ["DEFAULT_NEW_TOKENS", "UNAPPLIED", "resolve_generation_config"]
+__all__ = [
+    "DEFAULT_NEW_TOKENS",
+    "UNAPPLIED",
+    "name_config_options",
+    "resolve_generation_config",
+]
 
 #: ``transformers``' new tokens when neither the call nor the config sets a length.
 DEFAULT_NEW_TOKENS = 20
@@ -118,3 +124,22 @@ def resolve_generation_config(
                 stacklevel=4,  # the caller of generate (under torch.no_grad's wrapper)
             )
     return options, max_new_tokens, num_return_sequences
+
+
+def name_config_options(
+    error: ConfigurationError, call: dict[str, object], resolved: dict[str, object]
+) -> ConfigurationError:
+    """``error`` (an option refused) with a note naming the options it mentions that
+    the call left unset (None in ``call``) and the ``generation_config`` supplied (set
+    in ``resolved``): a refused ``temperature=0.0`` the user never passed is the
+    checkpoint's."""
+    named = [
+        name
+        for name, value in call.items()
+        if value is None
+        and resolved.get(name) is not None
+        and re.search(rf"\b{name}\b", str(error))
+    ]
+    if not named:
+        return error
+    return ConfigurationError(f"{error} ({', '.join(named)}: from the model's generation_config)")
