@@ -80,6 +80,39 @@ def test_logits_and_weight_gradients_equal_spikingjelly_qcfs_sg():
     assert compared == len(their_grads)
 
 
+def test_fewer_levels_than_steps_and_left_padding_equal_spikingjelly():
+    """L = 3 < T = 5, another model seed, three prompts two of them left-padded: the
+    logits and the gradients of a loss on the real tokens, against SpikingJelly's."""
+    pytest.importorskip("spikingjelly.activation_based.ann2snn.recipes.qwen2")
+    from spikingjelly.activation_based import functional as sjf
+    from spikingjelly.activation_based.ann2snn import ModuleConverter
+    from spikingjelly.activation_based.ann2snn.recipes import qwen2 as sj
+
+    model, steps, levels = _model(seed=3), 5, 3
+    config = sj.Qwen2SNNConfig(time_steps=steps, calibration_levels=levels)
+    recipe = sj.Qwen2SNNRecipe(sj.calibrate_qwen2_snn(model, _batches(), config), config)
+    theirs = ModuleConverter(recipe).convert(model)
+    ours = convert_causal_lm(model, steps=steps, calibration=_batches(), levels=levels)
+    ids, target = _ids(seed=7, shape=(3, 6)), _ids(seed=5, shape=(3, 6))
+    mask = torch.ones_like(ids)
+    mask[1, :2] = 0
+    mask[2, :4] = 0
+    real = mask.bool()
+    sjf.reset_net(theirs)
+    their_logits = theirs(ids, attention_mask=mask, encoding_mode="qcfs_sg").logits.double()
+    mine = ours(ids, mask, mode="qcfs_sg").logits
+    torch.testing.assert_close(mine[real], their_logits[real], rtol=0, atol=1e-6)
+    _loss(their_logits[real], target[real]).backward()
+    _loss(mine[real], target[real]).backward()
+    their_grads = dict(theirs.named_parameters())
+    for name, p in model.named_parameters():
+        key = name.removeprefix("model.").replace("self_attn.", "").replace("mlp.", "")
+        reference = their_grads[key].grad.double()
+        scale = float(reference.abs().max())
+        assert scale > 0, name
+        torch.testing.assert_close(p.grad, reference, rtol=0, atol=1e-6 * scale, msg=name)
+
+
 def test_queries_and_keys_learn_only_through_the_surrogate():
     model = _model()
     snn = convert_causal_lm(model, steps=8, calibration=_batches())
