@@ -10,7 +10,7 @@ from torch import nn
 from conftest import fused_backends, kernel_device
 from spikeflow.kernels import TraceError, registry
 from spikeflow.neurons import BaseNode, LIFNode, ParametricLIFNode, TernaryLIFNode
-from spikeflow.surrogate import Sigmoid
+from spikeflow.surrogate import Sigmoid, Surrogate
 
 GAIN = 0.5  # read by _gained_charge: a captured number
 
@@ -392,6 +392,64 @@ def test_an_empty_closure_cell_falls_back_under_compile(monkeypatch):
     with pytest.warns(UserWarning, match="closure variables not yet assigned"):
         out, grad = spikes_and_grad(torch.compile(node, backend="aot_eager", fullgraph=True), x)
     assert_matches_reference(node, out, grad, x)
+
+
+BIG_GAINS = [0.5] * 300  # more entries than the captured-value keys compare
+
+
+def _big_container_charge(x, v, *, tau):
+    return v + (x * BIG_GAINS[0] - v) / tau
+
+
+class _NumpyWidthBox(Surrogate):
+    """A surrogate whose derivative reads a numpy scalar (NP_WIDTH) from globals."""
+
+    @staticmethod
+    def derivative(x):
+        return (torch.abs(x) < NP_WIDTH).float()
+
+
+NP_WIDTH = None  # set to a numpy scalar by the test
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("numpy capture", "read numpy scalars"),
+        ("unassigned closure", "closure variables not yet assigned"),
+        ("large container", "more than 256 entries"),
+        ("surrogate's numpy capture", "_NumpyWidthBox's functions read numpy scalars"),
+    ],
+)
+def test_every_capture_refusal_stops_an_explicit_backend_at_once(case, reason, monkeypatch):
+    # Each refusal of compiled_refusal, with and without fullgraph: raised while Dynamo
+    # traces, which reports it as an InternalTorchDynamoError whose message starts with
+    # "TraceError: " and whose __context__ is the TraceError (docs/kernels.md); auto runs
+    # the reference loop in the graph instead, also without fullgraph.
+    np = pytest.importorskip("numpy")
+    from torch._dynamo.exc import InternalTorchDynamoError
+
+    from spikeflow import kernels
+
+    monkeypatch.setitem(globals(), "NP_GAIN", np.float64(0.5))
+    monkeypatch.setitem(globals(), "NP_WIDTH", np.float32(0.5))
+    charge = {"numpy capture": _numpy_gained_charge, "unassigned closure": _unassigned_closure(),
+              "large container": _big_container_charge}.get(case, _gained_charge)  # fmt: skip
+    cls = _node_class(charge, "RefusedNode")
+    kwargs = {"surrogate_function": _NumpyWidthBox()} if case.startswith("surrogate") else {}
+    x = torch.rand(5, 2, 6) * 2
+    for fullgraph in (True, False):
+        torch._dynamo.reset()
+        with pytest.raises(InternalTorchDynamoError, match=r"^TraceError: ") as info:
+            torch.compile(cls(backend="cpu", **kwargs), backend="eager", fullgraph=fullgraph)(x)
+        cause = info.value.__context__
+        assert isinstance(cause, TraceError) and reason in str(cause), cause
+        assert "backend='auto' runs the reference loop there" in str(cause)
+        torch._dynamo.reset()
+        monkeypatch.setattr(kernels, "_WARNED", set())  # warned once per neuron and reason
+        with pytest.warns(UserWarning, match=reason):
+            out = torch.compile(cls(**kwargs), backend="eager", fullgraph=fullgraph)(x)
+        assert torch.equal(out, cls(backend="torch", **kwargs)(x))
 
 
 def test_torch_export_gets_the_reference_loop():
