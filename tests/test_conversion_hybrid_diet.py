@@ -177,7 +177,8 @@ def test_stdb_threshold_gradient_is_the_membranes_negated_and_bounded():
 
 
 class _DIETLinearSpike(torch.autograd.Function):
-    """DIET-SNN's LinearSpike (its code): Θ(z) forward, 0.3·max(0, 1 − |z|) backward."""
+    """DIET-SNN's LinearSpike: 0.3·max(0, 1 − |z|) backward (its code); forward Θ(z) with
+    Θ(0) = 1, the converted neuron's (its code fires on z > 0, docs/conversion.md)."""
 
     @staticmethod
     def forward(ctx, z):
