@@ -5,6 +5,8 @@ SpikingJelly 2.0's ``SpikeZIPTFQANNRecipe`` at every step, and what is refused."
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -225,3 +227,24 @@ def test_hugging_faces_own_attention_with_quantisers_attached_is_named():
         r"attention\.self, RobertaSelfAttention\).*own self-attention forward does not trace",
     ):
         convert_spikezip_qann(model, "roberta", mask_argument="attention_mask")
+
+
+def test_a_mask_needs_eager_attention():
+    """Under transformers 5's default ``sdpa`` the model's own forward hands
+    ``attention.self`` a boolean mask (None without padding), which SpikeZIP-TF's
+    attention adds to its scores: its padding is not masked, so a masked SNN could not
+    equal it (1.5 apart on this batch) and is refused; without a mask it converts."""
+    model = hugging_face_qann("RobertaForSequenceClassification", attn_implementation="sdpa")
+    tokens, mask = _batch()
+    eager = copy.deepcopy(model)
+    eager.set_attn_implementation("eager")
+    assert (_logits(model, tokens, mask) - _logits(eager, tokens, mask)).abs().amax() > 0.1
+    with pytest.raises(ConversionError, match=r"config\._attn_implementation='sdpa'.*'eager'"):
+        convert_spikezip_qann(model, "roberta", mask_argument="attention_mask")
+    snn, _ = convert_spikezip_qann(eager, "roberta", mask_argument="attention_mask")
+    torch.testing.assert_close(
+        snn.accumulate(tokens, STEPS, mask=mask)[-1], _logits(eager, tokens, mask), **TIGHT
+    )
+    snn, _ = convert_spikezip_qann(model, "roberta")
+    expected = _logits(model, tokens, None)
+    torch.testing.assert_close(snn.accumulate(tokens, STEPS)[-1], expected, **TIGHT)

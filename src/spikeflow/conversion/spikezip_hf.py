@@ -170,6 +170,23 @@ def _refuse(model: nn.Module, family: str, mask_argument: str | None) -> None:
         )
 
 
+def _refuse_unmasked_attention(model: nn.Module, mask_argument: str | None) -> None:
+    """A :class:`ConversionError` for a mask under an attention implementation whose
+    mask is not the additive one (checked once the self-attentions are known to be
+    SpikeZIP-TF's)."""
+    name, config = type(model).__name__, model.config
+    attention = getattr(config, "_attn_implementation", None) or "eager"
+    if mask_argument is not None and attention != "eager":
+        raise ConversionError(
+            f"{name} has config._attn_implementation={attention!r}: Hugging Face then hands "
+            "each attention.self a boolean mask (or None), not the additive one (0 or "
+            "finfo.min) SpikeZIP-TF's attention adds to its scores, so the model's own "
+            "forward does not mask the padding and the SNN would not equal it; build and "
+            "train it with attn_implementation='eager' (model.set_attn_implementation("
+            "'eager')), or convert it without mask_argument"
+        )
+
+
 def hugging_face_encoder(model: nn.Module, family: str, mask_argument: str | None) -> nn.Module:
     """The :class:`HFEncoderQANN` of a Hugging Face RoBERTa/BERT model (one of
     :data:`HF_ENCODERS`) whose every self-attention carries SpikeZIP-TF's quantisers.
@@ -178,8 +195,10 @@ def hugging_face_encoder(model: nn.Module, family: str, mask_argument: str | Non
         ConversionError: another Hugging Face class; ``family`` not ``"roberta"``; a
             ``mask_argument`` other than ``"attention_mask"``; a decoder, cross-attention,
             ``output_attentions``/``output_hidden_states`` or relative positions in its
-            config; a self-attention lacking one of ``query_quan``, ``key_quan``,
-            ``value_quan``, ``attn_quan``, ``after_attn_quan`` (named by its path).
+            config; a mask with ``config._attn_implementation`` other than ``"eager"``
+            (Hugging Face's mask is then not additive); a self-attention lacking one of
+            ``query_quan``, ``key_quan``, ``value_quan``, ``attn_quan``,
+            ``after_attn_quan`` (named by its path).
     """
     _refuse(model, family, mask_argument)
     head = HF_ENCODERS[type(model).__name__]
@@ -194,6 +213,7 @@ def hugging_face_encoder(model: nn.Module, family: str, mask_argument: str | Non
                 f"{', '.join(missing)}: replace each layer's attention.self by SpikeZIP-TF's "
                 "quantised self-attention (query, key, value and their quantisers)"
             )
+    _refuse_unmasked_attention(model, mask_argument)
     embeddings = base.embeddings
     roberta = hasattr(type(embeddings), "create_position_ids_from_input_ids")
     padding_idx = getattr(embeddings, "padding_idx", None) if roberta else None
