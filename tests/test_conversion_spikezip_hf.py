@@ -248,3 +248,23 @@ def test_a_mask_needs_eager_attention():
     snn, _ = convert_spikezip_qann(model, "roberta")
     expected = _logits(model, tokens, None)
     torch.testing.assert_close(snn.accumulate(tokens, STEPS)[-1], expected, **TIGHT)
+
+
+def test_bad_inputs_are_named():
+    """Ids out of a table's range name the embedding (a sequence longer than the
+    position table, a token type past ``type_vocab_size``); ids without a batch and an
+    empty batch are refused by shape."""
+    model = hugging_face_qann("RobertaForSequenceClassification", layers=1)
+    snn, _ = convert_spikezip_qann(model, "roberta", mask_argument="attention_mask")
+    long = torch.randint(3, 40, (2, 15))  # RoBERTa's positions 2..16, its table 16 rows
+    with pytest.raises(ShapeError, match=r"roberta\.embeddings\.position_embeddings: .*\[0, 16\)"):
+        snn.accumulate(long, 4, mask=torch.ones_like(long))
+    tokens, mask = _batch()
+    with pytest.raises(ShapeError, match=r"roberta\.embeddings\.token_type_embeddings: .*\[0, 2\)"):
+        snn.accumulate(tokens, 4, mask=mask, token_type_ids=torch.full_like(tokens, 2))
+    with pytest.raises(ShapeError, match=r"roberta\.embeddings\.word_embeddings: .*\[0, 40\)"):
+        snn.accumulate(tokens + 40, 4, mask=mask)
+    with pytest.raises(ShapeError, match=r"must be \[T, B, L\] .*got \(4, 6\)"):
+        snn.accumulate(tokens[0], 4, mask=mask[0])
+    with pytest.raises(ShapeError, match=r"at least one sample, got \(4, 0, 6\)"):
+        snn.accumulate(tokens[:0], 4, mask=mask[:0])

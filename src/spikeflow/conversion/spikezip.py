@@ -103,21 +103,23 @@ class SpikeZIPConversion(NamedTuple):
 
 
 @fx.wrap
-def _lookup(ids: Tensor, weight: Tensor, padding_idx: int | None) -> Tensor:
+def _lookup(ids: Tensor, weight: Tensor, padding_idx: int | None, name: str = "") -> Tensor:
     """``embedding(ids)`` for ids given as integers or as whole floats (a leaf of
-    ``torch.fx`` traces, so that it becomes one temporal difference)."""
+    ``torch.fx`` traces, so that it becomes one temporal difference); ``name``: the
+    embedding's module path, for the errors."""
+    where = f"TokenEmbedding {name}" if name else "TokenEmbedding"
     if ids.is_floating_point():
         whole = ids.round()
         if not torch.equal(whole, ids):
             raise DTypeError(
-                "TokenEmbedding: the token ids (their running sum over the steps) are not "
+                f"{where}: the token ids (their running sum over the steps) are not "
                 "whole numbers; send the ids once, at the first step (impulse_input)"
             )
         ids = whole.long()
     count = weight.shape[0]
     if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= count):
         raise ShapeError(
-            f"TokenEmbedding: token ids must be in [0, {count}), got "
+            f"{where}: token ids must be in [0, {count}), got "
             f"{int(ids.min())}..{int(ids.max())} (ids sent at more than one step add up)"
         )
     return F.embedding(ids, weight, padding_idx)
@@ -131,20 +133,21 @@ class TokenEmbedding(nn.Module):
     Args:
         embedding: the ``nn.Embedding`` (shared, not copied; without ``max_norm``,
             which would change its weights at each lookup).
+        name: its module path in the model, named by the errors (ids out of range).
     """
 
-    def __init__(self, embedding: nn.Embedding) -> None:
+    def __init__(self, embedding: nn.Embedding, name: str = "") -> None:
         super().__init__()
         if embedding.max_norm is not None:
             raise ConversionError(
                 f"TokenEmbedding: an nn.Embedding with max_norm={embedding.max_norm} renormalises "
                 "its weights in place at each lookup; the SNN would not be exact"
             )
-        self.embedding = embedding
+        self.embedding, self.name = embedding, name
 
     def forward(self, ids: Tensor) -> Tensor:
         """``embedding(ids)``."""
-        return _lookup(ids, self.embedding.weight, self.embedding.padding_idx)
+        return _lookup(ids, self.embedding.weight, self.embedding.padding_idx, self.name)
 
 
 class SpreadBias(StepBias):
@@ -265,6 +268,13 @@ class SpikeZIPSNN(DifferenceSNN):
         check_time_major(x_seq, "SpikeZIPSNN input", single_step=False)
         if x_seq.shape[0] == 0:
             raise ShapeError(f"SpikeZIPSNN needs at least one time step, got {tuple(x_seq.shape)}")
+        if x_seq.shape[1] == 0:
+            raise ShapeError(f"SpikeZIPSNN needs at least one sample, got {tuple(x_seq.shape)}")
+        if self.token_types and x_seq.dim() != 3:
+            raise ShapeError(
+                f"SpikeZIPSNN: a Hugging Face model's token ids' sequence must be [T, B, L] "
+                f"(ids [B, L] to accumulate), got {tuple(x_seq.shape)}"
+            )
         seqs = [self._as_input(x_seq)]
         if (mask_seq is None) != (self.mask_argument is None):
             raise ConfigurationError(
@@ -467,7 +477,7 @@ def convert_spikezip_qann(
             if attention_level.get(owner) == -1:
                 attention_level[owner] = level
         elif isinstance(module, nn.Embedding):
-            set_submodule(qann, path, TokenEmbedding(module))
+            set_submodule(qann, path, TokenEmbedding(module, path))
     wrapper = _Inputs(qann) if mask_argument is None else _MaskedInputs(qann, mask_argument)
     typed = isinstance(qann, HFEncoderQANN)
     if typed:  # the ids, the mask and the token types
