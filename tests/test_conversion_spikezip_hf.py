@@ -268,3 +268,25 @@ def test_bad_inputs_are_named():
         snn.accumulate(tokens[0], 4, mask=mask[0])
     with pytest.raises(ShapeError, match=r"at least one sample, got \(4, 0, 6\)"):
         snn.accumulate(tokens[:0], 4, mask=mask[:0])
+
+
+def test_padding_on_both_sides_and_an_all_padding_row():
+    """A row padded on both sides (RoBERTa's positions skip the leading padding), and in
+    BERT (whose padding has positions 0..L-1, so its keys differ) a row of padding only,
+    every score masked: Hugging Face's ``finfo.min`` swamps the scores, so its attention
+    is uniform there (not the unmasked one), and so is the SNN's."""
+    for name, pad in (
+        ("RobertaForSequenceClassification", 1),
+        ("BertForSequenceClassification", 0),
+    ):
+        model = hugging_face_qann(name, pad_token_id=pad)
+        tokens, mask = _batch(pad)
+        mask[0, 0] = mask[0, 5] = 0
+        mask[2] = 0
+        tokens[mask == 0] = pad
+        snn, _ = convert_spikezip_qann(model, "roberta", mask_argument="attention_mask")
+        expected = _logits(model, tokens, mask)
+        sums = snn.accumulate(tokens, STEPS, mask=mask)
+        torch.testing.assert_close(sums[-1], expected, **TIGHT)
+    unmasked = _logits(model, tokens[2:3], torch.ones_like(mask[2:3]))
+    assert (unmasked - expected[2:3]).abs().amax() > 1e-3
