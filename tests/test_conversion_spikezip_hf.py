@@ -290,3 +290,29 @@ def test_padding_on_both_sides_and_an_all_padding_row():
         torch.testing.assert_close(sums[-1], expected, **TIGHT)
     unmasked = _logits(model, tokens[2:3], torch.ones_like(mask[2:3]))
     assert (unmasked - expected[2:3]).abs().amax() > 1e-3
+
+
+def test_bert_on_a_tokenizer_made_batch_of_sentence_pairs():
+    """A ``BertTokenizerFast`` batch (``[CLS] a [SEP] b [SEP]``, its token types and
+    mask, padded right then left) given to the SNN as the tokenizer made it."""
+    words = (
+        "[PAD] [UNK] [CLS] [SEP] [MASK] the a spike neuron fires when its membrane crosses "
+        "threshold and resets to zero"
+    ).split()
+    model = hugging_face_qann(
+        "BertForSequenceClassification", vocab_size=len(words), pad_token_id=0
+    )
+    snn, _ = convert_spikezip_qann(model, "roberta", mask_argument="attention_mask")
+    firsts = ["the neuron fires", "a spike crosses threshold", "zero"]
+    seconds = ["its membrane", "when", "the spike resets to zero"]
+    for side in ("right", "left"):
+        tokenizer = transformers.BertTokenizerFast(
+            vocab={w: i for i, w in enumerate(words)}, padding_side=side
+        )
+        batch = tokenizer(firsts, seconds, padding=True, return_tensors="pt")
+        assert batch["token_type_ids"].amax() == 1 and batch["attention_mask"].amin() == 0
+        with torch.no_grad():
+            expected = model(**batch).logits
+        ids, mask, types = batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
+        sums = snn.accumulate(ids, STEPS, mask=mask, token_type_ids=types)
+        torch.testing.assert_close(sums[-1], expected, **TIGHT)
