@@ -63,6 +63,7 @@ from spikeflow.conversion.signed import SymmetricQuant
 from spikeflow.conversion.snn import run_time_folded
 from spikeflow.conversion.spikezip_hf import (
     HFEncoderQANN,
+    float_dtype,
     hugging_face_encoder,
     is_hugging_face,
     typed_inputs,
@@ -247,10 +248,7 @@ class SpikeZIPSNN(DifferenceSNN):
         self.token_types = token_types
 
     def _dtype(self) -> torch.dtype:
-        for p in self.body.parameters():
-            if p.is_floating_point():
-                return p.dtype
-        return torch.get_default_dtype()
+        return float_dtype(self.body)
 
     def _as_input(self, x: Tensor) -> Tensor:
         """A float ``x`` as it is; integers (token ids) in the network's dtype when it

@@ -36,7 +36,13 @@ from torch import Tensor, fx, nn
 
 from spikeflow.conversion.report import ConversionError
 
-__all__ = ["HF_ENCODERS", "HFEncoderQANN", "hugging_face_encoder", "is_hugging_face"]
+__all__ = [
+    "HF_ENCODERS",
+    "HFEncoderQANN",
+    "float_dtype",
+    "hugging_face_encoder",
+    "is_hugging_face",
+]
 
 #: The Hugging Face classes that convert, and their head.
 HF_ENCODERS: dict[str, str] = {
@@ -45,9 +51,6 @@ HF_ENCODERS: dict[str, str] = {
     "BertModel": "none",
     "BertForSequenceClassification": "bert",
 }
-#: SpikeZIP-TF's RoBERTa self-attention quantisers (``spikezip.SPIKEZIP_ATTENTION``).
-_SELF_ATTENTION_QUANTIZERS = ("query_quan", "key_quan", "value_quan", "attn_quan",
-                              "after_attn_quan")  # fmt: skip
 
 
 def is_hugging_face(module: nn.Module) -> bool:
@@ -91,7 +94,7 @@ class HFEncoderQANN(nn.Module):
         self.source, self.head, self.padding_idx = type(model).__name__, head, padding_idx
         prefix = getattr(model, "base_model_prefix", "")
         self.base = prefix if head != "none" and hasattr(model, prefix) else ""
-        self.lowest = torch.finfo(_dtype(model)).min  # the masked score, as Hugging Face's
+        self.lowest = torch.finfo(float_dtype(model)).min  # the masked score, as Hugging Face's
 
     def forward(
         self,
@@ -126,7 +129,9 @@ class HFEncoderQANN(nn.Module):
         return hidden
 
 
-def _dtype(model: nn.Module) -> torch.dtype:
+def float_dtype(model: nn.Module) -> torch.dtype:
+    """The dtype of ``model``'s first floating-point parameter (the default dtype when
+    it has none)."""
     for p in model.parameters():
         if p.is_floating_point():
             return p.dtype
@@ -200,13 +205,16 @@ def hugging_face_encoder(model: nn.Module, family: str, mask_argument: str | Non
             ``query_quan``, ``key_quan``, ``value_quan``, ``attn_quan``,
             ``after_attn_quan`` (named by its path).
     """
+    from spikeflow.conversion.spikezip import SPIKEZIP_ATTENTION  # (it imports this module)
+
     _refuse(model, family, mask_argument)
+    quantizers = SPIKEZIP_ATTENTION["roberta"][0]
     head = HF_ENCODERS[type(model).__name__]
     base = getattr(model, model.base_model_prefix) if head != "none" else model
     prefix = f"{model.base_model_prefix}." if head != "none" else ""
     for i, layer in enumerate(base.encoder.layer):
         attention = layer.attention.self
-        missing = [q for q in _SELF_ATTENTION_QUANTIZERS if not hasattr(attention, q)]
+        missing = [q for q in quantizers if not hasattr(attention, q)]
         if missing:
             raise ConversionError(
                 f"{prefix}encoder.layer.{i}.attention.self ({type(attention).__name__}) lacks "
