@@ -165,6 +165,9 @@ def test_what_does_not_convert_is_named():
     relative.config.position_embedding_type = "relative_key"  # a transformers 4 config's
     with pytest.raises(ConversionError, match="position_embedding_type='relative_key'"):
         convert_spikezip_qann(relative, "roberta")
+    unpadded = hugging_face_qann("RobertaForSequenceClassification", layers=1, pad_token_id=None)
+    with pytest.raises(ConversionError, match=r"roberta\.embeddings \(RobertaEmbeddings\) has no"):
+        convert_spikezip_qann(unpadded, "roberta")
     snn, _ = convert_spikezip_qann(model, "roberta", mask_argument="attention_mask")
     tokens, mask = _batch()
     with pytest.raises(ShapeError, match="0/1 attention mask's sequence"):

@@ -226,7 +226,10 @@ def hugging_face_encoder(model: nn.Module, family: str, mask_argument: str | Non
     roberta = hasattr(type(embeddings), "create_position_ids_from_input_ids")
     padding_idx = getattr(embeddings, "padding_idx", None) if roberta else None
     if roberta and padding_idx is None:
-        raise ConversionError(f"{type(embeddings).__name__} has no padding_idx to count from")
+        raise ConversionError(
+            f"{prefix}embeddings ({type(embeddings).__name__}) has no padding_idx to count "
+            "RoBERTa's positions from: set config.pad_token_id"
+        )
     return HFEncoderQANN(model, head, padding_idx)
 
 
