@@ -444,6 +444,13 @@ def test_a_sharded_layer_names_itself_on_a_wrong_input():
         (nn.Sequential(layers.Conv1d(4, 8, 3), layers.Flatten(), nn.MaxPool1d(1),
                        layers.Linear(16, 2)),
          ChannelPair("0", ("1", "2"), "3"), r"cannot shard '2' \(MaxPool1d\)"),
+        # layers that compute more than their plain op, which the split would drop
+        (nn.Sequential(layers.WSConv2d(2, 4, 3), LIFNode(), layers.Conv2d(4, 4, 3)),
+         ChannelPair("0", ("1",), "2"),
+         r"'0' \(WSConv2d\).*\(_WSConv2dStep has a forward of its own\)"),
+        (nn.Sequential(layers.Linear(4, 4), LIFNode(),
+                       nn.utils.parametrizations.weight_norm(nn.Linear(4, 4))),
+         ChannelPair("0", ("1",), "2"), r"'2' \(ParametrizedLinear\).*parametrized"),
     ],
 )  # fmt: skip
 def test_a_pair_that_cannot_be_split_is_refused_naming_the_module(model, pair, message):
@@ -451,6 +458,18 @@ def test_a_pair_that_cannot_be_split_is_refused_naming_the_module(model, pair, m
     with pytest.raises(ConfigurationError, match=message):
         parallelize_channels(model, pairs=[pair])
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # unchanged
+
+
+def test_layers_with_a_computation_of_their_own_are_left_out_of_the_plan():
+    """Weight-standardised and event-driven layers (the zoo's event_driven_* nets): a
+    split layer would compute their plain op (and drop their gains): no pair."""
+    from spikeflow.models import create_model
+
+    ws = nn.Sequential(layers.WSLinear(4, 6), LIFNode(), layers.WSLinear(6, 2))
+    assert channel_plan(ws, 2) == []
+    assert channel_plan(create_model("event_driven_dvsgesture"), 2) == []
+    plain = nn.Sequential(layers.Linear(4, 6), LIFNode(), layers.Linear(6, 2))
+    assert channel_plan(plain, 2) == [ChannelPair("0", ("1",), "2")]
 
 
 def test_a_model_without_pairs_and_a_neuron_with_a_foreign_shape_are_refused():

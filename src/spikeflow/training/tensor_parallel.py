@@ -241,8 +241,31 @@ def _norms(grads: list[Tensor], norm_type: float, device: torch.device) -> Tenso
     return torch.stack([torch.linalg.vector_norm(g, norm_type).double() for g in grads])
 
 
+def _own_computation(module: nn.Module) -> str | None:
+    """Why a ``Conv1d``/``Conv2d``/``Linear`` (a subclass) computes more than its plain
+    op, which the split layers would compute instead, else None: a class with a
+    ``forward`` of its own (``WSConv2d``'s standardised weight, an event-driven layer's
+    neuron), or a parametrized weight (``weight_norm``'s). spikeflow's sequence wrappers
+    only fold time around the op."""
+    from torch.nn.utils import parametrize
+
+    from spikeflow.layers.sequence import SequenceLayerMixin
+
+    if parametrize.is_parametrized(module):
+        return "its weight is parametrized"
+    for klass in type(module).__mro__:
+        if klass in (nn.Linear, nn.Conv1d, nn.Conv2d):
+            return None
+        own = [vars(klass).get(n) for n in ("forward", "_conv_forward")]
+        if any(f is not None and f is not SequenceLayerMixin.forward for f in own):
+            return f"{klass.__name__} has a forward of its own"
+    return None
+
+
 def _weighted(module: nn.Module) -> str | None:
     """``"conv"``/``"linear"`` for a layer that can be split, else None."""
+    if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear)) and _own_computation(module):
+        return None
     if isinstance(module, (nn.Conv1d, nn.Conv2d)) and not isinstance(
         module, nn.modules.conv._ConvTransposeNd
     ):
@@ -466,10 +489,13 @@ class _Sharder:
         column, row = self.module(pair.column), self.module(pair.row)
         for name, layer in ((pair.column, column), (pair.row, row)):
             if _weighted(layer) is None:
+                affine = isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Linear))
+                own = _own_computation(layer) if affine else None
+                why = "" if own is None else f" that computes its plain op only ({own})"
                 raise ConfigurationError(
                     f"parallelize_channels cannot shard {name!r} ({type(layer).__name__}): "
                     "a column or row layer must be a Conv1d/Conv2d (groups=1, zero padding) "
-                    "or a Linear"
+                    f"or a Linear{why}"
                 )
         between = [self.module(n) for n in pair.between]
         fits = _channel_wise_run(column, between)
