@@ -264,3 +264,15 @@ def test_a_neuron_with_nested_per_channel_parameters_is_refused_by_name():
         parallelize_channels(model, pairs=[pair])
     plain = nn.Sequential(nn.Linear(4, 8), LIFNode(), nn.Linear(8, 3))
     assert channel_plan(plain, 2) == [pair]
+
+
+def test_a_zoo_model_without_pairs_is_refused_naming_it_and_the_flag():
+    """(parallelize_channels' own message advises its pairs= argument, which the command
+    line has not.)"""
+    from spikeflow.models import create_model
+    from spikeflow.training.tensor_parallel_run import TensorParallelRun
+
+    run = TensorParallelRun(2, 0, None, 0, 1, None)
+    message = r"--tensor-parallel 2: SEWDVSNet has no column/row layer pair.*without --tensor"
+    with pytest.raises(ConfigurationError, match=message):
+        run.shard(create_model("sew_dvsgesture"))

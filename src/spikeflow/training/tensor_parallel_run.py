@@ -24,7 +24,7 @@ from torch import nn
 from spikeflow.errors import ConfigurationError
 from spikeflow.neurons.base import BaseNode
 from spikeflow.training.distributed import DistContext
-from spikeflow.training.tensor_parallel import ChannelShards, parallelize_channels
+from spikeflow.training.tensor_parallel import ChannelShards, channel_plan, parallelize_channels
 
 __all__ = [
     "TENSOR_PARALLEL_REFUSED",
@@ -162,7 +162,20 @@ class TensorParallelRun:
 
     def shard(self, model: nn.Module) -> ChannelShards:
         """Split ``model``'s channels over the tensor-parallel group
-        (:func:`~spikeflow.training.tensor_parallel.parallelize_channels`)."""
+        (:func:`~spikeflow.training.tensor_parallel.parallelize_channels`).
+
+        Raises:
+            ConfigurationError: a model with no pair to split, naming it and the flag.
+        """
+        if not channel_plan(model, self.size):  # (parallelize_channels' advice is pairs=)
+            raise ConfigurationError(
+                f"--tensor-parallel {self.size}: {type(model).__name__} has no column/row "
+                f"layer pair to split over {self.size} processes (two Conv1d/Conv2d/Linear "
+                "layers in a row, in an nn.Sequential or a ResNet branch, with only batch "
+                "norm, spiking neurons, pooling or dropout between them and channels a "
+                f"multiple of {self.size}); train it without --tensor-parallel (--fsdp "
+                "shards any model's weights)"
+            )
         self.shards = parallelize_channels(model, group=self.group)
         self.split_neurons = {
             name
