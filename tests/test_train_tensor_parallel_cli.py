@@ -2,8 +2,11 @@
 processes started as torchrun starts them (test_train_distributed's harness). Two
 processes splitting the channels train the weights of one process on the same global
 batch (batch norm, dropout and clipping included), as do 2 x 2 processes (tensor x data
-parallel) and 2 data-parallel processes; the checkpoints hold the unsplit model's state
-and resume with or without the split; what it does not run is refused by name."""
+parallel, the last batch short) and 2 data-parallel processes; the checkpoints hold the
+unsplit model's state and resume with or without the split, and inside an epoch with
+another split (2 x 2 to 4 x 1); what it does not run is refused by name. Every run of
+2 and of 4 processes shares one spawn of each (a forked process's first run imports
+what the fork server has not: keep them few)."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from conftest import fork_server_context
 from spikeflow.errors import ConfigurationError
 from spikeflow.neurons import DHLIFNode, LIFNode
 from spikeflow.training import Trainer, config_for_resume, load_checkpoint, resolve
@@ -77,25 +81,45 @@ def _two_worker(rank: int, world_size: int, port: int, root: str) -> None:
         dist.destroy_process_group()
 
 
+def _steps(output_dir: str) -> dict:
+    """The plain net with 8 channels (both pairs split over 4 processes too), 22 samples
+    in 3 steps of 8 per epoch, the last of 6 (3 per copy of 2): a run stopped inside an
+    epoch resumes with another split."""
+    config = _plain(output_dir)
+    kwargs = {**config["model_kwargs"], "channels": 8}
+    return {**config, "train_samples": 22, "batch_size": 8, "model_kwargs": kwargs}
+
+
 def _four_worker(rank: int, world_size: int, port: int, root: str) -> None:
-    """2 model copies, each split over 2 processes (ranks 0-1 and 2-3), on both configs."""
+    """2 model copies, each split over 2 processes (ranks 0-1 and 2-3), on the 3-step and
+    the batch norm configs; the first stopped by process 3 after step 2 of epoch 2 and
+    resumed as 1 copy split over 4 (--tensor-parallel 4: TP=4 x DP=1)."""
     _join(rank, world_size, port)
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
     try:
-        _run(_plain(f"{root}/tp2_dp2"), tensor_parallel=2)
+        _run(_steps(f"{root}/tp2_dp2"), tensor_parallel=2)
         _run(_split_only(f"{root}/tp2_dp2_bn"), tensor_parallel=2)
+        cut = f"{root}/tp2_dp2_to_tp4"
+        _run(_steps(cut), [_StopAt(3, 1, 1)], tensor_parallel=2)
+        _resume(cut, tensor_parallel=4)
     finally:
         dist.destroy_process_group()
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> Path:
+    from multiprocessing import forkserver
+
     root = tmp_path_factory.mktemp("tp_cli")
+    # the fork server imports (torch, spikeflow, Dynamo) while this process trains
+    if fork_server_context().get_start_method() == "forkserver":
+        forkserver.ensure_running()
     _run(_plain(str(root / "one")))
     _run(_split_only(str(root / "one_bn")))
+    _run(_steps(str(root / "one_steps")))
     _run(_plain(str(root / "one_epoch1")), stop_after=1)
     _spawn(_two_worker, str(root), limit_s=180)
-    _spawn(_four_worker, str(root), limit_s=120, world_size=4)
+    _spawn(_four_worker, str(root), limit_s=180, world_size=4)
     shutil.copytree(root / "tp2_epoch1", root / "tp2_to_one")
     _resume(str(root / "tp2_to_one"), stop_after=2)  # a split run's checkpoint, in one process
     return root
@@ -141,15 +165,16 @@ def test_weights_moved(runs):
         assert float((trained[key] - start[key]).abs().max()) > 2e-4, key
 
 
-@pytest.mark.parametrize("name", ["tp2", "tp2_bn", "tp2_dp2"])
-def test_split_runs_train_one_processs_weights_and_log_its_metrics(runs, name):
+@pytest.mark.parametrize(
+    "name, alone", [("tp2", "one"), ("tp2_bn", "one_bn"), ("tp2_dp2", "one_steps")]
+)
+def test_split_runs_train_one_processs_weights_and_log_its_metrics(runs, name, alone):
     """2 processes splitting the channels (and 4: two copies split over two each) end
     with one process's weights and optimizer state on the same global batch, in its
     checkpoint's keys and shapes; the metrics (loss, accuracy, firing rates, each
     sample counted once) are one process's."""
-    alone = runs / ("one_bn" if name == "tp2_bn" else "one")
-    _assert_same_weights(alone, runs / name)
-    _assert_same_rows(alone, runs / name)
+    _assert_same_weights(runs / alone, runs / name)
+    _assert_same_rows(runs / alone, runs / name)
 
 
 def test_a_split_run_plots_its_curves_but_no_raster(runs):
@@ -179,6 +204,17 @@ def test_a_split_run_stopped_mid_epoch_resumes_to_the_uninterrupted_run(runs):
     assert (payload["epoch"], payload["step"]) == (2, 0)  # (resumed to the end)
     _assert_same_weights(runs / "tp2_bn", runs / "tp2_cut", rtol=1e-6, atol=1e-7)
     _assert_same_rows(runs / "tp2_bn", runs / "tp2_cut")
+
+
+def test_a_run_stopped_mid_epoch_resumes_with_another_split(runs):
+    """TP=2 x DP=2 stopped by process 3 after step 2 of epoch 2, resumed as TP=4 x DP=1
+    on the same 4 processes (each copy's running sums to the one copy, the random
+    streams from the seed): the uninterrupted run's weights and metrics, one process's."""
+    payload = _state(runs / "tp2_dp2_to_tp4")
+    assert (payload["epoch"], payload["step"], payload["tensor_parallel"]) == (2, 0, 4)
+    _assert_same_weights(runs / "tp2_dp2", runs / "tp2_dp2_to_tp4")
+    _assert_same_rows(runs / "tp2_dp2", runs / "tp2_dp2_to_tp4")
+    _assert_same_weights(runs / "one_steps", runs / "tp2_dp2_to_tp4")
 
 
 def test_checkpoints_resume_across_the_split(runs):
