@@ -42,7 +42,7 @@ from spikeflow.data.datasets.frame_detection import (
     FrameDetectionDataset,
     ImageRecord,
     check_image_boxes,
-    list_image_names,
+    check_images_present,
     records_from_arrays,
 )
 from spikeflow.errors import ConfigurationError, DataFormatError
@@ -211,14 +211,8 @@ class BDD100KDetection(FrameDetectionDataset):
         records = records_from_arrays(files, names, sizes, owners, checked,
                                       np.asarray(classes, dtype=np.int64),
                                       np.asarray(crowd, dtype=bool), area, ids)  # fmt: skip
-        present = list_image_names(self.image_folder)
-        for record in records:
-            if (record.ids or self.keep_empty) and record.file.name not in present:
-                which = f"label id {record.ids[0]!r}" if record.ids else "no label"
-                raise DatasetNotFoundError(
-                    f"BDD100KDetection: {path}: frame {record.image_id!r} ({which}) is the "
-                    f"file {record.file}, which is missing"
-                )
+        check_images_present(records, self.image_folder, self.keep_empty,
+                             f"BDD100KDetection: {path}: frame", "label")  # fmt: skip
         return records
 
     def __repr__(self) -> str:

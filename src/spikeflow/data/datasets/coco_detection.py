@@ -34,7 +34,7 @@ from spikeflow.data.datasets.frame_detection import (
     FrameDetectionDataset,
     ImageRecord,
     check_image_boxes,
-    list_image_names,
+    check_images_present,
     records_from_arrays,
 )
 from spikeflow.errors import ConfigurationError, DataFormatError
@@ -188,14 +188,8 @@ class COCODetection(FrameDetectionDataset):
         records = self._annotations(doc["annotations"], path, files, image_ids, sizes,
                                     image_index, category_index)  # fmt: skip
         self.classes = tuple(names)  # type: ignore[misc]
-        present = list_image_names(self.image_folder)
-        for record in records:
-            if (record.ids or self.keep_empty) and record.file.name not in present:
-                which = f"annotation id {record.ids[0]!r}" if record.ids else "no annotation"
-                raise DatasetNotFoundError(
-                    f"COCODetection: {path}: image id {record.image_id!r} ({which}) is the "
-                    f"file {record.file}, which is missing"
-                )
+        check_images_present(records, self.image_folder, self.keep_empty,
+                             f"COCODetection: {path}: image id", "annotation")  # fmt: skip
         return records
 
     def _categories(self, categories: list[Any], path: Path) -> tuple[list[str], dict[Any, int]]:

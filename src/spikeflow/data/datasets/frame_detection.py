@@ -27,6 +27,7 @@ import torch
 
 from spikeflow._checks import check_flag
 from spikeflow.data._indexing import check_index
+from spikeflow.data.datasets.base import DatasetNotFoundError
 from spikeflow.data.frame_transforms import int_pair
 from spikeflow.data.image_transforms import pil_image_module
 from spikeflow.errors import ConfigurationError, DataFormatError
@@ -277,10 +278,30 @@ class FrameDetectionDataset(torch.utils.data.Dataset):
         )
 
 
-def list_image_names(folder: Path) -> set[str]:
-    """The names of the entries of ``folder`` (one listing, no per-file ``stat``)."""
+def check_images_present(
+    records: Sequence[ImageRecord], folder: Path, keep_empty: bool, where: str, label: str
+) -> None:
+    """Raise if an image the records keep is not in ``folder`` (one listing, no per-file
+    ``stat``); images without boxes count only when ``keep_empty``.
+
+    Args:
+        records: the images read from a json.
+        folder: the image folder.
+        keep_empty: whether images without boxes are kept.
+        where: the message's start (``"COCODetection: <json>: image id"``).
+        label: what a box is called in the json (``"annotation"``, ``"label"``).
+
+    Raises:
+        DatasetNotFoundError: naming the image, its first box id and the missing file.
+    """
     with os.scandir(folder) as entries:
-        return {entry.name for entry in entries}
+        present = {entry.name for entry in entries}
+    for record in records:
+        if (record.ids or keep_empty) and record.file.name not in present:
+            which = f"{label} id {record.ids[0]!r}" if record.ids else f"no {label}"
+            raise DatasetNotFoundError(
+                f"{where} {record.image_id!r} ({which}) is the file {record.file}, which is missing"
+            )
 
 
 def records_from_arrays(
