@@ -19,7 +19,7 @@ import torch
 from spikeflow.cli import build_parser
 from spikeflow.errors import ConfigurationError
 from spikeflow.training import TrainConfig, Trainer, config_for_resume, load_checkpoint
-from spikeflow.training.loop import epoch_learning_rates
+from spikeflow.training.loop import epoch_learning_rates, make_lr_scheduler
 from spikeflow.training.run_optimizer import build_run_optimizer
 from train_runs import tiny
 
@@ -99,6 +99,29 @@ def test_the_rates_follow_the_hand_derived_formulas():
     rates = epoch_learning_rates(_config(schedule="none", warmup_epochs=2,
                                          warmup_method="linear", warmup_factor=0.5))  # fmt: skip
     assert rates == pytest.approx([0.05, 0.075, *[LR] * 7], rel=1e-12)
+
+
+@pytest.mark.parametrize("method", ["ramp", "linear", "constant"])
+def test_the_cosine_floor_keeps_every_groups_share_of_the_rate(method):
+    """A group at ``s x lr`` (synaptic delays, a model's own groups) falls to ``s x
+    lr_min``, as every schedule keeps the groups' ratios: torch's single ``eta_min``
+    would pull a group below ``lr_min`` up to it, and train a frozen group (lr 0)."""
+    config = _config(lr_min=0.004, warmup_epochs=3, warmup_method=method,
+                     warmup_factor=None if method == "ramp" else 0.2)  # fmt: skip
+    weights = [torch.zeros(1, requires_grad=True) for _ in range(3)]
+    optimizer = torch.optim.SGD([{"params": weights[:1]},
+                                 {"params": weights[1:2], "lr": LR / 50},
+                                 {"params": weights[2:], "lr": 0.0}], lr=LR)  # fmt: skip
+    scheduler = make_lr_scheduler(optimizer, config)
+    run = epoch_learning_rates(config)  # the run's rate: one group at lr
+    for epoch in range(config.epochs):
+        rates = [group["lr"] for group in optimizer.param_groups]
+        assert rates == pytest.approx([run[epoch], run[epoch] / 50, 0.0], rel=1e-12), epoch
+        optimizer.step()
+        scheduler.step()
+    assert run[-1] > 0.004 and run[-1] == pytest.approx(
+        0.004 + (LR - 0.004) * (1 + math.cos(math.pi * 5 / 6)) / 2, rel=1e-12
+    )
 
 
 def _steps(optimizer: torch.optim.Optimizer, params: list[torch.Tensor], n: int) -> None:

@@ -7,6 +7,7 @@ take the prediction as the class with the largest time-mean output.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Self
@@ -99,10 +100,11 @@ def make_lr_scheduler(
     SpikingJelly's (and torchvision's) ``train_classify`` composition."""
     warmup = getattr(config, "warmup_epochs", 0)
     main: torch.optim.lr_scheduler.LRScheduler | None = None
-    if config.schedule == "cosine":
-        main = torch.optim.lr_scheduler.CosineAnnealingLR(
-            optimizer, T_max=config.epochs - warmup, eta_min=getattr(config, "lr_min", 0.0)
-        )
+    lr_min = getattr(config, "lr_min", 0.0)
+    if config.schedule == "cosine" and lr_min:
+        main = _cosine_with_floor(optimizer, config.epochs - warmup, lr_min / config.lr)
+    elif config.schedule == "cosine":
+        main = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs - warmup)
     elif config.schedule == "step":
         main = torch.optim.lr_scheduler.StepLR(optimizer, config.step_size, config.gamma)
     elif config.schedule == "exponential":
@@ -124,6 +126,19 @@ def make_lr_scheduler(
     if main is None:
         return ramp
     return torch.optim.lr_scheduler.SequentialLR(optimizer, [ramp, main], milestones=[warmup])
+
+
+def _cosine_with_floor(
+    optimizer: torch.optim.Optimizer, epochs: int, floor: float
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """CosineAnnealingLR's closed form over ``epochs`` down to ``floor`` times each
+    group's own rate: ``lr_min`` for a group at ``lr``, ``s · lr_min`` for one at ``s ·
+    lr`` (torch's single ``eta_min`` would pull a group below it up to it)."""
+
+    def factor(epoch: int) -> float:
+        return floor + (1 - floor) * (1 + math.cos(math.pi * epoch / epochs)) / 2
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def epoch_learning_rates(config: Any) -> list[float]:

@@ -144,7 +144,8 @@ class TrainConfig:
     #: The "linear" / "constant" warm-up's factor of ``lr`` (SJ's ``--lr-warmup-decay``);
     #: None: 0.01 (SJ's default).
     warmup_factor: float | None = None
-    #: The floor of the "cosine" schedule (CosineAnnealingLR's ``eta_min``).
+    #: The floor of the "cosine" schedule (CosineAnnealingLR's ``eta_min`` for the
+    #: groups at ``lr``; a group at ``s · lr`` falls to ``s · lr_min``).
     lr_min: float = 0.0
     #: SGD with Nesterov momentum (SJ's ``--opt sgd_nesterov``).
     nesterov: bool = False
