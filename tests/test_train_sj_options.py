@@ -70,13 +70,16 @@ def _config(**changes: object) -> SimpleNamespace:
 SJ_NAMES = {"cosine": "cosa", "step": "step", "exponential": "exp"}
 
 
-@pytest.mark.parametrize("schedule", ["cosine", "step", "exponential"])
+@pytest.mark.parametrize(
+    ("schedule", "lr_min"),
+    [("cosine", 0.0), ("cosine", 0.004), ("step", 0.0), ("exponential", 0.0)],
+)
 @pytest.mark.parametrize("method", ["linear", "constant"])
 @pytest.mark.parametrize("warmup", [0, 3])
-def test_every_epochs_rate_is_spikingjellys(schedule, method, warmup):
+def test_every_epochs_rate_is_spikingjellys(schedule, lr_min, method, warmup):
     factor = None if method == "linear" else 0.25  # None: SJ's default decay 0.01
     config = _config(schedule=schedule, warmup_epochs=warmup, gamma=0.7, step_size=2,
-                     lr_min=0.004 if schedule == "cosine" else 0.0,
+                     lr_min=lr_min,
                      warmup_method=method if warmup else "ramp", warmup_factor=factor)  # fmt: skip
     expected = _sj_rates(9, SJ_NAMES[schedule], warmup, method,
                          0.01 if factor is None else factor, gamma=0.7, step=2,
