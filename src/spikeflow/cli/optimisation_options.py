@@ -114,8 +114,9 @@ def add_optimisation_options(o: Any, s: Any) -> None:
         type=int,
         default=s,
         metavar="N",
-        help="linear learning-rate warm-up over the first N epochs (epoch k at lr (k+1)/(N+1)), "
-        "then --schedule over the rest (default 0)",
+        help="learning-rate warm-up over the first N epochs (shaped by --warmup-method; "
+        "the default ramp: epoch k at lr (k+1)/(N+1)), then --schedule over the rest "
+        "(default 0)",
     )
     o.add_argument("--warmup-method", default=s, choices=["ramp", "linear", "constant"],
                    help="ramp (default: epoch k at lr (k+1)/(N+1)); linear: from "

@@ -134,8 +134,9 @@ class TrainConfig:
     epochs: int = 40
     batch_size: int | None = None
     amp: str = "off"
-    #: Linear learning-rate warm-up: epoch ``k < warmup_epochs`` trains at ``lr (k + 1) /
-    #: (warmup_epochs + 1)``, then ``schedule`` runs over the remaining epochs.
+    #: Learning-rate warm-up over the first ``warmup_epochs`` epochs (``warmup_method``;
+    #: the default "ramp": epoch ``k`` trains at ``lr (k + 1) / (warmup_epochs + 1)``),
+    #: then ``schedule`` runs over the remaining epochs.
     warmup_epochs: int = 0
     #: The warm-up's shape: "ramp" (above), or SpikingJelly's / torchvision's "linear"
     #: (torch's LinearLR from ``warmup_factor`` up to 1 over ``warmup_epochs``) and
