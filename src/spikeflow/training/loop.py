@@ -91,8 +91,9 @@ def make_lr_scheduler(
     optimizer: torch.optim.Optimizer, config: Any
 ) -> torch.optim.lr_scheduler.LRScheduler | None:
     """The per-epoch learning-rate schedule of ``config.schedule``: ``"cosine"`` over
-    the epochs (down to ``lr_min``), ``"step"`` (``step_size``, ``gamma``),
-    ``"exponential"`` (the rate times ``gamma`` every epoch), or None for ``"none"``;
+    the epochs (down to ``lr_min``; a group at ``s · lr`` to ``s · lr_min``), ``"step"``
+    (``step_size``, ``gamma``), ``"exponential"`` (the rate times ``gamma`` every
+    epoch), or None for ``"none"``;
     after ``config.warmup_epochs`` epochs of warm-up, when set, over the epochs that
     remain. The warm-up (``warmup_method``): ``"ramp"``, epoch ``k`` at ``lr (k + 1) /
     (warmup + 1)``; ``"linear"`` / ``"constant"``, torch's LinearLR / ConstantLR with
