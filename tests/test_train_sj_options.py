@@ -178,18 +178,29 @@ def _logged_rates(run) -> list[float]:
         return [float(row["lr"]) for row in csv.DictReader(fh)]
 
 
-def test_a_run_logs_the_rates_and_resumes_mid_schedule(tmp_path):
+_COSINE_END = 1e-4 + (1e-3 - 1e-4) / 2  # the floored cosine's second epoch of two
+
+#: (options, stop after epochs, the next epoch's rate, every epoch's rate): a stop
+#: inside the linear warm-up; a stop at the SequentialLR milestone, into the floored
+#: cosine's first epoch (with SGD's Nesterov momentum).
+_RUNS = [
+    ({"optimizer": "rmsprop", "schedule": "exponential", "gamma": 0.5, "warmup_method": "linear",
+      "warmup_factor": 0.1}, 1, 0.55e-3, [1e-4, 0.55e-3, 1e-3, 0.5e-3]),
+    ({"optimizer": "sgd", "nesterov": True, "schedule": "cosine", "lr_min": 1e-4,
+      "warmup_method": "constant", "warmup_factor": 0.2}, 2, 1e-3,
+     [0.2e-3, 0.2e-3, 1e-3, _COSINE_END]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("options", "stop", "saved", "expected"), _RUNS)
+def test_a_run_logs_the_rates_and_resumes_mid_schedule(tmp_path, options, stop, saved, expected):
     pytest.importorskip("sklearn", reason="the digits need scikit-learn")
-    options = {"optimizer": "rmsprop", "schedule": "exponential", "gamma": 0.5, "epochs": 4,
-               "warmup_epochs": 2, "warmup_method": "linear", "warmup_factor": 0.1,
-               "lr": 1e-3}  # fmt: skip
+    options = {**options, "epochs": 4, "warmup_epochs": 2, "lr": 1e-3}
     Trainer(tiny(tmp_path, "full", **options), log=None).fit()
-    Trainer(tiny(tmp_path, "split", stop_after=1, **options), log=None).fit()
+    Trainer(tiny(tmp_path, "split", stop_after=stop, **options), log=None).fit()
     payload = load_checkpoint(tmp_path / "split" / "last.pt")
-    # saved inside the warm-up: the next epoch's rate, 0.1 + 0.9 / 2 of lr
-    assert payload["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.55e-3)
+    assert payload["optimizer"]["param_groups"][0]["lr"] == pytest.approx(saved)
     Trainer(config_for_resume(payload, {}), resume=payload, log=None).fit()
-    expected = [1e-4, 0.55e-3, 1e-3, 0.5e-3]
     assert _logged_rates(tmp_path / "full") == pytest.approx(expected)
     assert _logged_rates(tmp_path / "split") == pytest.approx(expected)
     full, split = (load_checkpoint(tmp_path / n / "last.pt")["model"] for n in ("full", "split"))
