@@ -80,7 +80,7 @@ def test_config_formats_and_errors(tmp_path, monkeypatch):
     with pytest.raises(ConfigurationError, match="epochz"):
         config_from_dict(load_config_file(tmp_path / "bad.toml"))
     with pytest.raises(ConfigurationError, match="optimizer"):
-        config_from_dict({"optimizer": "rmsprop"}).validate()
+        config_from_dict({"optimizer": "lamb"}).validate()
     monkeypatch.setitem(__import__("sys").modules, "yaml", None)
     with pytest.raises(MissingExtraError, match=r"spikeflow\[yaml\]"):
         load_config_file(tmp_path / "c.yaml")
