@@ -2,10 +2,11 @@
 (``--optimizer rmsprop``, ``--nesterov``, ``--schedule exponential``, ``--lr-min``,
 ``--warmup-method linear|constant``, ``--warmup-factor``): the learning rate of every
 epoch equals SpikingJelly's composition of torch's schedulers (rebuilt here from its
-``set_lr_scheduler``, which cannot be imported without torchvision) and the
-hand-derived formulas; the weights after N steps equal torch's optimizers built as SJ's
-``set_optimizer`` builds them; a resume mid-schedule continues the same rates; bad
-combinations are refused by name."""
+``set_lr_scheduler``, and that function's installed source itself, run without the
+module, which imports torchvision) and the hand-derived formulas; the weights after N
+steps equal torch's optimizers built as SJ's ``set_optimizer`` builds them (rebuilt and
+installed); a resume mid-schedule continues the same rates; bad combinations are
+refused by name."""
 
 from __future__ import annotations
 
@@ -87,6 +88,52 @@ def test_every_epochs_rate_is_spikingjellys(schedule, lr_min, method, warmup):
     assert epoch_learning_rates(config) == pytest.approx(expected, rel=1e-12)
 
 
+def _spikingjellys_builders() -> dict:
+    """SpikingJelly's own ``set_lr_scheduler`` and ``set_optimizer`` (their source, read
+    from the installed recipe and run: the module imports torchvision, absent here)."""
+    import ast
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("spikingjelly")
+    if spec is None or spec.origin is None:
+        pytest.skip("spikingjelly is not installed")
+    path = Path(spec.origin).parent / "activation_based/examples/common/train_classify.py"
+    if not path.is_file():
+        pytest.skip(f"no {path}")
+    wanted = ("set_lr_scheduler", "set_optimizer")
+    found = [n for n in ast.walk(ast.parse(path.read_text()))
+             if isinstance(n, ast.FunctionDef) and n.name in wanted]  # fmt: skip
+    assert sorted(n.name for n in found) == sorted(wanted), path
+    names: dict = {"torch": torch}
+    exec(compile(ast.Module(found, type_ignores=[]), str(path), "exec"), names)
+    return names
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "step", "exponential"])
+@pytest.mark.parametrize("method", ["linear", "constant"])
+def test_every_epochs_rate_is_that_of_spikingjellys_installed_code(schedule, method):
+    """The rates of SpikingJelly's installed ``set_lr_scheduler`` itself, stepped per
+    epoch as its ``main`` does, for warm-ups of 0, 1 and 4 epochs and three factors."""
+    build = _spikingjellys_builders()["set_lr_scheduler"]
+    for warmup in (0, 1, 4):
+        for factor in (0.01, 0.3, 1.0):
+            args = SimpleNamespace(lr_scheduler=SJ_NAMES[schedule], lr_step_size=3, lr_gamma=0.8,
+                                   epochs=10, lr_warmup_epochs=warmup,
+                                   lr_warmup_method=method, lr_warmup_decay=factor)  # fmt: skip
+            optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=LR)
+            scheduler, theirs = build(None, args, optimizer), []
+            for _ in range(10):
+                theirs.append(optimizer.param_groups[0]["lr"])
+                optimizer.step()
+                scheduler.step()
+            config = _config(schedule=schedule, epochs=10, step_size=3, gamma=0.8,
+                             warmup_epochs=warmup, warmup_method=method if warmup else "ramp",
+                             warmup_factor=factor if warmup else None)  # fmt: skip
+            rates = epoch_learning_rates(config)
+            assert rates == pytest.approx(theirs, rel=1e-12), (warmup, factor)
+
+
 def test_the_rates_follow_the_hand_derived_formulas():
     # linear warm-up over 3 epochs from 0.01 x lr, then lr x 0.5**k
     rates = epoch_learning_rates(_config(schedule="exponential", gamma=0.5, warmup_epochs=3,
@@ -135,10 +182,11 @@ def _steps(optimizer: torch.optim.Optimizer, params: list[torch.Tensor], n: int)
         optimizer.step()
 
 
+@pytest.mark.parametrize("installed", [False, True])
 @pytest.mark.parametrize("name", ["rmsprop", "sgd_nesterov"])
-def test_weights_after_n_steps_equal_spikingjellys_optimizer(name):
+def test_weights_after_n_steps_equal_spikingjellys_optimizer(name, installed):
     """SJ's ``set_optimizer``: RMSprop(momentum, weight_decay, eps=0.0316, alpha=0.9);
-    SGD(momentum, weight_decay, nesterov=True)."""
+    SGD(momentum, weight_decay, nesterov=True); rebuilt here, or the installed one."""
     torch.manual_seed(0)
     ours = torch.nn.Linear(6, 4).double()
     theirs = [p.detach().clone().requires_grad_(True) for p in ours.parameters()]
@@ -146,7 +194,10 @@ def test_weights_after_n_steps_equal_spikingjellys_optimizer(name):
                                                                    "nesterov": True}  # fmt: skip
     config = TrainConfig(lr=0.01, momentum=0.8, weight_decay=1e-3, **options)
     config.validate()
-    if name == "rmsprop":
+    if installed:
+        arguments = SimpleNamespace(opt=name, lr=0.01, momentum=0.8, weight_decay=1e-3)
+        reference = _spikingjellys_builders()["set_optimizer"](None, arguments, theirs)
+    elif name == "rmsprop":
         reference = torch.optim.RMSprop(theirs, lr=0.01, momentum=0.8, weight_decay=1e-3,
                                         eps=0.0316, alpha=0.9)  # fmt: skip
     else:
