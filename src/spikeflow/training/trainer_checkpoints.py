@@ -100,7 +100,8 @@ class CheckpointMixin:
             "teacher": {} if teacher is None else {"digest": teacher.digest},
             "rng": [s["rng"] for s in states],
             "world_size": self.ctx.world_size,
-            "tensor_parallel": 1 if tp is None else tp.size,  # (whose rng entries these are)
+            # (whose rng entries these are; absent without a split, as before the option)
+            **({} if tp is None else {"tensor_parallel": tp.size}),
             **running,
             "history": self.history,
             "best": {"test_acc": self.best_test_acc, "epoch": self.best_epoch},
