@@ -45,6 +45,7 @@ from spikeflow.memory.spike_linear import (
     packed_spike_linear,
     sparse_linear,
 )
+from spikeflow.neuron_functional import *  # noqa: F403  (re-export: stateless neuron steps)
 from spikeflow.output_coding import (
     first_spike_index,
     kernel_dot_product,
