@@ -33,15 +33,6 @@ __all__ = [
     "plif_step",
 ]
 
-#: Constructor arguments that are learnable tensors when a tensor requiring a gradient
-#: is given for them (the module then holds an ``nn.Parameter`` of that name).
-_LEARNABLE_FLAGS = {
-    "tau": "learnable_tau",
-    "v_threshold": "learnable_threshold",
-    "tau_syn": "learnable_tau_syn",
-    "tau_mem": "learnable_tau_mem",
-}
-
 
 def _neuron_class(neuron: str | type[nn.Module]) -> Any:
     """The class (or factory) ``neuron`` names: a zoo name (``"lif"``, ``"plif"``, as in
@@ -69,13 +60,15 @@ def neuron_module(
 
     ``neuron`` is a module (used as it is; ``params`` then only swap its parameters and
     tensor buffers), a neuron class, or a name (:func:`_neuron_class`). For a class or
-    name, ``params`` are its constructor's arguments; a tensor that requires a gradient
-    for ``tau`` or ``v_threshold`` builds the learnable form (``learnable_tau=True``,
-    ``learnable_threshold=True``) unless that flag is given.
+    name, ``params`` are its constructor's arguments, and those given as tensors that
+    the module keeps as a parameter or tensor buffer of the same name (``tau``,
+    ``v_threshold``, ``tau_syn``, ...) are swapped in as given (the constructor keeps a
+    detached copy), so the gradient reaches the caller's tensor.
 
     Raises:
-        ConfigurationError: an unknown name, or a ``params`` key that names neither a
-            parameter nor a tensor buffer of a given module.
+        ConfigurationError: an unknown name, a ``params`` key that names neither a
+            parameter nor a tensor buffer of a given module, or a tensor requiring a
+            gradient that a built module keeps under no such name (``init_tau``).
     """
     if isinstance(neuron, nn.Module):
         if not isinstance(neuron, MemoryModule):
@@ -92,12 +85,7 @@ def neuron_module(
             )
         return neuron, dict(params)
     factory = _neuron_class(neuron)
-    kwargs = dict(params)
-    for name, flag in _LEARNABLE_FLAGS.items():
-        value = kwargs.get(name)
-        if isinstance(value, Tensor) and value.requires_grad and flag not in kwargs:
-            kwargs[flag] = True
-    module = factory(**kwargs)
+    module = factory(**params)
     if not isinstance(module, MemoryModule):
         raise ConfigurationError(
             f"neuron {neuron!r} built a {type(module).__name__}, not a spikeflow neuron"
@@ -106,6 +94,14 @@ def neuron_module(
         module.named_buffers(recurse=False)
     )
     swapped = {k: v for k, v in params.items() if isinstance(v, Tensor) and k in tensors}
+    lost = [k for k, v in params.items() if isinstance(v, Tensor) and v.requires_grad]
+    lost = [k for k in lost if k not in swapped]
+    if lost:
+        raise ConfigurationError(
+            f"{type(module).__name__}: params {lost} require a gradient, but the module "
+            "keeps no parameter or tensor buffer of that name to swap them in for "
+            f"(it has {', '.join(tensors) or 'none'}): their gradient would be lost"
+        )
     return module, swapped
 
 
