@@ -203,6 +203,13 @@ def test_cuba_lif_by_name_carries_both_states():
     _close(state["i"], final["i"])
 
 
+def test_vmap_over_samples_equals_the_batched_call():
+    x = _inputs((4, 3, 5), seed=7, scale=4.0).detach()
+    mapped = torch.func.vmap(lambda a: nf.neuron_step("lif", a, None, tau=3.0)[0])(x)
+    assert mapped.sum() > 0
+    assert torch.equal(mapped, nf.neuron_step("lif", x, None, tau=3.0)[0])
+
+
 def test_bad_input_raises_clear_errors():
     x = torch.zeros(2, 3)
     with pytest.raises(ConfigurationError, match="'no_such'"):
