@@ -203,6 +203,39 @@ def test_cuba_lif_by_name_carries_both_states():
     _close(state["i"], final["i"])
 
 
+def test_multi_step_runs_the_fused_kernel_with_swapped_tensors(monkeypatch):
+    """backend='auto' takes the module's fused C kernel (no fallback to the reference
+    loop) with the caller's tau / w swapped in, equal to backend='torch'."""
+    import spikeflow.kernels
+    import spikeflow.neurons.base as neuron_base
+
+    if not spikeflow.kernels._has_compiler():
+        pytest.skip("no C compiler: backend='auto' runs the reference loop")
+    x = _inputs((6, 2, 3), seed=8, scale=2.0)
+    cases = [
+        ("lif", {"tau": torch.tensor([1.5, 2.5, 4.0], dtype=F64, requires_grad=True)}),
+        ("plif", {"w": torch.tensor([0.5, -1.0, 2.0], dtype=F64, requires_grad=True)}),
+    ]
+    fused = []
+    with monkeypatch.context() as m:
+
+        def refuse(*args):
+            raise AssertionError("backend='auto' fell back to the reference loop")
+
+        m.setattr(spikeflow.kernels, "run_reference", refuse)
+        real, chosen = neuron_base.resolve_backend, []
+        m.setattr(neuron_base, "resolve_backend", lambda *a: chosen.append(real(*a)) or chosen[-1])
+        for name, params in cases:
+            out, _ = nf.neuron_multi_step(name, x, None, **params)
+            fused.append((out, torch.autograd.grad(out.sum(), (x, *params.values()))))
+    assert len(chosen) == 2 and all(r is spikeflow.kernels.run_cpu_or_reference for r in chosen)
+    for (name, params), (out, grads) in zip(cases, fused):
+        ref, _ = nf.neuron_multi_step(name, x, None, backend="torch", **params)
+        assert torch.equal(out, ref)
+        for ours, theirs in zip(grads, torch.autograd.grad(ref.sum(), (x, *params.values()))):
+            _close(ours, theirs)
+
+
 def test_vmap_over_samples_equals_the_batched_call():
     x = _inputs((4, 3, 5), seed=7, scale=4.0).detach()
     mapped = torch.func.vmap(lambda a: nf.neuron_step("lif", a, None, tau=3.0)[0])(x)

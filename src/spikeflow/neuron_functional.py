@@ -53,6 +53,24 @@ def _neuron_class(neuron: str | type[nn.Module]) -> Any:
     )
 
 
+def _build(factory: Any, params: dict[str, Any]) -> Any:
+    """``factory(**params)``, leaving out the tensors it takes no argument for (PLIF's
+    ``w``, a parameter the constructor initialises): they are only swapped in."""
+    kwargs = dict(params)
+    while True:
+        try:
+            return factory(**kwargs)
+        except TypeError as error:
+            rejected = [
+                k
+                for k, v in kwargs.items()
+                if isinstance(v, Tensor) and f"unexpected keyword argument '{k}'" in str(error)
+            ]
+            if not rejected:
+                raise
+            del kwargs[rejected[0]]
+
+
 def neuron_module(
     neuron: str | type[nn.Module] | MemoryModule, **params: Any
 ) -> tuple[MemoryModule, dict[str, Tensor]]:
@@ -85,7 +103,7 @@ def neuron_module(
             )
         return neuron, dict(params)
     factory = _neuron_class(neuron)
-    module = factory(**params)
+    module = _build(factory, params)
     if not isinstance(module, MemoryModule):
         raise ConfigurationError(
             f"neuron {neuron!r} built a {type(module).__name__}, not a spikeflow neuron"
@@ -228,10 +246,7 @@ def _sj_multi_step(
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     if not isinstance(x_seq, Tensor) or x_seq.dim() < 2:
         raise ShapeError(f"{owner}: x_seq must be a tensor [T, B, ...]")
-    w = params.pop("w", None)
     module, swapped = neuron_module(neuron, store_v_seq=store_v_seq, **params)
-    if w is not None:
-        swapped["w"] = w
     spikes, final = multi_step(module, x_seq, _initial_v(v, x_seq[0], owner), **swapped)
     return spikes, final["v"], (module.v_seq if store_v_seq else None)
 
