@@ -249,8 +249,10 @@ def test_bad_input_raises_clear_errors():
         nf.neuron_step("no_such", x, None)
     with pytest.raises(ConfigurationError, match=r"\['tau'\]"):
         nf.neuron_step(neurons.IFNode(), x, None, tau=torch.tensor(2.0))
-    with pytest.raises(ConfigurationError, match=r"\['init_tau'\] require a gradient"):
+    with pytest.raises(ConfigurationError, match=r"\['init_tau'\] are neither"):
         nf.neuron_step("plif", x, None, init_tau=torch.tensor(3.0, requires_grad=True))
+    with pytest.raises(ConfigurationError, match=r"\['tua'\] are neither"):
+        nf.neuron_step("lif", x, None, tua=torch.tensor(3.0))
     with pytest.raises(ShapeError, match="x_seq"):
         nf.neuron_multi_step("lif", torch.zeros(3), None)
     with pytest.raises(ConfigurationError, match="tau"):

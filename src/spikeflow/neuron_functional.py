@@ -53,13 +53,13 @@ def _neuron_class(neuron: str | type[nn.Module]) -> Any:
     )
 
 
-def _build(factory: Any, params: dict[str, Any]) -> Any:
+def _build(factory: Any, params: dict[str, Any]) -> tuple[Any, list[str]]:
     """``factory(**params)``, leaving out the tensors it takes no argument for (PLIF's
-    ``w``, a parameter the constructor initialises): they are only swapped in."""
+    ``w``, a parameter the constructor initialises: only swapped in), and their names."""
     kwargs = dict(params)
     while True:
         try:
-            return factory(**kwargs)
+            return factory(**kwargs), [k for k in params if k not in kwargs]
         except TypeError as error:
             rejected = [
                 k
@@ -85,8 +85,9 @@ def neuron_module(
 
     Raises:
         ConfigurationError: an unknown name, a ``params`` key that names neither a
-            parameter nor a tensor buffer of a given module, or a tensor requiring a
-            gradient that a built module keeps under no such name (``init_tau``).
+            parameter nor a tensor buffer of a given module, a tensor the constructor
+            takes no argument for and the module keeps under no such name, or a tensor
+            requiring a gradient the module keeps under no such name (``init_tau``).
     """
     if isinstance(neuron, nn.Module):
         if not isinstance(neuron, MemoryModule):
@@ -103,7 +104,7 @@ def neuron_module(
             )
         return neuron, dict(params)
     factory = _neuron_class(neuron)
-    module = _build(factory, params)
+    module, left_out = _build(factory, params)
     if not isinstance(module, MemoryModule):
         raise ConfigurationError(
             f"neuron {neuron!r} built a {type(module).__name__}, not a spikeflow neuron"
@@ -113,12 +114,12 @@ def neuron_module(
     )
     swapped = {k: v for k, v in params.items() if isinstance(v, Tensor) and k in tensors}
     lost = [k for k, v in params.items() if isinstance(v, Tensor) and v.requires_grad]
-    lost = [k for k in lost if k not in swapped]
+    lost = [k for k in lost + left_out if k not in swapped]
     if lost:
         raise ConfigurationError(
-            f"{type(module).__name__}: params {lost} require a gradient, but the module "
-            "keeps no parameter or tensor buffer of that name to swap them in for "
-            f"(it has {', '.join(tensors) or 'none'}): their gradient would be lost"
+            f"{type(module).__name__}: params {lost} are neither constructor arguments "
+            "nor, for tensors requiring a gradient, a parameter or tensor buffer of that "
+            f"name to swap them in for (it has {', '.join(tensors) or 'none'})"
         )
     return module, swapped
 
