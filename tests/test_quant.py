@@ -75,8 +75,8 @@ def test_quantization_stacks_on_pruning_and_keeps_pruned_synapses_at_zero():
 
 
 def test_refusals():
-    for bits in (1, 17, 4.0, True, "8"):
-        with pytest.raises(ConfigurationError, match="bits must be an integer from 2"):
+    for bits in (0, -1, 17, 4.0, True, "8"):
+        with pytest.raises(ConfigurationError, match="bits must be an integer from 1"):
             quant.apply_weight_quantization(small_net(), bits=bits)
     net = small_net()
     quant.apply_weight_quantization(net, bits=8, layers=[net[4]])
@@ -130,8 +130,8 @@ def test_a_quantized_run_trains_resumes_exactly_and_evaluates(tmp_path, capsys):
     Trainer(tiny(tmp_path, "ternary", weight_bits=2), log=None).fit()
     rows = read_csv(tmp_path / "ternary" / "metrics.csv")  # quantization alone logs it too
     assert float(rows[-1]["sparsity"]) > 0.05
-    assert main(["train", "--weight-bits", "1", "--output-dir", str(tmp_path / "x")]) == 2
-    assert "bits must be an integer from 2" in capsys.readouterr().err
+    assert main(["train", "--weight-bits", "0", "--output-dir", str(tmp_path / "x")]) == 2
+    assert "bits must be an integer from 1" in capsys.readouterr().err
 
 
 def test_transposed_convolutions_scale_per_output_channel():

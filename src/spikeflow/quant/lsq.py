@@ -15,6 +15,12 @@ scales of :class:`~spikeflow.quant.WeightQuantizer`); asymmetric ones use all ``
 codes ``u = k + z`` around an integer zero point ``z`` (levels ``-z … 2^bits - 1 - z``),
 fixed at initialisation from where the weights lie.
 
+Binary (``bits=1``): ``v_q = s·sign(v)`` with ``sign(0) = +1``, the gradient to ``v``
+straight through where ``|v| < s`` (LSQ's clip-aware rule with ``Qn = Qp = 1``), zero
+beyond, ``∂v_q/∂s = sign(v)`` times ``g = 1/sqrt(N)`` (no rounding-error term: the
+level does not depend on ``s``), and the initial step ``s = mean|v|`` (XNOR-Net's
+optimal scale; no asymmetric levels).
+
 The rounding and the gradient scale are written so the forward value is ``k·s``
 exactly (``layer.weight == k·s``, as :func:`~spikeflow.quant.integer_weights` returns).
 See ``docs/quantization.md``.
@@ -30,9 +36,9 @@ from torch import Tensor, nn
 
 from spikeflow._checks import check_flag
 from spikeflow.errors import ConfigurationError
-from spikeflow.quant.weights import WeightQuantizer
+from spikeflow.quant.weights import WeightQuantizer, binary_levels
 
-__all__ = ["LSQWeightQuantizer", "grad_scale", "lsq_quantize", "round_pass"]
+__all__ = ["LSQWeightQuantizer", "grad_scale", "lsq_binary", "lsq_quantize", "round_pass"]
 
 #: The smallest step the forward uses (a step trained to zero or below would divide by
 #: zero; it is clamped, with no gradient, until it grows again).
@@ -61,6 +67,17 @@ def lsq_quantize(v: Tensor, step: Tensor, low: float | Tensor, high: float | Ten
     return round_pass(torch.clamp(v / s, low, high)) * s
 
 
+def lsq_binary(v: Tensor, step: Tensor, g: float | Tensor, levels: Tensor | None = None) -> Tensor:
+    """``step·sign(v)`` (``sign(0) = +1``) with the binary LSQ gradients (module doc):
+    ``1`` to ``v`` where ``|v| < step``, ``sign(v)·g`` to the step. ``levels``: the
+    ±1 (or 0) to use instead of ``sign(v)``."""
+    s = grad_scale(step.clamp(min=MIN_STEP), g)
+    sign = torch.where(v.detach() >= 0, 1.0, -1.0) if levels is None else levels
+    sign = sign.to(v.dtype)
+    inside = torch.where((v.detach() / s.detach()).abs() < 1, v, v.detach())
+    return sign * s + (inside - inside.detach())
+
+
 def _per_step(weight: Tensor, per_channel: bool, channel_dim: int) -> tuple[int, ...]:
     """The dims a step is shared over: all (per layer) or all but ``channel_dim``."""
     if not per_channel or weight.dim() < 2:
@@ -73,7 +90,7 @@ class LSQWeightQuantizer(WeightQuantizer):
     step is the trained parameter ``step`` instead of ``max|w|/q``.
 
     Args:
-        bits: 2 to 16.
+        bits: 1 (binary) to 16.
         weight: the weight to initialise the step (and the zero point) from.
         per_channel: a step per output channel (``channel_dim``) or one per layer.
         channel_dim: 0 (linear, convolution) or 1 (transposed convolution).
@@ -92,6 +109,11 @@ class LSQWeightQuantizer(WeightQuantizer):
         asymmetric: bool = False,
     ) -> None:
         self.asymmetric = check_flag("LSQWeightQuantizer", "asymmetric", asymmetric)
+        if self.asymmetric and bits == 1:
+            raise ConfigurationError(
+                "LSQ weight quantization: binary weights (bits=1) are symmetric (±s); "
+                "asymmetric levels need 2 bits or more"
+            )
         super().__init__(bits, per_channel, channel_dim, groups)
         if self.per_channel and groups > 1 and weight.dim() >= 2:
             raise ConfigurationError(
@@ -110,6 +132,8 @@ class LSQWeightQuantizer(WeightQuantizer):
         # The paper's initial step: 2·mean|w| / sqrt(Qp) (1 for a channel of zeros).
         mean = wide.abs().mean(dim=dims, keepdim=True)
         step = torch.where(mean > 0, 2 * mean / math.sqrt(q), torch.ones_like(mean))
+        if self.bits == 1:  # XNOR-Net's scale: mean|w| (the paper's 2·mean|w| is LSQ's)
+            step = torch.where(mean > 0, mean, torch.ones_like(mean))
         if self.asymmetric:
             # Zero point: the share of the 2^bits - 1 steps below zero, as the weights lie.
             low = wide.amin(dim=dims, keepdim=True).clamp(max=0)
@@ -151,6 +175,8 @@ class LSQWeightQuantizer(WeightQuantizer):
     def integers(self, weight: Tensor) -> tuple[Tensor, Tensor]:
         """``(k, s)``: the integer levels (int32) and the step, ``w_q = k·s``."""
         s = self.scale(weight)
+        if self.bits == 1:
+            return binary_levels(weight.detach(), self), s
         low, high = (b.to(s.dtype) for b in self.bounds())
         k = torch.clamp(torch.round(weight.detach().to(s.dtype) / s), low, high)
         return k.to(torch.int32), s
@@ -161,6 +187,11 @@ class LSQWeightQuantizer(WeightQuantizer):
         Computed in float32 or wider, as :meth:`integers` (a float16/bfloat16 quotient
         ``w/s`` would round to other levels), then rounded to the weight's dtype."""
         wide = torch.promote_types(weight.dtype, torch.float32)
+        if self.bits == 1:
+            levels = binary_levels(weight.detach(), self)  # (a channel of zeros: 0)
+            binary = lsq_binary(weight.to(wide), self.step.to(wide), self.gradient_scale,
+                                levels)  # fmt: skip
+            return binary.to(weight.dtype)
         low, high = (b.to(wide) for b in self.bounds())
         quantized = lsq_quantize(weight.to(wide), self.step.to(wide), low, high,
                                  self.gradient_scale)  # fmt: skip

@@ -8,6 +8,12 @@ channel (or per layer), taken from the current weights at each forward. The grad
 passes straight through the rounding (``∂L/∂w := ∂L/∂w_q``), so the float weights keep
 learning. :func:`integer_weights` gives the integers and scales a neuromorphic chip
 takes.
+
+``bits=1`` is binary (BinaryConnect, Courbariaux et al. 2015; XNOR-Net, Rastegari et
+al. 2016): ``w_q = α·sign(w)`` with ``sign(0) = +1`` (BinaryConnect's deterministic
+form), ``α = mean|w|`` per output channel (or per layer; XNOR-Net's scale), and the
+gradient straight through where ``|w| <= 1``, zero beyond (BinaryConnect's hard-tanh
+estimator; ``α`` is taken from the detached weights, as the other widths' scale).
 """
 
 from __future__ import annotations
@@ -28,8 +34,11 @@ from spikeflow.prune.reparam import REPARAMETERISATIONS, chosen_layers, reparame
 
 __all__ = ["WeightQuantizer", "apply_weight_quantization", "integer_weights", "weight_bits"]
 
-#: Bits a weight may have: 2 (ternary: -s, 0, s) to 16.
-MIN_BITS, MAX_BITS = 2, 16
+#: Bits a weight may have: 1 (binary: -α, α), 2 (ternary: -s, 0, s) to 16.
+MIN_BITS, MAX_BITS = 1, 16
+#: BinaryConnect's straight-through range of a binary weight: the gradient passes where
+#: ``|w| <= BINARY_CLIP`` (the hard tanh's slope) and is zero beyond.
+BINARY_CLIP = 1.0
 #: How a weight's scale is set: ``max|w|/q`` of the current weights, or learned (LSQ).
 WEIGHT_METHODS = ("fixed", "lsq")
 
@@ -45,12 +54,12 @@ def is_integer_from(value: object, low: int, high: int) -> bool:
 
 
 def check_bits(value: object) -> int:
-    """``value`` as an int if it is an integer number of bits from 2 to 16 (a Python or
-    numpy integer, not a bool)."""
+    """``value`` as an int if it is an integer number of bits from 1 (binary) to 16 (a
+    Python or numpy integer, not a bool)."""
     if not is_integer_from(value, MIN_BITS, MAX_BITS):
         raise ConfigurationError(
-            f"weight quantization: bits must be an integer from {MIN_BITS} (ternary) to "
-            f"{MAX_BITS}, got {value!r}"
+            f"weight quantization: bits must be an integer from {MIN_BITS} (binary; 2: "
+            f"ternary) to {MAX_BITS}, got {value!r}"
         )
     return int(value)
 
@@ -62,7 +71,8 @@ class WeightQuantizer(nn.Module):
     for linear layers and convolutions, 1 for transposed convolutions, whose weight is
     ``[in, out/groups, ...]``: with ``groups > 1`` each group's slice of dim 1 is its own
     output channels), else one per layer. The levels and scales are computed in float32
-    or wider; a float16/bfloat16 weight is ``k·s`` rounded to its dtype.
+    or wider; a float16/bfloat16 weight is ``k·s`` rounded to its dtype. ``bits=1``:
+    binary levels ``k = ±1`` (``sign(0) = +1``), ``s = mean|w|`` (module doc).
     """
 
     def __init__(self, bits: int, per_channel: bool = True, channel_dim: int = 0,
@@ -72,7 +82,8 @@ class WeightQuantizer(nn.Module):
         self.per_channel = check_flag("WeightQuantizer", "per_channel", per_channel)
         self.channel_dim = channel_dim
         self.groups = groups
-        self.levels = 2 ** (self.bits - 1) - 1
+        # Levels each side of zero; binary weights have one (±1) and no zero level.
+        self.levels = max(2 ** (self.bits - 1) - 1, 1)
         # Saved with the weights, so a state dict of other settings is refused on load.
         self.register_buffer("settings", self._settings())
 
@@ -109,35 +120,42 @@ class WeightQuantizer(nn.Module):
             f"quantizes to {described(ours)}: they differ in {', '.join(differ)}"
         )
 
-    def _peak(self, w: Tensor) -> Tensor:
-        """``max|w|`` per output channel (or in all), broadcasting against ``w``."""
+    def _per_channel(self, w: Tensor, mean: bool = False) -> Tensor:
+        """``max`` (or ``mean``) of ``w`` per output channel (or in all), broadcasting
+        against ``w``."""
         if not self.per_channel or w.dim() < 2:
-            return w.amax()
+            return w.mean() if mean else w.amax()
         if self.channel_dim == 1 and self.groups > 1:  # grouped transposed convolution
             grouped = w.reshape(self.groups, w.shape[0] // self.groups, *w.shape[1:])
             others = (1, *range(3, grouped.dim()))
-            peak = grouped.amax(dim=others, keepdim=True).expand_as(grouped)
-            return peak.reshape(w.shape)
+            reduced = grouped.mean(dim=others, keepdim=True) if mean else grouped.amax(
+                dim=others, keepdim=True)  # fmt: skip
+            return reduced.expand_as(grouped).reshape(w.shape)
         others = tuple(d for d in range(w.dim()) if d != self.channel_dim)
-        return w.amax(dim=others, keepdim=True)
+        return w.mean(dim=others, keepdim=True) if mean else w.amax(dim=others, keepdim=True)
 
     def scale(self, weight: Tensor) -> Tensor:
-        """The step between two levels, ``max|w| / q`` (1 for a channel of zeros), in
-        float32 or wider; it broadcasts against ``weight``."""
+        """The step between two levels, ``max|w| / q`` (binary: ``mean|w|``; 1 for a
+        channel of zeros), in float32 or wider; it broadcasts against ``weight``."""
         wide = torch.promote_types(weight.dtype, torch.float32)
-        peak = self._peak(weight.detach().to(wide).abs())
-        return torch.where(peak > 0, peak / self.levels, torch.ones_like(peak))
+        size = self._per_channel(weight.detach().to(wide).abs(), mean=self.bits == 1)
+        return torch.where(size > 0, size / self.levels, torch.ones_like(size))
 
     def integers(self, weight: Tensor) -> tuple[Tensor, Tensor]:
         """``(k, s)``: the integer levels (int32) and the scale, ``w_q = k·s``."""
         s = self.scale(weight)
+        if self.bits == 1:
+            return binary_levels(weight.detach(), self), s
         k = torch.round(weight.detach().to(s.dtype) / s).clamp(-self.levels, self.levels)
         return k.to(torch.int32), s
 
     def forward(self, weight: Tensor) -> Tensor:
-        """The quantized weight (straight-through gradient)."""
+        """The quantized weight (straight-through gradient; binary: only where
+        ``|w| <= 1``)."""
         k, s = self.integers(weight)
         quantized = (k.to(s.dtype) * s).to(weight.dtype)
+        if self.bits == 1:  # BinaryConnect's hard-tanh estimator
+            weight = torch.where(weight.abs() <= BINARY_CLIP, weight, weight.detach())
         return weight + (quantized - weight).detach()
 
     def right_inverse(self, weight: Tensor) -> Tensor:
@@ -149,6 +167,14 @@ class WeightQuantizer(nn.Module):
 
 
 REPARAMETERISATIONS.append(WeightQuantizer)
+
+
+def binary_levels(weight: Tensor, quantizer: WeightQuantizer) -> Tensor:
+    """``sign(w)`` with ``sign(0) = +1`` as int32; a channel (or layer) of zeros stays
+    at level 0 (its binary weights would otherwise all become ``+s``)."""
+    k = torch.where(weight >= 0, 1, -1).to(torch.int32)
+    nonzero = quantizer._per_channel((weight != 0).to(torch.float32)) > 0
+    return torch.where(nonzero, k, torch.zeros_like(k))
 
 
 def apply_weight_quantization(
@@ -164,7 +190,8 @@ def apply_weight_quantization(
     ``layers``) to ``bits`` bits while it trains; returns the layer names.
 
     ``method="fixed"`` (default): symmetric levels with the scale ``max|w|/q`` of the
-    current weights (:class:`WeightQuantizer`). ``method="lsq"``: a learned step
+    current weights (:class:`WeightQuantizer`); ``bits=1``: binary
+    ``mean|w|·sign(w)``. ``method="lsq"``: a learned step
     (:class:`~spikeflow.quant.LSQWeightQuantizer`, initialised from the weights as
     they are now), symmetric or, with ``asymmetric=True``, all ``2^bits`` codes around
     an integer zero point.
@@ -174,8 +201,9 @@ def apply_weight_quantization(
     weights into plain layers.
 
     Raises:
-        ConfigurationError: bits outside 2-16, an unknown method, asymmetric levels
-            with fixed scales, no such layer, or a layer quantized already.
+        ConfigurationError: bits outside 1-16, a pruned layer at 1 bit, an unknown
+            method, asymmetric levels with fixed scales, no such layer, or a layer
+            quantized already.
     """
     bits = check_bits(bits)
     if method not in WEIGHT_METHODS:
@@ -197,6 +225,15 @@ def apply_weight_quantization(
         ):
             names = ", ".join(type(p).__name__ for p in layer.parametrizations.weight)
             raise ConfigurationError(f"layer {name!r}: its weight is quantized already ({names})")
+        if bits == 1 and parametrize.is_parametrized(layer, "weight"):
+            from spikeflow.prune.reparam import SignedStrength, SoftThreshold
+
+            if any(isinstance(p, (SignedStrength, SoftThreshold))
+                   for p in layer.parametrizations.weight):  # fmt: skip
+                raise ConfigurationError(
+                    f"layer {name!r} is pruned, and binary weights (bits=1) have no zero "
+                    "level: its pruned synapses would become ±s; prune with 2 bits or more"
+                )
 
     def make(layer: nn.Module) -> WeightQuantizer:
         # A transposed convolution's weight is [in, out/groups, ...]: outputs on dim 1.
