@@ -280,7 +280,8 @@ def add_optimisation_options(o: Any, s: Any) -> None:
         type=int,
         default=s,
         help="train with linear and convolution weights quantized to this many bits "
-        "(2-16, symmetric, per output channel; docs/quantization.md)",
+        "(1-16, symmetric, per output channel; 1: binary, mean|w|·sign(w); "
+        "docs/quantization.md)",
     )
     o.add_argument(
         "--weight-quant",
