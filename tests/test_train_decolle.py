@@ -149,6 +149,7 @@ def test_a_stopped_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
         ({"amp": "bf16"}, "--amp bf16"),
         ({"prune": "stds"}, "--prune stds"),
         ({"loss": "ce"}, "leave --loss out"),
+        ({"loss_kwargs": {"weight": [2.0] * 10}}, "takes no --loss-kwargs: .* got weight"),
         ({"decolle_loss": "l1"}, "decolle_loss must be one of"),
         ({"decolle_update": "epoch"}, "decolle_update must be one of"),
         ({"decolle_burnin": 4}, r"decolle_burnin \(4\) must be below T = 4"),

@@ -111,6 +111,8 @@ def test_adaptive_feedback_resumes_exactly(tmp_path):
         ({"prune": "stds"}, "--prune stds"),
         ({"weight_bits": 4}, "--weight-bits"),
         ({"loss": "mse"}, "loss must be ce"),
+        ({"loss_kwargs": {"weight": [1.0] * 10}}, "takes label_smoothing only, got weight"),
+        ({"loss_kwargs": {"reduction": "sum"}}, "takes label_smoothing only, got reduction"),
         ({"eprop": "hebbian"}, "eprop must be one of"),
         ({"eprop": "random", "eprop_feedback_decay": 0.1}, "needs --eprop adaptive"),
         ({"eprop": None, "eprop_rate_strength": 0.1}, "needs e-prop training"),

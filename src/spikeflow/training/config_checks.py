@@ -181,6 +181,12 @@ def _check_eprop(config: TrainConfig) -> None:
             f"e-prop descends the per-step cross-entropy of the readout (Bellec et al.'s "
             f"classification loss): loss must be ce, got {config.loss!r}"
         )
+    ignored = sorted(set(config.loss_kwargs) - {"label_smoothing"})
+    if ignored:  # e-prop's own cross-entropy takes ce's label_smoothing, nothing else
+        raise ConfigurationError(
+            f"e-prop (--eprop) descends its own unweighted, batch-mean cross-entropy: "
+            f"--loss-kwargs takes label_smoothing only, got {', '.join(ignored)}"
+        )
 
 
 #: The settings truncated BPTT does not combine with (config name, flag, why).
@@ -306,6 +312,11 @@ def _check_decolle(config: TrainConfig) -> None:
         raise ConfigurationError(
             f"DECOLLE trains each layer on its local loss, chosen with --decolle-loss "
             f"(smooth_l1 or mse): leave --loss out, got {config.loss!r}"
+        )
+    if config.loss_kwargs:  # the loss is unused, so would its arguments be
+        raise ConfigurationError(
+            f"DECOLLE trains each layer on its local loss (--decolle-loss), which takes no "
+            f"--loss-kwargs: leave them out, got {', '.join(sorted(config.loss_kwargs))}"
         )
 
 
