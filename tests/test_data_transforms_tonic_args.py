@@ -116,7 +116,8 @@ def test_downsample_tuple_and_target_size_equal_tonic_on_real_recordings():
 
 def test_downsample_target_size_in_double_precision_equals_tonic():
     """A 25 x 240 sensor to (7, 21): ⌈25 · (7/25)⌉ is 8 in floating point, the sensor is
-    (7, 21); y = 80, 160 land where float32 factors would floor otherwise."""
+    (7, 21); y = 80, 160 land where a float32 factor times a float64 coordinate would
+    floor otherwise (an all-float32 product does not: the test below catches that)."""
     tt = tonic_transforms()
     xs, ys = np.meshgrid(np.arange(25), np.arange(0, 240, 8))
     r = rec(np.arange(xs.size), xs.ravel(), ys.ravel(), sensor=(25, 240, 2))
@@ -234,3 +235,22 @@ def test_drop_event_range_arguments_are_named():
     with pytest.raises(ConfigurationError, match="fraction must be a finite real"):
         T.DropEvent("0.1")
     assert not T.DropEvent((0.0, 0.0)).random and T.DropEvent((0.0, 0.5)).random
+
+
+@pytest.mark.parametrize(
+    ("sensor", "kwargs"),
+    [
+        ((66, 44, 2), {"target_size": (39, 26)}),  # x = 22, 44 and y = 22: x·w/W whole
+        ((346, 260, 2), {"spatial_factor": (0.53, 0.35)}),  # DAVIS346; x = 100, y = 20, ...
+    ],
+)
+def test_downsample_floors_float64_products_as_tonic(sensor, kwargs):
+    """Every pixel of the sensor: where ``x · f`` is a whole number, float32 factors (or
+    products) floor one pixel lower or higher than Tonic's float64 ones."""
+    tt = tonic_transforms()
+    w, h, _ = sensor
+    xs, ys = np.meshgrid(np.arange(w), np.arange(h))
+    r = rec(np.arange(xs.size), xs.ravel(), ys.ravel(), sensor=sensor)
+    ours = T.Downsample(**kwargs)(r)
+    their_kwargs = dict(kwargs, sensor_size=sensor) if "target_size" in kwargs else kwargs
+    assert_same(ours, tt.Downsample(**their_kwargs)(to_tonic(r)))
