@@ -114,7 +114,9 @@ def check_pixel_steps(config: TrainConfig, model: nn.Module, info: DataInfo) -> 
 def check_classes(config: TrainConfig, info: DataInfo) -> None:
     """Raise a ConfigurationError when the model's ``num_classes`` (``--model-kwargs``)
     cannot take the dataset's labels: fewer than its classes, or, with mixup/CutMix,
-    not exactly as many."""
+    not exactly as many; or when ``--loss-kwargs weight`` (one per class) is not one
+    value per class of the loss (the model's, or ``num_classes`` with
+    ``population_code=True``), which the first step would refuse."""
     classes = config.model_kwargs.get("num_classes", info.num_classes)
     if not isinstance(classes, int) or isinstance(classes, bool):
         return  # the model's own check names it
@@ -130,6 +132,16 @@ def check_classes(config: TrainConfig, info: DataInfo) -> None:
             f"mixup/cutmix mix one-hot labels of {dataset}, but model_kwargs num_classes "
             f"is {classes}: the loss needs one output per class; leave num_classes out"
         )
+    weight = config.loss_kwargs.get("weight")
+    if isinstance(weight, (list, tuple)):  # the loss's class weights, one per output class
+        wanted, of = classes, f"the model's outputs for {dataset}"
+        if config.loss_kwargs.get("population_code") is True:
+            wanted, of = config.loss_kwargs.get("num_classes"), "population_code's num_classes"
+        if isinstance(wanted, int) and len(weight) != wanted:
+            raise ConfigurationError(
+                f"--loss-kwargs weight has {len(weight)} values; the loss {config.loss!r} "
+                f"needs one per class, {wanted} ({of})"
+            )
 
 
 def check_neuron_steps(config: TrainConfig, model: nn.Module) -> None:
