@@ -290,3 +290,20 @@ def test_a_pixel_model_needs_T_of_the_pixels_before_the_run_starts(model, tmp_pa
     assert main(["train", "--model", model, "--output-dir", str(out), "--no-progress"]) == 2
     assert "pass -T 64" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_summed_loss_is_logged_per_sample_whatever_the_batch_size(tmp_path):
+    """``--loss-kwargs reduction=sum``: train_loss and test_loss are the loss per sample,
+    as with the batch mean (was: the batch sums times the batch size, over the samples);
+    lr ~ 0 so that both runs log the same model's loss."""
+    from spikeflow.training.metric_logs import read_csv
+
+    logged = {}
+    for reduction, batch in [("mean", 32), ("sum", 32), ("sum", 16)]:
+        config = tiny(tmp_path, f"{reduction}{batch}", loss="ce_count", epochs=1, lr=1e-12,
+                      batch_size=batch, loss_kwargs={"reduction": reduction})  # fmt: skip
+        Trainer(config, log=None).fit()
+        row = read_csv(tmp_path / f"{reduction}{batch}" / "metrics.csv")[-1]
+        logged[reduction, batch] = (float(row["train_loss"]), float(row["test_loss"]))
+    assert logged["sum", 32] == pytest.approx(logged["mean", 32], rel=1e-6)
+    assert logged["sum", 16][1] == pytest.approx(logged["mean", 32][1], rel=1e-6)

@@ -27,7 +27,10 @@ The loss a run logs and is evaluated with (:func:`logged_loss`), for its trainer
 
 from __future__ import annotations
 
-from torch import nn
+import functools
+from typing import Any
+
+from torch import Tensor, nn
 
 from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.losses import LossFn, check_loss_fits, get_loss, non_finite_loss_cause
@@ -43,6 +46,7 @@ __all__ = [
     "check_tbptt_run",
     "check_two_view_data",
     "logged_loss",
+    "loss_is_summed",
     "non_finite_advice",
     "run_loss",
 ]
@@ -73,16 +77,31 @@ def logged_loss(config: TrainConfig, loss: LossFn) -> LossFn:
     (:func:`~spikeflow.training.decolle.decolle_output_loss`), a truncated-BPTT run's
     ``loss`` per window (:func:`~spikeflow.training.tbptt.windowed_loss`), an online or
     e-prop run's ``loss`` per step (:func:`~spikeflow.training.online.per_step_loss`),
-    else ``loss`` itself. The trainer's evaluation and ``spikeflow eval`` both use it."""
+    else ``loss`` itself. The trainer's evaluation and ``spikeflow eval`` both use it.
+    With ``--loss-kwargs reduction=sum`` it is divided by the batch size: the logs hold
+    a loss per sample, as for a batch mean, whatever the batch size."""
     from spikeflow.training.decolle import decolle_output_loss
     from spikeflow.training.online import per_step_loss, trains_per_step
     from spikeflow.training.tbptt import windowed_loss
 
     if getattr(config, "decolle", False):
         return decolle_output_loss(config.decolle_loss)
+    if loss_is_summed(config):
+        loss = functools.partial(_per_sample, loss)
     if getattr(config, "tbptt", None) is not None:
         return windowed_loss(loss, config.tbptt)
     return per_step_loss(loss) if trains_per_step(config) else loss
+
+
+def loss_is_summed(config: TrainConfig) -> bool:
+    """Whether the run's loss sums over the batch (``--loss-kwargs reduction=sum``):
+    the epoch's loss sums then take it as the batch's, not as a mean per sample."""
+    return config.loss_kwargs.get("reduction") == "sum"
+
+
+def _per_sample(loss: LossFn, out: Tensor, target: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+    """``loss`` (a sum over the batch) divided by the batch size of ``out`` ``[T, B, ...]``."""
+    return loss(out, target, *args, **kwargs) / out.shape[1]
 
 
 def check_two_view_data(config: TrainConfig, info: DataInfo, batch: int) -> None:

@@ -26,7 +26,7 @@ from spikeflow.training.fsdp import average_replicated_grads, is_sharded, local_
 from spikeflow.training.loop import autocast_context, count_correct
 from spikeflow.training.online import online_backward, trains_per_step
 from spikeflow.training.resume import describe_position
-from spikeflow.training.run_checks import non_finite_advice
+from spikeflow.training.run_checks import loss_is_summed, non_finite_advice
 from spikeflow.training.tbptt import tbptt_backward
 
 __all__ = ["NonFiniteLossError", "StepsMixin"]
@@ -178,7 +178,7 @@ class StepsMixin:
             self._update()
         self._update_ema(step)
         self._phase = "done"
-        self.epoch_sums.add(value * len(y),
+        self.epoch_sums.add(value * (1 if loss_is_summed(cfg) else len(y)),
                             count_correct(out.detach(), y, self.readout), len(y),
                             regularised * len(y))  # fmt: skip
         self.step_in_epoch = step + 1
