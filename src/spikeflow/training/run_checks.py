@@ -133,9 +133,9 @@ def check_pixel_steps(config: TrainConfig, model: nn.Module, info: DataInfo) -> 
 def check_classes(config: TrainConfig, info: DataInfo) -> None:
     """Raise a ConfigurationError when the model's ``num_classes`` (``--model-kwargs``)
     cannot take the dataset's labels: fewer than its classes, or, with mixup/CutMix,
-    not exactly as many; or when ``--loss-kwargs weight`` (one per class) is not one
-    value per class of the loss (the model's, or ``num_classes`` with
-    ``population_code=True``), which the first step would refuse."""
+    not exactly as many; when ``--loss-kwargs weight`` (one per class) is not one
+    value per output, which the first step would refuse; or with ``population_code``,
+    which the run's readout does not read (it would report a wrong accuracy)."""
     classes = config.model_kwargs.get("num_classes", info.num_classes)
     if not isinstance(classes, int) or isinstance(classes, bool):
         return  # the model's own check names it
@@ -151,15 +151,19 @@ def check_classes(config: TrainConfig, info: DataInfo) -> None:
             f"mixup/cutmix mix one-hot labels of {dataset}, but model_kwargs num_classes "
             f"is {classes}: the loss needs one output per class; leave num_classes out"
         )
+    if config.loss_kwargs.get("population_code") is True:
+        raise ConfigurationError(
+            f"--loss-kwargs population_code=true: the loss {config.loss!r} would sum groups "
+            "of outputs, but the run's accuracy, best checkpoint and spikeflow eval read one "
+            "output per class; give the model one output per class (a zoo model's voting "
+            "layer: --model-kwargs voting_size=G) and leave population_code out"
+        )
     weight = config.loss_kwargs.get("weight")
     if isinstance(weight, (list, tuple)):  # the loss's class weights, one per output class
-        wanted, of = classes, f"the model's outputs for {dataset}"
-        if config.loss_kwargs.get("population_code") is True:
-            wanted, of = config.loss_kwargs.get("num_classes"), "population_code's num_classes"
-        if isinstance(wanted, int) and len(weight) != wanted:
+        if len(weight) != classes:
             raise ConfigurationError(
                 f"--loss-kwargs weight has {len(weight)} values; the loss {config.loss!r} "
-                f"needs one per class, {wanted} ({of})"
+                f"needs one per class, {classes} (the model's outputs for {dataset})"
             )
 
 
