@@ -227,6 +227,10 @@ def test_a_torchscript_teacher_is_loaded(tmp_path, teacher_file):
         ({"teacher": "t.pt", "online": True}, "cannot be combined with --online"),
         ({"teacher": "t.pt", "tbptt": 1}, "cannot be combined with --tbptt"),
         ({"teacher": "t.pt", "loss": "stcl"}, "--loss stcl"),
+        (
+            {"teacher": "t.pt", "loss": "ce_count", "loss_kwargs": {"reduction": "sum"}},
+            "reduction=sum would scale the loss's share by the batch size",
+        ),
         ({"teacher": "t.pt", "loss": "ttfs", "model": "plif_digits"}, "readout 'first_spike'"),
     ],
 )

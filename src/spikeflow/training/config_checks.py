@@ -362,6 +362,12 @@ def _check_distillation(config: TrainConfig) -> None:
             "--teacher cannot be combined with --loss stcl (two views of each batch): use "
             "another loss"
         )
+    if config.loss_kwargs.get("reduction") == "sum":  # kd_alpha weighs two batch means
+        raise ConfigurationError(
+            "--teacher mixes the loss with the distillation term, a batch mean, by kd_alpha: "
+            "--loss-kwargs reduction=sum would scale the loss's share by the batch size; "
+            "leave reduction out (mean)"
+        )
     if config.loss is not None:
         from spikeflow.losses import loss_readout
         from spikeflow.losses.distillation import DISTILLATION_READOUTS
