@@ -366,7 +366,10 @@ def _epochs(transform, workers: int) -> list[torch.Tensor]:
 
 
 @pytest.mark.parametrize("make", [lambda: T.RandomCrop(20, seed=0),
-                                  lambda: T.Compose([T.RandomCrop(20, seed=0)])])  # fmt: skip
+                                  lambda: T.Compose([T.RandomCrop(20, seed=0)]),
+                                  # Tonic's ranges, drawn per sample from the same stream
+                                  lambda: T.DropEvent((0.1, 0.6), seed=np.random.default_rng(0)),
+                                  lambda: T.RefractoryPeriod((100, 1500), seed=0)])  # fmt: skip
 def test_a_seeded_transform_draws_anew_in_every_worker_and_epoch(make):
     # Workers copy the transform: with its stream copied as is, every epoch (and every
     # worker) repeated the same crops.
