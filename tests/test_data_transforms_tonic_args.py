@@ -196,6 +196,11 @@ def test_refractory_period_range_equals_tonic_with_the_same_draws(monkeypatch):
         assert not tonic_kept - wider
         more += sum(wider.values()) > sum(tonic_kept.values())
     assert len(periods) == len(_nmnist_recordings()[::3]) and more > 0
+    # The draw is truncated (Tonic's int), a fixed fractional period acts as its ceiling.
+    same_pixel = rec([0, 300, 301, 700], [1, 1, 1, 1], [1, 1, 1, 1], sensor=(4, 4, 2))
+    assert T.RefractoryPeriod(300.5)(same_pixel).events["t"].tolist() == [0, 301, 700]
+    drawn = T.RefractoryPeriod((300.5, 300.5), seed=0)(same_pixel)
+    assert drawn.events["t"].tolist() == [0, 300, 700]
     fixed = T.RefractoryPeriod((300, 300.9), seed=1)
     assert not fixed.random and T.RefractoryPeriod((1, 2000), seed=1).random
     with pytest.raises(ConfigurationError, match="range must have low <= high"):
