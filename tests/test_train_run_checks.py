@@ -24,7 +24,7 @@ from spikeflow.training import Trainer
 from spikeflow.training.build import build_model
 from spikeflow.training.config import config_from_dict, resolve
 from spikeflow.training.data import DataInfo
-from spikeflow.training.run_checks import run_loss
+from spikeflow.training.run_checks import loss_is_summed, run_loss
 from spikeflow.training.trainer import NonFiniteLossError
 
 #: The shared tiny run, one epoch on fewer samples (T = 2).
@@ -306,4 +306,10 @@ def test_a_summed_loss_is_logged_per_sample_whatever_the_batch_size(tmp_path):
         row = read_csv(tmp_path / f"{reduction}{batch}" / "metrics.csv")[-1]
         logged[reduction, batch] = (float(row["train_loss"]), float(row["test_loss"]))
     assert logged["sum", 32] == pytest.approx(logged["mean", 32], rel=1e-6)
+    # Lava-DL's spike_rate sums by default: reduction=sum changes nothing there.
+    lava = {"loss": "spike_rate", "loss_kwargs": {"true_rate": 0.5, "false_rate": 0.1}}
+    explicit = {**lava["loss_kwargs"], "reduction": "sum"}
+    assert not loss_is_summed(config_from_dict(lava))
+    assert not loss_is_summed(config_from_dict({**lava, "loss_kwargs": explicit}))
+    assert loss_is_summed(config_from_dict({"loss": "tet", "loss_kwargs": {"reduction": "sum"}}))
     assert logged["sum", 16][1] == pytest.approx(logged["mean", 32][1], rel=1e-6)

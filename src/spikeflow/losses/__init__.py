@@ -181,6 +181,7 @@ __all__ = [
     "list_losses",
     "loss_key",
     "loss_readout",
+    "loss_sums_batch",
     "moving_window_confidence",
     "moving_window_predict",
     "moving_window_rate",
@@ -269,6 +270,17 @@ def loss_key(name: object) -> object:
 _PEER_NAMES = {
     "ce_rate": "snnTorch's ce_rate_loss is 'tet' with lamb=0 (--loss tet --loss-kwargs lamb=0)",
 }
+
+
+def loss_sums_batch(name: str, kwargs: Mapping[str, Any] | None = None) -> bool:
+    """Whether the loss ``name`` with ``kwargs`` returns its batch's sum, not a mean:
+    ``reduction="sum"`` on a loss of :mod:`spikeflow.losses.weighting`'s rules (one that
+    takes ``weight``). Lava-DL's ``spike_rate``/``spike_max``/``spike_moid`` keep their
+    own reductions and are not counted."""
+    key = _key(name)
+    if key not in _LOSSES or (kwargs or {}).get("reduction") != "sum":
+        return False
+    return "weight" in inspect.signature(_LOSSES[key][0]).parameters
 
 
 def _key(name: str) -> str:

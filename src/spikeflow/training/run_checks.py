@@ -33,7 +33,13 @@ from typing import Any
 from torch import Tensor, nn
 
 from spikeflow.errors import ConfigurationError, ShapeError
-from spikeflow.losses import LossFn, check_loss_fits, get_loss, non_finite_loss_cause
+from spikeflow.losses import (
+    LossFn,
+    check_loss_fits,
+    get_loss,
+    loss_sums_batch,
+    non_finite_loss_cause,
+)
 from spikeflow.models.common import output_steps
 from spikeflow.training.config import TrainConfig
 from spikeflow.training.data import DataInfo, dataset_shape
@@ -94,9 +100,11 @@ def logged_loss(config: TrainConfig, loss: LossFn) -> LossFn:
 
 
 def loss_is_summed(config: TrainConfig) -> bool:
-    """Whether the run's loss sums over the batch (``--loss-kwargs reduction=sum``):
-    the epoch's loss sums then take it as the batch's, not as a mean per sample."""
-    return config.loss_kwargs.get("reduction") == "sum"
+    """Whether the run's loss sums over the batch (``--loss-kwargs reduction=sum`` on a
+    loss of :mod:`spikeflow.losses.weighting`'s rules): the epoch's loss sums then take
+    it as the batch's, not as a mean per sample. (Lava-DL's losses, a sum by default, are
+    logged as before: not counted.)"""
+    return config.loss is not None and loss_sums_batch(config.loss, config.loss_kwargs)
 
 
 def _per_sample(loss: LossFn, out: Tensor, target: Tensor, *args: Any, **kwargs: Any) -> Tensor:
