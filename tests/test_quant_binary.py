@@ -110,6 +110,33 @@ def test_a_grouped_transposed_convolution_takes_each_output_channels_mean():
     assert _close(layer.weight, alpha * _sign(w))
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: nn.Linear(64, 8, bias=False),
+        lambda: nn.Conv2d(6, 6, 3, groups=3),
+        lambda: nn.Conv2d(6, 6, 3, groups=6),  # depthwise
+        lambda: nn.ConvTranspose2d(4, 6, 3, groups=2),
+    ],
+)
+def test_the_forward_weight_is_exactly_two_values_per_channel(make, dtype):
+    """Weights far smaller than α (a typical 0.01-0.1 layer with some near zero): the
+    forward is exactly ``k·α`` (what NIR export writes), not ``w + (α - w)`` rounded."""
+    torch.manual_seed(0)
+    layer = make().to(dtype)
+    with torch.no_grad():
+        layer.weight.mul_(0.1).view(-1)[::5] *= 1e-3
+    quant.apply_weight_quantization(layer, bits=1)
+    k, s = quant.integer_weights(layer)
+    assert torch.equal(layer.weight.detach(), (k.to(s.dtype) * s).to(dtype))
+    w = layer.weight.detach()
+    if isinstance(layer, nn.ConvTranspose2d):  # [in, out/groups, ...]: output 3·g + o
+        w = torch.stack([w[2 * g : 2 * g + 2, o] for g in range(2) for o in range(3)])
+    for channel in w.flatten(1):
+        assert channel.unique().numel() == 2
+
+
 def test_a_channel_of_zeros_stays_zero():
     layer = _layer("linear")
     with torch.no_grad():

@@ -155,7 +155,9 @@ class WeightQuantizer(nn.Module):
         k, s = self.integers(weight)
         quantized = (k.to(s.dtype) * s).to(weight.dtype)
         if self.bits == 1:  # BinaryConnect's hard-tanh estimator
-            weight = torch.where(weight.abs() <= BINARY_CLIP, weight, weight.detach())
+            passed = torch.where(weight.abs() <= BINARY_CLIP, weight, weight.detach())
+            # quantized + 0, so the forward is exactly ±α: w + (α - w) is not when |w| << α
+            return quantized + (passed - passed.detach())
         return weight + (quantized - weight).detach()
 
     def right_inverse(self, weight: Tensor) -> Tensor:
