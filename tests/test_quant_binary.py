@@ -201,6 +201,15 @@ def test_refusals_name_the_cause():
         quant.apply_weight_quantization(nn.Linear(8, 4), bits=0)
 
 
+@pytest.mark.parametrize("method", ["fixed", "lsq"])
+def test_pruning_a_binary_layer_says_binary_weights_cannot_be_pruned(method):
+    """Pruning after binarising: not the 2-bit advice 'prune first', which 1 bit refuses."""
+    net = nn.Sequential(nn.Linear(8, 4))
+    quant.apply_weight_quantization(net, bits=1, method=method)
+    with pytest.raises(ConfigurationError, match=r"'0'.*binary .*cannot be pruned"):
+        prune.apply_gradient_rewiring(net)
+
+
 def test_a_state_dict_of_binary_weights_is_refused_by_a_ternary_layer():
     binary, ternary = nn.Linear(8, 4), nn.Linear(8, 4)
     quant.apply_weight_quantization(binary, bits=1)

@@ -177,6 +177,12 @@ def _parametrized_by(layer: nn.Module) -> str:
 
     chain = list(layer.parametrizations.weight)
     names = ", ".join(type(p).__name__ for p in chain)
+    if any(isinstance(p, WeightQuantizer) and p.bits == 1 for p in chain):
+        return (
+            "binary weight quantization (bits=1, spikeflow.quant): binary weights have no "
+            "zero level, so they cannot be pruned in either order; quantize with 2 bits or "
+            "more to prune"
+        )
     if any(isinstance(p, WeightQuantizer) for p in chain):
         return (
             "weight quantization (spikeflow.quant): apply pruning first, then quantization "
