@@ -137,6 +137,27 @@ def test_the_forward_weight_is_exactly_two_values_per_channel(make, dtype):
         assert channel.unique().numel() == 2
 
 
+def test_nir_export_writes_the_binary_weights(tmp_path):
+    """NIR's Linear weights are the ±α the network ran with (two values per row), and
+    netx refuses weights off Lava's grid by the module's name."""
+    pytest.importorskip("nir", reason="the nir extra is not installed")
+    from spikeflow.interop.netx import export_netx
+    from spikeflow.interop.nir_export import export_to_nir
+
+    torch.manual_seed(0)
+    net = nn.Sequential(layers.Linear(64, 10, bias=False), IFNode())
+    with torch.no_grad():
+        net[0].weight.view(-1)[::5] *= 1e-3  # far below α: w + (α - w) would round
+    quant.apply_weight_quantization(net, bits=1)
+    k, s = quant.integer_weights(net[0])
+    graph = export_to_nir(net, torch.zeros(2, 1, 64))
+    (weight,) = [n.weight for n in graph.nodes.values() if getattr(n, "weight", None) is not None]
+    assert torch.equal(torch.as_tensor(weight), k.float() * s)
+    assert all(row.unique().numel() == 2 for row in torch.as_tensor(weight))
+    with pytest.raises(ConfigurationError, match=r"module 0 .*not on Lava's grid"):
+        export_netx(net, tmp_path / "net.net", (64,))
+
+
 def test_a_channel_of_zeros_stays_zero():
     layer = _layer("linear")
     with torch.no_grad():
