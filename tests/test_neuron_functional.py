@@ -267,3 +267,18 @@ def test_bad_input_raises_clear_errors():
         nf.lif_feed_forward_step(x, state, L.LIFParameters(), dt=0.01)
     with pytest.raises(ConfigurationError, match="'i'"):
         nf.lif_feed_forward_step(x, {"v": x}, L.LIFParameters())
+
+
+@pytest.mark.parametrize("name", ["adlif", "brf"])
+def test_randomly_initialised_tensors_must_be_given_not_redrawn(name):
+    # each call builds a fresh module: tensors its constructor draws at random would be
+    # redrawn at every step of a loop, so they must be passed in (or a module given)
+    x = torch.rand(2, 6) * 2
+    with pytest.raises(ConfigurationError, match="at random when built"):
+        nf.neuron_step(name, x, None)
+    module = nf._neuron_class(name)()
+    drawn = {k: t.detach().clone() for k, t in module.named_parameters()}
+    spikes, state = nf.neuron_step(name, x, None, **drawn)
+    ref_spikes, ref_state = nf.neuron_step(module, x, None)
+    assert torch.equal(spikes, ref_spikes)
+    assert all(torch.equal(state[k], ref_state[k]) for k in ref_state)

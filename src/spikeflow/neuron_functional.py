@@ -104,6 +104,7 @@ def neuron_module(
             )
         return neuron, dict(params)
     factory = _neuron_class(neuron)
+    rng_before = torch.random.get_rng_state()
     module, left_out = _build(factory, params)
     if not isinstance(module, MemoryModule):
         raise ConfigurationError(
@@ -113,6 +114,8 @@ def neuron_module(
         module.named_buffers(recurse=False)
     )
     swapped = {k: v for k, v in params.items() if isinstance(v, Tensor) and k in tensors}
+    if not torch.equal(rng_before, torch.random.get_rng_state()):
+        _refuse_redrawn(factory, params, module, swapped)
     lost = [k for k, v in params.items() if isinstance(v, Tensor) and v.requires_grad]
     lost = [k for k in lost + left_out if k not in swapped]
     if lost:
@@ -122,6 +125,25 @@ def neuron_module(
             f"name to swap them in for (it has {', '.join(tensors) or 'none'})"
         )
     return module, swapped
+
+
+def _refuse_redrawn(
+    factory: Any, params: dict[str, Any], module: MemoryModule, swapped: dict[str, Tensor]
+) -> None:
+    """Raise if the constructor drew tensors at random (AdLIF's ``alpha``, BRF's
+    ``omega``) that are not swapped in: each call builds a fresh module, so they would be
+    redrawn every call. Found by building once more from another generator state."""
+    with torch.random.fork_rng(devices=[]):  # the caller's generator is left as it is
+        other, _ = _build(factory, params)
+    mine = dict(module.named_parameters()) | dict(module.named_buffers())
+    theirs = dict(other.named_parameters()) | dict(other.named_buffers())
+    drawn = [k for k, t in mine.items() if k not in swapped and not torch.equal(t, theirs[k])]
+    if drawn:
+        raise ConfigurationError(
+            f"{type(module).__name__} draws {drawn} at random when built, and each "
+            "functional call builds a fresh module, so they would be redrawn every call: "
+            "pass them as tensors, or pass a module instance (its tensors are kept)"
+        )
 
 
 class _Runner(nn.Module):
