@@ -253,6 +253,12 @@ def test_bad_input_raises_clear_errors():
         nf.neuron_step("plif", x, None, init_tau=torch.tensor(3.0, requires_grad=True))
     with pytest.raises(ConfigurationError, match=r"\['tua'\] are neither"):
         nf.neuron_step("lif", x, None, tua=torch.tensor(3.0))
+    with pytest.raises(ConfigurationError, match=r"LIFNode could not be built.*'taux'"):
+        nf.neuron_step("lif", x, None, taux=3.0)
+    with pytest.raises(ConfigurationError, match=r"RefractoryLIFNode.*'refractory_steps'"):
+        nf.neuron_step("refractory_lif", x, None)
+    with pytest.raises(ConfigurationError, match="PSN, not a stateful"):
+        nf.neuron_multi_step("psn", torch.zeros(4, 2, 3), None, T=4)
     with pytest.raises(ShapeError, match="x_seq"):
         nf.neuron_multi_step("lif", torch.zeros(3), None)
     with pytest.raises(ConfigurationError, match="tau"):

@@ -55,7 +55,8 @@ def _neuron_class(neuron: str | type[nn.Module]) -> Any:
 
 def _build(factory: Any, params: dict[str, Any]) -> tuple[Any, list[str]]:
     """``factory(**params)``, leaving out the tensors it takes no argument for (PLIF's
-    ``w``, a parameter the constructor initialises: only swapped in), and their names."""
+    ``w``, a parameter the constructor initialises: only swapped in), and their names.
+    Any other argument the constructor rejects raises :class:`ConfigurationError`."""
     kwargs = dict(params)
     while True:
         try:
@@ -66,8 +67,11 @@ def _build(factory: Any, params: dict[str, Any]) -> tuple[Any, list[str]]:
                 for k, v in kwargs.items()
                 if isinstance(v, Tensor) and f"unexpected keyword argument '{k}'" in str(error)
             ]
-            if not rejected:
-                raise
+            if not rejected:  # a misspelt or missing argument (PSN's T): name the neuron
+                name = getattr(factory, "__name__", repr(factory))
+                raise ConfigurationError(
+                    f"{name} could not be built from params {sorted(kwargs)}: {error}"
+                ) from error
             del kwargs[rejected[0]]
 
 
@@ -108,7 +112,9 @@ def neuron_module(
     module, left_out = _build(factory, params)
     if not isinstance(module, MemoryModule):
         raise ConfigurationError(
-            f"neuron {neuron!r} built a {type(module).__name__}, not a spikeflow neuron"
+            f"neuron {neuron!r} built a {type(module).__name__}, not a stateful spikeflow "
+            "neuron (MemoryModule): a parallel or sequence-only neuron (PSN, DSR-IF) carries "
+            "no state between calls; call the module on the whole sequence"
         )
     tensors = dict(module.named_parameters(recurse=False)) | dict(
         module.named_buffers(recurse=False)
