@@ -271,6 +271,11 @@ def test_bad_input_raises_clear_errors():
         nf.lif_feed_forward_step(x, state, L.LIFParameters(method="heaviside"))
     with pytest.raises(ConfigurationError, match="tau_syn_inv"):
         nf.lif_feed_forward_step(x, state, L.LIFParameters(), dt=0.01)
+    with pytest.raises(ConfigurationError, match=r"p\.v_reset .* shape \(3,\)"):
+        nf.lif_feed_forward_step(x, state, L.LIFParameters(v_reset=torch.zeros(3)))
+    v_reset = torch.tensor(0.0, requires_grad=True)
+    with pytest.raises(ConfigurationError, match=r"v_reset .* requiring a gradient"):
+        nf.lif_feed_forward_step(x, state, L.LIFParameters(v_reset=v_reset))
     with pytest.raises(ConfigurationError, match="'i'"):
         nf.lif_feed_forward_step(x, {"v": x}, L.LIFParameters())
 

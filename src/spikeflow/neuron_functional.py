@@ -447,7 +447,8 @@ def lif_feed_forward_step(
     Norse's stored current is spikeflow's ``i`` times ``(1 - k) / k``, ``k = dt·tau_syn_inv``.
 
     Raises:
-        ConfigurationError: a missing field, an unknown ``method``, or ``k >= 1``.
+        ConfigurationError: a missing field, an unknown ``method``, ``k >= 1``, or a
+            ``v_reset`` tensor of several elements or requiring a gradient.
     """
     k = _field(p, "tau_syn_inv", "p") * dt
     if bool(torch.as_tensor(k >= 1.0).any()):
@@ -456,6 +457,12 @@ def lif_feed_forward_step(
             f"by 1 - dt * tau_syn_inv each step), got {k}"
         )
     v_reset = _field(p, "v_reset", "p")
+    if isinstance(v_reset, Tensor) and (v_reset.numel() != 1 or v_reset.requires_grad):
+        raise ConfigurationError(
+            "lif_feed_forward_step: p.v_reset must be one number here (the neuron's reset "
+            f"is a float, with no gradient), got a tensor of shape {tuple(v_reset.shape)}"
+            f"{' requiring a gradient' if v_reset.requires_grad else ''}"
+        )
     params = {
         "tau_syn": 1.0 / _field(p, "tau_syn_inv", "p"),
         "tau_mem": 1.0 / _field(p, "tau_mem_inv", "p"),
