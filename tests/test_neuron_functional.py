@@ -259,6 +259,8 @@ def test_bad_input_raises_clear_errors():
         nf.neuron_step("refractory_lif", x, None)
     with pytest.raises(ConfigurationError, match="PSN, not a stateful"):
         nf.neuron_multi_step("psn", torch.zeros(4, 2, 3), None, T=4)
+    with pytest.raises(ShapeError, match="leave step_mode out"):
+        nf.neuron_step("lif", x, None, step_mode="m")
     with pytest.raises(ShapeError, match="x_seq"):
         nf.neuron_multi_step("lif", torch.zeros(3), None)
     with pytest.raises(ConfigurationError, match="tau"):

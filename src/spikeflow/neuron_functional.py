@@ -202,7 +202,9 @@ def step(
 
     Raises:
         ConfigurationError: a bad neuron, parameter or state (the message names it).
-        ShapeError: ``x`` given as a sequence (use :func:`multi_step`).
+        ShapeError: ``step_mode`` given other than ``"s"`` (use :func:`multi_step`). A
+            ``[T, B, ...]`` tensor cannot be told from a ``[B, ...]`` one: it runs as one
+            step over a larger batch.
     """
     if not isinstance(x, Tensor):
         raise ConfigurationError(f"step: x must be a tensor, got {type(x).__name__}")
