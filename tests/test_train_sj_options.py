@@ -307,3 +307,18 @@ def test_eval_energy_neuromc_refuses_the_optimizers_it_does_not_price(options, n
     with pytest.raises(ConfigurationError, match=named):
         trained_optimizer(TrainConfig(lr=0.01, **options).validate(), model)
     trained_optimizer(TrainConfig(lr=0.01, optimizer="sgd").validate(), model)  # priced
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [({"optimizer": "rmsprop"}, "optimizer 'rmsprop' is not one NeuroMC prices"),
+     ({"optimizer": "sgd", "nesterov": True}, "Nesterov momentum \\(--nesterov\\)")],
+)  # fmt: skip
+def test_eval_energy_neuromc_refuses_the_optimizer_before_the_test_pass(options, named):
+    # refuse_unpriced_training runs before the test split is evaluated (it used to be
+    # the optimizer's build, after the whole test pass)
+    from spikeflow.training.neuromc_eval import refuse_unpriced_training
+
+    with pytest.raises(ConfigurationError, match=named):
+        refuse_unpriced_training(TrainConfig(lr=0.01, **options).validate())
+    refuse_unpriced_training(TrainConfig(lr=0.01, optimizer="sgd").validate())  # priced

@@ -34,6 +34,21 @@ __all__ = [
 ENERGY_MODELS = ("neuromc",)
 
 
+def _refuse_unpriced_optimizer(config: Any) -> None:
+    """Refuse a run whose optimizer NeuroMC does not price (before any evaluation).
+
+    Raises:
+        ConfigurationError: an optimizer other than sgd, adam and adamw, or SGD with
+            Nesterov momentum.
+    """
+    if config.optimizer not in ("sgd", "adam", "adamw"):
+        raise ConfigurationError(f"--energy neuromc: the run's optimizer {config.optimizer!r} "
+                                 "is not one NeuroMC prices (sgd, adam, adamw)")  # fmt: skip
+    if getattr(config, "nesterov", False):  # one more multiply-add per weight than SGD's
+        raise ConfigurationError("--energy neuromc: the run's optimizer is SGD with Nesterov "
+                                 "momentum (--nesterov), which NeuroMC does not price")  # fmt: skip
+
+
 def refuse_unpriced_training(config: Any) -> None:
     """Refuse a run whose training step is not one BPTT step (a forward over the ``T``
     steps, one backward, one update), the only step NeuroMC's report prices.
@@ -42,8 +57,9 @@ def refuse_unpriced_training(config: Any) -> None:
         ConfigurationError: naming the run's training method: truncated BPTT or FPTT
             (``--tbptt``, ``--fptt``), online training (``--online``: SLTT, OTTT with
             ``--online-trace-decay``), e-prop (``--eprop``), EventProp (``--eventprop``)
-            or DECOLLE (``--decolle``).
+            or DECOLLE (``--decolle``), or its optimizer, when NeuroMC does not price it.
     """
+    _refuse_unpriced_optimizer(config)  # refused before the test pass, not after
     base = "--energy neuromc prices one BPTT step (a forward over the T steps, one backward, "
     base += "one update); this run trained with "
     if config.tbptt is not None:
@@ -105,12 +121,7 @@ def trained_optimizer(
     from spikeflow.training.eprop import eprop_rule
     from spikeflow.training.run_optimizer import build_run_optimizer
 
-    if config.optimizer not in ("sgd", "adam", "adamw"):
-        raise ConfigurationError(f"--energy neuromc: the run's optimizer {config.optimizer!r} "
-                                 "is not one NeuroMC prices (sgd, adam, adamw)")  # fmt: skip
-    if getattr(config, "nesterov", False):  # one more multiply-add per weight than SGD's
-        raise ConfigurationError("--energy neuromc: the run's optimizer is SGD with Nesterov "
-                                 "momentum (--nesterov), which NeuroMC does not price")  # fmt: skip
+    _refuse_unpriced_optimizer(config)
     eprop = eprop_rule(config, model, distributed=False)  # its adaptive B is stepped too
     optimizer = build_run_optimizer(config, model, eprop=eprop)
     if saved:
