@@ -139,7 +139,9 @@ class SetupMixin:
         if extra:
             self.log(
                 f"note: {len(self.train_set)} training samples do not split evenly over "  # type: ignore[arg-type]
-                f"{data.world_size} processes: each epoch repeats {extra} of them to even "
+                f"{data.world_size} "
+                + ("processes" if self.tp is None else "model copies (--tensor-parallel)")
+                + f": each epoch repeats {extra} of them to even "
                 "the shards (DistributedSampler), so its last step differs from a "
                 "one-process run's"
             )
