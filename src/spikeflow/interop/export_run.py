@@ -292,8 +292,9 @@ def netx_problems(chip: nn.Module) -> list[str]:
 
 #: netx's limits a zoo network meets, as :func:`netx_problems` names them.
 _NETX_PROBLEMS = {
-    "pooling": "pooling, which netx has no layer for (a non-overlapping sum or average "
-    "pooling followed by a flatten and a Linear is folded into the Linear)",
+    "pooling": "pooling, which Lava's netx runtime has no layer for (a non-overlapping sum "
+    "or average pooling followed by a flatten and a Linear is folded into the Linear; "
+    "export_netx writes Lava-DL's pool, which only import_netx reads)",
     "bias": "a layer bias (a folded batch norm, or bias=True) before neurons other than "
     "IFNode / LIFNode / ParametricLIFNode (Loihi adds a bias to the voltage; train with "
     "--neuron if, or batch_norm=false and bias-free layers)",

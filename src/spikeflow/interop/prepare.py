@@ -27,7 +27,8 @@ fixed maps that NIR and netx can express once rewritten:
   synapse (:mod:`~spikeflow.interop.prepare_sigma_delta`).
 
 What has no such form is refused, every module named with its path: max pooling (NIR
-has average and sum pooling only, netx no pooling), BNTT and TEBN (per-time-step
+has average and sum pooling only, netx none: Lava's netx runtime has no pooling
+layer), BNTT and TEBN (per-time-step
 statistics or scales: an affine map that changes with t, which no NIR or netx node
 has), a batch norm with no convolution or linear layer right before it, and an
 adaptive average pool whose windows differ in size (or with no ``sample_input``). Other
@@ -401,7 +402,8 @@ def _rewrite(items: list[tuple[str, nn.Module]], problems: list[str], prefix: st
         if isinstance(module, _MAX_POOLS):
             problems.append(
                 f"{where}: NIR has no max pooling (its pooling nodes are AvgPool2d and "
-                f"SumPool2d) and netx no pooling; train with average pooling: "
+                f"SumPool2d) and netx none (Lava's netx runtime has no pooling layer); train "
+                f"with average pooling: "
                 f"{AVERAGE_POOLING_MODELS}"
             )
             continue
