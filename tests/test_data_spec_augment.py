@@ -14,6 +14,9 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import require_shared_data
+from spikeflow.data.audio_augment import stft
+from spikeflow.data.io import read_wav
 from spikeflow.data.spec_augment import (
     FrequencyMasking,
     MelScaleDelta,
@@ -170,6 +173,26 @@ def test_mel_scale_delta_equals_spikingjelly(monkeypatch, scale):
                                  scale=scale)(spec)  # fmt: skip
             assert ref.shape == (1, *ours.shape) == (1, order + 1, 81, 40)
             torch.testing.assert_close(ours, ref[0], rtol=1e-12, atol=1e-12)
+    finally:
+        torch.set_default_dtype(old)
+
+
+def test_mel_scale_delta_equals_spikingjelly_on_fsdd(monkeypatch):
+    """Real recordings (FSDD, 8 kHz): their power spectrograms through both."""
+    sj = _sj_example(monkeypatch)
+    folder = require_shared_data("event-files", "fsdd-wav")
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        for path in sorted(folder.glob("*.wav"))[:6]:
+            samples = read_wav(path).samples[0].astype(np.float64)
+            spec = torch.from_numpy(np.abs(stft(samples, n_fft=256, hop_length=80)) ** 2)
+            ref = sj.MelScaleDelta(2, n_mels=40, sample_rate=8000, f_min=20, f_max=4000)(spec)
+            ours = mel_scale_delta(spec, 2, n_mels=40, sample_rate=8000, f_min=20, f_max=4000)
+            torch.testing.assert_close(ours, ref[0], rtol=1e-12, atol=1e-12)
+            mels = ours.transpose(1, 2)  # [order + 1, n_mels, T]
+            masked = TimeMasking(35, seed=0)(FrequencyMasking(15, seed=0)(mels))
+            assert masked.shape == mels.shape and (masked == 0).any()
     finally:
         torch.set_default_dtype(old)
 
