@@ -37,8 +37,12 @@ def _torchaudio_mask(spec, mask_param, mask_value, axis, p, iid):
         return spec.clone()
     out = spec.clone()
     lead = spec.shape[:-2] if iid else ()
-    value = torch.rand(lead if iid else (1,), dtype=spec.dtype) * mask_param
-    min_value = torch.rand(lead if iid else (1,), dtype=spec.dtype) * (size - value)
+    if iid:  # mask_along_axis_iid: draws in the spectrogram's dtype
+        value = torch.rand(lead, dtype=spec.dtype) * mask_param
+        min_value = torch.rand(lead, dtype=spec.dtype) * (size - value)
+    else:  # mask_along_axis: a bare torch.rand(1), torch's default dtype
+        value = torch.rand(1) * mask_param
+        min_value = torch.rand(1) * (size - value)
     starts, ends = min_value.long(), min_value.long() + value.long()
     for idx in np.ndindex(*lead) if iid else [None]:
         s, e = (int(starts[idx]), int(ends[idx])) if iid else (int(starts), int(ends))
@@ -53,8 +57,9 @@ def _torchaudio_mask(spec, mask_param, mask_value, axis, p, iid):
 @pytest.mark.parametrize("axis", [-2, -1])
 @pytest.mark.parametrize("iid", [False, True])
 @pytest.mark.parametrize("p", [1.0, 0.3])
-def test_masks_equal_torchaudio_formulas(axis, iid, p):
-    spec = torch.rand(4, 2, 80, 101, dtype=torch.float64) + 1.0
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_masks_equal_torchaudio_formulas(axis, iid, p, dtype):
+    spec = torch.rand(4, 2, 80, 101, dtype=dtype) + 1.0
     for seed in range(20):
         torch.manual_seed(seed)
         ref = _torchaudio_mask(spec, 35, -1.5, axis, p, iid)
@@ -62,6 +67,16 @@ def test_masks_equal_torchaudio_formulas(axis, iid, p):
         ours = mask_along_axis(spec, 35, axis, mask_value=-1.5, p=p, iid_masks=iid, generator=gen)
         torch.testing.assert_close(ours, ref, rtol=0, atol=0)
     assert torch.equal(spec >= 1.0, torch.ones_like(spec, dtype=torch.bool))  # input kept
+
+
+def test_shared_mask_of_float64_spec_drawn_in_float32():
+    """torch.manual_seed(0); torch.rand(1), torch.rand(1) are 0.4963, 0.7682 (float32):
+    width floor(0.4963 * 35) = 17 from floor(0.7682 * (101 - 17.37)) = 64, as torchaudio's
+    mask_along_axis gives for any spectrogram dtype (float64 draws would give 33 frames)."""
+    spec = torch.ones(2, 80, 101, dtype=torch.float64)
+    out = mask_along_axis(spec, 35, -1, generator=torch.Generator().manual_seed(0))
+    frames = torch.nonzero((out == 0).all(dim=-2).all(dim=0)).flatten().tolist()
+    assert frames == list(range(64, 81))
 
 
 def test_mask_widths_cover_range_and_numpy_in_out():

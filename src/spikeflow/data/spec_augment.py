@@ -76,8 +76,9 @@ def mask_along_axis(
     The largest width is ``max_width``, or ``min(max_width, int(p * size))`` when
     ``p < 1``; the width ``floor(u1 * max_width)`` is in ``[0, max_width)`` and the start
     ``floor(u2 * (size - u1 * max_width))``, ``u1`` then ``u2`` drawn by
-    ``torch.rand(..., generator=generator)`` (shape ``spec.shape[:-2]`` with
-    ``iid_masks``, else one each). A new tensor (or array) is returned.
+    ``torch.rand(..., generator=generator)`` (shape ``spec.shape[:-2]`` in ``spec``'s
+    dtype with ``iid_masks``, else one each in torch's default dtype, as torchaudio).
+    A new tensor (or array) is returned.
     """
     x, is_numpy = _as_tensor(spec, "mask_along_axis")
     width = check_int("mask_along_axis: max_width", max_width, 0)
@@ -95,10 +96,13 @@ def mask_along_axis(
         width = min(width, int(size * prob))
     if width < 1:
         return spec.copy() if is_numpy else x.clone()
+    # torchaudio draws the iid masks in the spectrogram's dtype but the shared mask with
+    # a bare torch.rand(1), in torch's default dtype (float32 draws differ from float64's)
     real = x.real.dtype if x.is_complex() else x.dtype
+    draw_dtype = real if iid_masks else torch.get_default_dtype()
     draw_shape = x.shape[:-2] if iid_masks else (1,)
-    u1 = torch.rand(draw_shape, generator=generator, dtype=real) * width
-    u2 = torch.rand(draw_shape, generator=generator, dtype=real) * (size - u1)
+    u1 = torch.rand(draw_shape, generator=generator, dtype=draw_dtype) * width
+    u2 = torch.rand(draw_shape, generator=generator, dtype=draw_dtype) * (size - u1)
     start = u2.long()
     end = start + u1.long()
     if not iid_masks:
