@@ -95,6 +95,21 @@ def test_mask_widths_cover_range_and_numpy_in_out():
     assert (spec == 1).all()
 
 
+def test_numpy_views_and_byte_order():
+    """Flipped views (negative strides) and big-endian arrays are masked like a copy."""
+    base = np.random.default_rng(2).random((40, 100)).astype(np.float32)
+    for view in (base[::-1], base[:, ::-2], base.astype(">f4"), base.T):
+        out = mask_along_axis(view, 30, -1, generator=torch.Generator().manual_seed(4))
+        ref = mask_along_axis(view.copy().astype(np.float32), 30, -1,
+                              generator=torch.Generator().manual_seed(4))  # fmt: skip
+        assert out.dtype == np.float32 and np.array_equal(out, ref) and (out == 0).any()
+    flipped = base[:, ::-1].astype(">f8")
+    mel = mel_scale_delta(flipped, 1, n_mels=8)
+    assert torch.equal(mel, mel_scale_delta(flipped.astype(np.float64), 1, n_mels=8))
+    with pytest.raises(ConfigurationError, match="numpy dtype int16"):
+        mask_along_axis(np.ones((4, 5), dtype=np.int16), 2, -1)
+
+
 def test_time_mask_p_limits_width():
     spec = torch.ones(1, 40, 50)
     for seed in range(200):

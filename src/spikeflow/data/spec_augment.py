@@ -44,6 +44,12 @@ Spectrogram = torch.Tensor | np.ndarray
 def _as_tensor(spec: Any, owner: str) -> tuple[torch.Tensor, bool]:
     """``spec`` as a tensor and whether it was a numpy array."""
     is_numpy = isinstance(spec, np.ndarray)
+    if is_numpy and spec.dtype.kind not in "fc":
+        raise ConfigurationError(
+            f"{owner}: the spectrogram must be floating; got numpy dtype {spec.dtype}"
+        )
+    if is_numpy:  # torch.from_numpy refuses negative strides and non-native byte order
+        spec = np.ascontiguousarray(spec, dtype=spec.dtype.newbyteorder("="))
     x = torch.from_numpy(spec) if is_numpy else spec
     if not isinstance(x, torch.Tensor):
         raise ConfigurationError(
