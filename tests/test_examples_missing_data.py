@@ -30,6 +30,7 @@ SCRIPTS = {
     "nmnist_loop": ["--root"],
     "receptive_field_nmnist": ["--root"],
     "sigma_delta_digits": ["--dataset", "nmnist", "--nmnist-root"],
+    "spiking_autoencoder": ["--dataset", "nmnist", "--nmnist-root"],
     "stdp_convnet_digits": ["--dataset", "nmnist", "--nmnist-root"],
     "training_tricks_digits": ["--dataset", "nmnist", "--root"],
 }
