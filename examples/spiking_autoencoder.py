@@ -18,8 +18,8 @@ gradient, trained through time (BPTT) with Adam on the reconstruction MSE. The f
 reference is the same network with ReLU in place of every LIF, run once on the image
 (the rate image for N-MNIST), same seed, optimiser and steps.
 
-    python examples/spiking_autoencoder.py   # about 40 s, one thread
-    python examples/spiking_autoencoder.py --dataset nmnist --epochs 5
+    python examples/spiking_autoencoder.py   # about 25 s on one CPU thread
+    python examples/spiking_autoencoder.py --dataset nmnist --epochs 40   # about 20 s
 """
 
 from __future__ import annotations
