@@ -277,7 +277,7 @@ def loss_sums_batch(name: str, kwargs: Mapping[str, Any] | None = None) -> bool:
     ``reduction="sum"`` on a loss of :mod:`spikeflow.losses.weighting`'s rules (one that
     takes ``weight``). Lava-DL's ``spike_rate``/``spike_max``/``spike_moid`` keep their
     own reductions and are not counted."""
-    key = _key(name)
+    key = loss_key(name)  # a task's own loss (detection, yolo) is not in the registry
     if key not in _LOSSES or (kwargs or {}).get("reduction") != "sum":
         return False
     return "weight" in inspect.signature(_LOSSES[key][0]).parameters
