@@ -171,6 +171,32 @@ def check_momentum(norm: str, momentum: float | None) -> float | None:
                       low_open=True)  # fmt: skip
 
 
+def set_calibration_options(
+    owner: Any,
+    norm: str,
+    percentile: float | None,
+    per_channel: bool,
+    include_zeros: bool,
+    levels: int | None,
+    fraction: float | None,
+    momentum: float | None,
+) -> None:
+    """Check the calibration options (:func:`check_norm` and the checks after it, in
+    that order) and set them on ``owner`` as ``norm``, ``percentile``, ``levels``,
+    ``fraction``, ``momentum``, ``per_channel`` and ``include_zeros``.
+
+    Raises:
+        ConfigurationError: the first option that is wrong, named.
+    """
+    owner.norm, owner.percentile = check_norm(norm, percentile)
+    check_include_zeros(owner.norm, include_zeros)
+    owner.levels = check_levels(owner.norm, levels)
+    owner.fraction = check_fraction(owner.norm, fraction)
+    owner.momentum = check_momentum(owner.norm, momentum)
+    owner.per_channel = bool(per_channel)
+    owner.include_zeros = bool(include_zeros)
+
+
 def quantile(values: Tensor, q: float) -> Tensor:
     """The ``q``-quantile of each row of ``values`` (last dim), ignoring NaNs.
 
@@ -236,13 +262,8 @@ class ActivationObserver(nn.Module):
     ) -> None:
         super().__init__()
         self.owner = owner
-        self.norm, self.percentile = check_norm(norm, percentile)
-        check_include_zeros(self.norm, include_zeros)
-        self.levels = check_levels(self.norm, levels)
-        self.fraction = check_fraction(self.norm, fraction)
-        self.momentum = check_momentum(self.norm, momentum)
-        self.per_channel = bool(per_channel)
-        self.include_zeros = bool(include_zeros)
+        set_calibration_options(self, norm, percentile, per_channel, include_zeros, levels,
+                                fraction, momentum)  # fmt: skip
         self.batches = 0
         self.sample_ndim: int | None = None
         self.silent_channels = 0

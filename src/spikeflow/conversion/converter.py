@@ -22,14 +22,7 @@ from spikeflow.conversion._checks import (
     check_positive_int,
 )
 from spikeflow.conversion.builtin_rules import BUILTIN_RULES
-from spikeflow.conversion.calibrate import (
-    ActivationObserver,
-    check_fraction,
-    check_include_zeros,
-    check_levels,
-    check_momentum,
-    check_norm,
-)
+from spikeflow.conversion.calibrate import ActivationObserver, set_calibration_options
 from spikeflow.conversion.calibration_pass import CalibrationPass
 from spikeflow.conversion.classify import (
     KNOWN_MODULES,
@@ -119,13 +112,8 @@ class _Converter(GraphRewriter, CalibrationPass):
         rules: Mapping[type[nn.Module], ConversionRule] | None = None,
     ) -> None:
         self.rules = rule_table(rules)
-        self.norm, self.percentile = check_norm(norm, percentile)
-        check_include_zeros(self.norm, include_zeros)
-        self.levels = check_levels(self.norm, levels)
-        self.fraction = check_fraction(self.norm, fraction)
-        self.momentum = check_momentum(self.norm, momentum)
-        self.per_channel = bool(per_channel)
-        self.include_zeros = bool(include_zeros)
+        set_calibration_options(self, norm, percentile, per_channel, include_zeros, levels,
+                                fraction, momentum)  # fmt: skip
         self.initial_membrane = (
             None if initial_membrane is None else check_initial_membrane(initial_membrane)
         )
