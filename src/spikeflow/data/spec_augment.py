@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from spikeflow._checks import check_int, check_real
+from spikeflow.data.audio import hz_to_mel, mel_to_hz
 from spikeflow.data.transforms import SeededTransform
 from spikeflow.errors import ConfigurationError, ShapeError
 
@@ -183,20 +184,6 @@ class TimeMasking(_AxisMasking):
         super().__init__(max_width, iid_masks, p, mask_value, seed)
 
 
-def _hz_to_mel(f: np.ndarray, scale: str) -> np.ndarray:
-    if scale == "htk":
-        return 2595.0 * np.log10(1.0 + f / 700.0)
-    linear = f / (200.0 / 3)
-    log_part = 15.0 + np.log(np.maximum(f, 1e-300) / 1000.0) / (math.log(6.4) / 27.0)
-    return np.where(f >= 1000.0, log_part, linear)
-
-
-def _mel_to_hz(m: np.ndarray, scale: str) -> np.ndarray:
-    if scale == "htk":
-        return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
-    return np.where(m >= 15.0, 1000.0 * np.exp(math.log(6.4) / 27.0 * (m - 15.0)), m * 200.0 / 3)
-
-
 def sj_mel_filterbank(
     n_freqs: int,
     f_min: float,
@@ -211,10 +198,8 @@ def sj_mel_filterbank(
     if scale not in ("htk", "slaney"):
         raise ConfigurationError(f"scale must be 'htk' or 'slaney'; got {scale!r}")
     all_freqs = np.linspace(0.0, sample_rate // 2, n_freqs)
-    mel_pts = np.linspace(
-        _hz_to_mel(np.float64(f_min), scale), _hz_to_mel(np.float64(f_max), scale), n_mels + 2
-    )
-    f_pts = _mel_to_hz(mel_pts, scale)
+    mel_pts = np.linspace(hz_to_mel(f_min, scale), hz_to_mel(f_max, scale), n_mels + 2)
+    f_pts = mel_to_hz(mel_pts, scale)
     f_diff = np.diff(f_pts)
     slopes = f_pts[None, :] - all_freqs[:, None]
     down = -slopes[:, :-2] / f_diff[:-1]
