@@ -135,7 +135,7 @@ def check_auto_augment(config: TrainConfig) -> None:
     elif key == "digits":
         what = "scikit-learn's 8x8 digits, held as a tensor and not augmented"
     elif key in _neuromorphic_classes():
-        what = _neuromorphic_kind(_neuromorphic_classes()[key])
+        what = _neuromorphic_classes()[key].sample_kind
     else:
         return  # an unknown name: resolve() says so, listing the datasets
     images = ", ".join(sorted([*_image_classes(), *_folder_classes()]))
@@ -143,21 +143,6 @@ def check_auto_augment(config: TrainConfig) -> None:
         f"{option}: dataset {config.dataset!r} is {what}; {augments} the static image "
         f"datasets ({images})"
     )
-
-
-def _neuromorphic_kind(cls: type) -> str:
-    """What a neuromorphic dataset's samples are, for ``--auto-augment``'s refusal (by the
-    module that defines it: audio, spike trains, touch or event-camera recordings)."""
-    module = cls.__module__.rsplit(".", 1)[-1]
-    if module == "speech" or module.startswith("speech_"):  # speech.py, speech_fsdd.py
-        return "an audio dataset: speech recordings turned into cochlear events, not images"
-    if module == "audio":
-        return "an audio dataset: its samples are cochlear spike trains per channel, not images"
-    if module == "smnist":
-        return "a spike-train dataset: MNIST digits read pixel by pixel as spikes, not images"
-    if module == "tactile":
-        return "a tactile dataset: its samples are touch-sensor events, not images"
-    return "a neuromorphic dataset: its samples are event-camera frames, not images"
 
 
 def _training_augment(kwargs: dict[str, Any], cls: type) -> bool | str:

@@ -53,6 +53,7 @@ class _SpeechDataset(NamedSplitDataset):
     """
 
     sensor_size = AudioToEvents().sensor_size
+    sample_kind = "an audio dataset: speech recordings turned into cochlear events, not images"
     sample_options = ("audio_to_events",)
 
     def __init__(

@@ -50,6 +50,8 @@ class ChannelFrames(NeuromorphicDataset):
     sensor's channels, or what an event transform made of them); a DataLoader makes
     ``[B, T, C]``. Other representations come out as they are computed."""
 
+    sample_kind = "an audio dataset: its samples are cochlear spike trains per channel, not images"
+
     def _representation(self, index: int) -> tuple[np.ndarray, bool]:
         array, computed = super()._representation(index)
         if isinstance(self.representation, (ToFrame, ToFrameByDuration)):

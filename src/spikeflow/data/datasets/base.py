@@ -114,6 +114,10 @@ class NeuromorphicDataset(torch.utils.data.Dataset):
     """
 
     sensor_size: ClassVar[tuple[int, int, int]]
+    #: What a sample is, for refusals of image-only options (``--auto-augment``).
+    sample_kind: ClassVar[str] = (
+        "a neuromorphic dataset: its samples are event-camera frames, not images"
+    )
     #: The class names, index = label. Every dataset defines the official list as a
     #: class attribute (so ``len(cls.classes)`` is the number of classes before any
     #: file is read); datasets that derive the names from the files (folder names, an

@@ -139,6 +139,8 @@ class SMNIST(ChannelFrames):
     ``[B, T, C]``). Other arguments: :class:`~spikeflow.data.datasets.NeuromorphicDataset`.
     """
 
+    sample_kind = "a spike-train dataset: MNIST digits read pixel by pixel as spikes, not images"
+
     sensor_size = (99, 1, 1)
     classes: ClassVar[tuple[str, ...]] = tuple(str(d) for d in range(10))
     homepage = "https://yann.lecun.com/exdb/mnist/"

@@ -43,6 +43,8 @@ class STMNIST(RatioSplitDataset):
     Other arguments: :class:`~spikeflow.data.datasets.NeuromorphicDataset`.
     """
 
+    sample_kind = "a tactile dataset: its samples are touch-sensor events, not images"
+
     sensor_size = (10, 10, 2)
     classes: ClassVar[tuple[str, ...]] = tuple("0123456789")
     homepage = "https://scholarbank.nus.edu.sg/handle/10635/168106"
