@@ -80,6 +80,7 @@ tensors (e.g. a network's layers, recorded by :class:`LayerSpikes`) to add to a 
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from collections.abc import Callable, Mapping
@@ -280,7 +281,14 @@ def loss_sums_batch(name: str, kwargs: Mapping[str, Any] | None = None) -> bool:
     key = loss_key(name)  # a task's own loss (detection, yolo) is not in the registry
     if key not in _LOSSES or (kwargs or {}).get("reduction") != "sum":
         return False
-    return "weight" in inspect.signature(_LOSSES[key][0]).parameters
+    return _takes_weight(_LOSSES[key][0])
+
+
+@functools.cache
+def _takes_weight(fn: Callable[..., Any]) -> bool:
+    """Whether the loss function ``fn`` takes ``weight`` (:mod:`~spikeflow.losses.weighting`'s
+    rules); asked at every training step, read from the signature once."""
+    return "weight" in inspect.signature(fn).parameters
 
 
 def _key(name: str) -> str:
