@@ -28,16 +28,9 @@ import torch
 from torch import Tensor, nn
 
 from spikeflow._checks import check_int
-from spikeflow.base import (
-    MemoryModule,
-    StepModule,
-    check_state,
-    check_state_device,
-    check_step_mode,
-    check_time_major,
-    run_explicit,
-)
+from spikeflow.base import MemoryModule, StepModule, check_step_mode, check_time_major
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError, StateError
+from spikeflow.explicit_state import check_state, check_state_device, run_explicit
 from spikeflow.memory.spike_linear import (
     bit_pack_spike_dense,
     bit_spike_compress,

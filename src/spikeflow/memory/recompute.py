@@ -46,8 +46,9 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from spikeflow._compile_marks import eager_under_compile
-from spikeflow.base import MemoryModule, _ExplicitState
+from spikeflow.base import MemoryModule
 from spikeflow.errors import ConfigurationError
+from spikeflow.explicit_state import _ExplicitState
 from spikeflow.memory.chunking import (
     _explicit_call,
     check_chunkable,
