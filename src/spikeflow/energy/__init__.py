@@ -99,6 +99,7 @@ NeuroBench 2.3.0's static and workload metrics under its own definitions.
 """
 
 from spikeflow.energy.counter import OperationCounter, count_operations
+from spikeflow.energy.memory_access import MemoryAccessCounter, count_memory_access
 from spikeflow.energy.memory_model import (
     HOROWITZ_45NM,
     HOROWITZ_SRAM_45NM,
@@ -153,6 +154,7 @@ __all__ = [
     "LayerGeometry",
     "LayerMemoryEnergy",
     "LayerOperations",
+    "MemoryAccessCounter",
     "MemoryEnergyReport",
     "NeuroBenchCounter",
     "NeuroBenchResults",
@@ -169,6 +171,7 @@ __all__ = [
     "StepOperations",
     "Technology",
     "ann_counts",
+    "count_memory_access",
     "count_operations",
     "format_neurobench",
     "memory_energy_report",
