@@ -8,7 +8,7 @@ pruner stops a trial whose accuracy falls below the median of the earlier trials
 the same epoch. Needs the ``optuna`` and ``examples`` extras
 (``pip install 'spikeflow[optuna,examples]'``).
 
-    python examples/optuna_digits.py --trials 16 --epochs 8
+    python examples/optuna_digits.py --trials 16 --epochs 6 --threads 1
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> Any:
     """Run the study; print and return it."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=16)
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0, help="the training runs' seed")
     parser.add_argument("--sampler-seed", type=int, default=0, help="Optuna's TPE sampler")

@@ -8,7 +8,7 @@ Sample ``i`` is a ramp from 0 to a random end ``e_i ~ U(0, 1)`` over ``T`` steps
 dataset. A sample is ``(x, y)``, both ``[T, 1]`` float32; the DataLoader batches them to
 ``[B, T, 1]`` and ``x.transpose(0, 1)`` makes them time-major. ``examples/
 regression_trajectory.py`` trains a spiking network whose output membrane follows the
-target (docs/datasets.md, "Trajectories").
+target (docs/training.md, "Regression at every step").
 """
 
 from __future__ import annotations
