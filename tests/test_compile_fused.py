@@ -515,3 +515,22 @@ def test_a_compiled_recurrent_layer_equals_eager():
     (ge,) = torch.autograd.grad(ye.sum(), xe)
     assert torch.equal(y, ye) and 0.1 < y.mean() < 0.9
     torch.testing.assert_close(gx, ge)
+
+
+@pytest.mark.parametrize("compiler", ["eager", "aot_eager"])
+def test_a_double_backward_through_a_compiled_fused_neuron_is_refused(compiler):
+    """The second-order opt-in is eager-only: inside torch.compile AOTAutograd refuses
+    a double backward through the fused operators, and without AOTAutograd (Dynamo's
+    "eager" backend) the operators' own formula refuses it by name. (AOTAutograd
+    silently drops the terms of a compiled reference loop in torch 2.13.)"""
+    from spikeflow.errors import ConfigurationError
+    from spikeflow.kernels import second_order
+
+    compiled = torch.compile(LIFNode(backend="cpu").double(), fullgraph=True, backend=compiler)
+    x = (torch.rand(6, 3, 5, dtype=torch.float64) * 2).requires_grad_()
+    with second_order():
+        (g,) = torch.autograd.grad(compiled(x).sum() + (x**3).sum(), x, create_graph=True)
+    error = (ConfigurationError, "eager mode only") if compiler == "eager" else (
+        RuntimeError, "does not currently support double backward")  # fmt: skip
+    with pytest.raises(error[0], match=error[1]):
+        torch.autograd.grad(g.pow(2).sum(), x)

@@ -648,16 +648,18 @@ def test_torch_func_transforms_run_the_reference_loop():
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_double_backward_fails_by_name_instead_of_dropping_terms(backend):
-    """The kernels' gradients have no graph of their own: a gradient of a gradient
-    (create_graph=True) must fail, not silently leave out the neuron's second-order
-    terms (as it did on the eager autograd.Function path)."""
+    """Without the opt-in (spikeflow.kernels.second_order) the kernels' gradients have
+    no graph of their own: a gradient of a gradient (create_graph=True) must fail, not
+    silently leave out the neuron's second-order terms (as it did on the eager
+    autograd.Function path)."""
     x = torch.rand(6, 3, 5, dtype=torch.float64, device=kernel_device(backend)) * 2
     x.requires_grad_()
     node = LIFNode(backend=backend).double().to(x.device)
     (g,) = torch.autograd.grad(node(x).sum() + (x**3).sum(), x, create_graph=True)
     from spikeflow.errors import ConfigurationError
 
-    with pytest.raises(ConfigurationError, match=r"second-order gradients .* backend='torch'"):
+    refusal = r"second-order gradients .*spikeflow\.kernels\.second_order\(\).* backend='torch'"
+    with pytest.raises(ConfigurationError, match=refusal):
         torch.autograd.grad(g.pow(2).sum(), x)
     ref = LIFNode(backend="torch").double().to(x.device)  # the reference loop has them
     (g,) = torch.autograd.grad(ref(x).sum() + (x**3).sum(), x, create_graph=True)

@@ -31,6 +31,7 @@ from spikeflow.kernels.fused import dual_tensors, functorch_active
 from spikeflow.kernels.precision import HostScalarError, MixedPrecisionError
 from spikeflow.kernels.reference import FiringRule, run_reference
 from spikeflow.kernels.registry import compiled_refusal
+from spikeflow.kernels.second_order import second_order
 from spikeflow.kernels.triton_backend import run_triton, triton_available
 from spikeflow.neurons.declaration import NeuronDeclaration
 
@@ -43,6 +44,7 @@ __all__ = [
     "check_backend",
     "resolve_backend",
     "run_reference",
+    "second_order",
 ]
 
 #: Backend name -> runner with the signature of :func:`run_reference`.

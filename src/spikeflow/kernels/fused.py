@@ -44,6 +44,12 @@ from spikeflow.kernels.registry import (
     surrogate_key,
 )
 from spikeflow.kernels.registry import entry as _lookup
+from spikeflow.kernels.second_order import (
+    Recompute,
+    exact_gradients,
+    recompute_for,
+    second_order_enabled,
+)
 from spikeflow.neurons.declaration import NeuronDeclaration
 from spikeflow.surrogate.base import forward_ad_active
 
@@ -218,8 +224,12 @@ def _(
     return [x.new_empty(s, dtype=d) for s, d in _backward_shapes(_lookup(key), x)]
 
 
-def _setup_context(ctx: Any, inputs: tuple, output: list[Tensor]) -> None:
-    key, x, _, operands, values = inputs  # (the states passed: the non-uniform ones)
+def _setup_context(
+    ctx: Any, inputs: tuple, output: list[Tensor], keep_states: bool = False
+) -> None:
+    """Save what the backward needs; ``keep_states``: also the initial states passed
+    as tensors (for a second-order backward, see second_order.py)."""
+    key, x, states, operands, values = inputs  # (states passed: the non-uniform ones)
     entry = _lookup(key)
     n_st = len(entry.spec.graph.decl.state_names)
     saved = output[1 + n_st : 1 + 2 * n_st] if entry.spec.save_states else []
@@ -229,7 +239,9 @@ def _setup_context(ctx: Any, inputs: tuple, output: list[Tensor]) -> None:
     ctx.n_states = n_st
     # The operator's values tensor is saved as a tensor; the eager path's list as is.
     ctx.values = None if isinstance(values, Tensor) else values
-    ctx.save_for_backward(x, *saved, *operands, *([values] if ctx.values is None else []))
+    kept = states if keep_states else []
+    ctx.n_kept = len(kept)
+    ctx.save_for_backward(x, *saved, *operands, *kept, *([values] if ctx.values is None else []))
 
 
 def _backward(
@@ -240,7 +252,7 @@ def _backward(
     values = rest.pop() if ctx.values is None else ctx.values
     if run is _neuron_backward and not isinstance(values, Tensor):
         values = _values_tensor(values)
-    saved, operands = rest[: ctx.n_saved], rest[ctx.n_saved :]
+    saved, operands = rest[: ctx.n_saved], rest[ctx.n_saved : len(rest) - ctx.n_kept]
 
     # An absent gradient of a [T, ...] output (the spikes, the recorded membrane) is a
     # zero broadcast over time (read as one row, no [T, N] buffer); absent final-state
@@ -276,9 +288,11 @@ torch.library.register_autograd(
 
 def _no_double_backward(ctx: Any, grads: list[Tensor | None]) -> tuple:
     raise ConfigurationError(
-        "second-order gradients (a backward through a gradient, create_graph=True) are not "
-        "available through the fused neuron kernels: their backward has no graph of its "
-        "own; build this neuron with backend='torch' (the reference loop) for them"
+        "second-order gradients (a backward through a gradient, create_graph=True) through "
+        "the fused neuron kernels need the opt-in: run the neuron's forward inside "
+        "`with spikeflow.kernels.second_order():` (eager mode only; inside torch.compile "
+        "AOTAutograd has no double backward), or build this neuron with backend='torch' "
+        "(the reference loop); the kernels' own backward has no graph"
     )
 
 
@@ -337,15 +351,27 @@ class _EagerNeuron(torch.autograd.Function):
     The forward takes ``ctx`` (no ``setup_context``): ``Function.apply`` then skips
     binding the arguments through ``inspect.signature`` (~25 µs a call). ``torch.func``
     never reaches it (:func:`run_fused` refuses fused kernels there).
+
+    ``recompute`` (given under :func:`spikeflow.kernels.second_order`) keeps the
+    initial states too, and a backward under ``create_graph=True`` then gives its
+    gradients the reference loop's derivatives (see second_order.py).
     """
 
     @staticmethod
     def forward(
-        ctx: Any, key: str, values: list[float], x: Tensor, n_states: int, *tensors: Tensor
+        ctx: Any,
+        key: str,
+        values: list[float],
+        x: Tensor,
+        n_states: int,
+        recompute: Recompute | None,
+        *tensors: Tensor,
     ) -> tuple:
         states, operands = list(tensors[:n_states]), list(tensors[n_states:])
         output = _forward_impl(key, x, states, operands, values)
-        _setup_context(ctx, (key, x, states, operands, values), output)
+        inputs = (key, x, states, operands, values)
+        _setup_context(ctx, inputs, output, keep_states=recompute is not None)
+        ctx.recompute = recompute
         ctx.set_materialize_grads(False)
         saved = output[1 + ctx.n_states : len(output) - int(ctx.record_v)]
         ctx.mark_non_differentiable(*saved)
@@ -362,12 +388,31 @@ class _EagerNeuron(torch.autograd.Function):
                 "tensors lack; build this neuron with backend='torch' (the reference loop) "
                 "for such Jacobians, or compute them without batching (vectorize=False)"
             )
+        if ctx.recompute is not None and torch.is_grad_enabled():
+            gx, *g_inputs = _second_order_backward(ctx, grads)
+            return (None, None, gx, None, None, *g_inputs)
         # Under create_graph the backward goes through the custom operator, whose
         # autograd formula refuses a double backward by name (as on the compiled path)
         # instead of silently dropping the neuron's second-order terms.
         run = _neuron_backward if torch.is_grad_enabled() else _backward_impl
         _, gx, g_states, g_ops, _ = _backward(ctx, list(grads), run)
-        return (None, None, gx, None, *g_states, *g_ops)
+        return (None, None, gx, None, None, *g_states, *g_ops)
+
+
+def _second_order_backward(ctx: Any, grads: tuple[Tensor | None, ...]) -> list[Tensor | None]:
+    """The gradients of the input, states and operands under ``create_graph=True``
+    with the opt-in: the fused backward's values, the reference loop's derivatives."""
+    with torch.no_grad():
+        _, gx, g_states, g_ops, _ = _backward(ctx, list(grads), _backward_impl)
+    x, *rest = ctx.saved_tensors
+    n_ops = len(g_ops)
+    operands = rest[ctx.n_saved : ctx.n_saved + n_ops]
+    states = rest[ctx.n_saved + n_ops : ctx.n_saved + n_ops + ctx.n_kept]
+    # The gradients of the outputs the reference returns (not of the saved rows).
+    outs = [grads[0], *grads[1 : 1 + ctx.n_states], *([grads[-1]] if ctx.record_v else [])]
+    needs = ctx.needs_input_grad[2:3] + ctx.needs_input_grad[5:]
+    inputs, fused = [x, *states, *operands], [gx, *g_states, *g_ops]
+    return exact_gradients(ctx.recompute, inputs, outs, fused, needs)
 
 
 def _values_tensor(values: list[float]) -> Tensor:
@@ -500,7 +545,12 @@ def run_fused(
     elif not grad_on:  # nothing to differentiate: no autograd node (inference)
         out = _forward_impl(key, x_seq, states, operands, values)
     else:
-        out = _EagerNeuron.apply(key, values, x_seq, len(states), *states, *operands)
+        recompute = None
+        if second_order_enabled():  # keep what the reference loop needs (second_order.py)
+            starts = [None if isinstance(state[n], Tensor) else float(state[n])  # type: ignore[arg-type]
+                      for n in decl.state_names]  # fmt: skip
+            recompute = recompute_for(decl, rule, record_v, params, threshold, starts)
+        out = _EagerNeuron.apply(key, values, x_seq, len(states), recompute, *states, *operands)
     n_st = len(decl.state_names)
     spikes, finals = out[0], out[1 : 1 + n_st]
     v_seq = out[-1] if record_v else None
