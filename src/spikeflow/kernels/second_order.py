@@ -68,14 +68,13 @@ def second_order_enabled() -> bool:
     return getattr(_LOCAL, "enabled", False)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(slots=True)
 class Recompute:
     """What the reference loop needs, besides the saved tensors, to recompute a call.
 
     Attributes:
         decl: the neuron's declaration.
-        rule: its fire/reset rule, with a copy of the surrogate taken at the forward
-            (a parameter annealed before the backward does not change this call's).
+        rule: its fire/reset rule.
         record_v: whether the call recorded the membrane.
         operands: per declared parameter, then the threshold (``""``): its value if a
             Python float, else ``None`` (a tensor, taken from the saved operands in
@@ -83,6 +82,9 @@ class Recompute:
         param_names: the declared parameter names, in the order of ``operands``.
         uniform: per state, in declaration order: its value if the call started from a
             number (a fresh neuron's), else ``None`` (a saved state tensor, in order).
+        spiking: the surrogate's mode at the forward.
+        surrogate_params: the surrogate's parameters at the forward (one annealed
+            before the backward does not change this call's, as in the reference loop).
     """
 
     decl: NeuronDeclaration
@@ -91,6 +93,16 @@ class Recompute:
     operands: tuple[float | None, ...]
     param_names: tuple[str, ...]
     uniform: tuple[float | None, ...]
+    spiking: bool
+    surrogate_params: dict[str, float]
+
+    def forward_rule(self) -> FiringRule:
+        """The fire/reset rule with the surrogate as it was at the forward."""
+        surrogate = copy.copy(self.rule.surrogate)
+        surrogate.spiking = self.spiking
+        for name, value in self.surrogate_params.items():
+            setattr(surrogate, name, value)
+        return dataclasses.replace(self.rule, surrogate=surrogate)
 
 
 def recompute_for(
@@ -106,8 +118,8 @@ def recompute_for(
     names = tuple(decl.param_names)
     values = [*(params[p] for p in names), threshold]
     operands = tuple(None if isinstance(v, Tensor) else float(v) for v in values)
-    frozen = dataclasses.replace(rule, surrogate=copy.copy(rule.surrogate))
-    return Recompute(decl, frozen, record_v, operands, names, tuple(uniform))
+    sg = rule.surrogate
+    return Recompute(decl, rule, record_v, operands, names, tuple(uniform), sg.spiking, sg.params)
 
 
 def exact_gradients(
@@ -134,7 +146,7 @@ def exact_gradients(
     params = dict(zip(recompute.param_names, values[:-1]))
     with torch.enable_grad():
         spikes, finals, v_seq = run_reference(
-            decl, x, state, params, values[-1], recompute.rule, recompute.record_v
+            decl, x, state, params, values[-1], recompute.forward_rule(), recompute.record_v
         )
         outputs = [spikes, *(finals[name] for name in decl.state_names)]
         if recompute.record_v:
