@@ -275,3 +275,20 @@ def test_a_surrogate_parameter_changed_before_the_backward_is_not_read():
     loss = (spikes.flatten() * weights).sum() + spikes.sum() ** 2 / spikes.numel()
     (g,) = torch.autograd.grad(loss, xg, create_graph=True)
     torch.testing.assert_close(torch.autograd.grad((g * vector).sum(), xg)[0], want)
+
+
+def test_a_recorded_membrane_in_the_loss():
+    """store_v_seq: the recorded membrane's gradient enters the recompute too."""
+    x = torch.rand(8, 3, 4, dtype=DT) * 2
+    vector = torch.randn_like(x)
+    results = []
+    for backend in ("torch", "cpu"):
+        node = ParametricLIFNode(init_tau=2.0, store_v_seq=True, backend=backend).double()
+        xg = x.clone().requires_grad_()
+        with second_order():
+            spikes = node(xg)
+        loss = (node.v_seq**2).sum() + spikes.sum()
+        (g,) = torch.autograd.grad(loss, [xg], create_graph=True)
+        results.append(torch.autograd.grad((g * vector).sum(), [xg, node.w]))
+    for got, want in zip(results[1], results[0]):
+        torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-10)
