@@ -7,6 +7,7 @@ from typing import Any
 
 from spikeflow.cli.optimisation_options import add_optimisation_options
 from spikeflow.data.image_autoaugment import AUTO_AUGMENT_NAMES
+from spikeflow.data.image_transforms import INTERPOLATIONS
 
 __all__ = ["build_parser"]
 
@@ -96,6 +97,37 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         help="random erasing with probability P as the last training step of a static image "
         "dataset (after the normalisation for imagenet/imagefolder); default: the dataset's "
         "(0.1 with --dataset-kwargs augment=psn, else none); 0: none (docs/training.md)",
+    )
+    d.add_argument(
+        "--train-crop-size",
+        type=int,
+        default=s,
+        metavar="N",
+        help="imagenet/imagefolder: the training split's random resized crop is N x N "
+        "(default: the dataset's image_size, 224)",
+    )
+    d.add_argument(
+        "--val-resize-size",
+        type=int,
+        default=s,
+        metavar="N",
+        help="imagenet/imagefolder: the evaluation resizes the shorter side to N before its "
+        "centre crop (default: the crop's 8/7, 256 for 224)",
+    )
+    d.add_argument(
+        "--val-crop-size",
+        type=int,
+        default=s,
+        metavar="N",
+        help="imagenet/imagefolder: the evaluation's centre crop is N x N (default: the "
+        "dataset's image_size, 224)",
+    )
+    d.add_argument(
+        "--interpolation",
+        default=s,
+        choices=INTERPOLATIONS,
+        help="imagenet/imagefolder: how the training crop and the evaluation resize resample "
+        "(default: bilinear)",
     )
     m = p.add_argument_group("model")
     m.add_argument(

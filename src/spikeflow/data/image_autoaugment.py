@@ -321,11 +321,13 @@ def imagenet_policy_transform(
     std: Sequence[float] | None = IMAGENET_STD,
     erasing: float = 0.0,
     generator: torch.Generator | int | None = None,
+    interpolation: str = "bilinear",
 ) -> Compose:
     """The reference recipes' ImageNet training pipeline with an augmentation policy
     (torchvision's and SpikingJelly's ``--auto-augment POLICY --random-erase P``), in
-    their order: :class:`~spikeflow.data.image_transforms.RandomResizedCrop` to ``size``,
-    a horizontal flip with probability 1/2, the ``policy`` of :data:`AUTO_AUGMENT_NAMES`
+    their order: :class:`~spikeflow.data.image_transforms.RandomResizedCrop` to ``size``
+    (resampled by ``interpolation``: bilinear, bicubic or nearest), a horizontal flip
+    with probability 1/2, the ``policy`` of :data:`AUTO_AUGMENT_NAMES`
     (:func:`augment_policy_transform`; bilinear, fill 0) on the PIL image, ``ToTensor``,
     ``Normalize`` by ``mean``/``std`` (``None`` for both skips it), then, for ``erasing``
     > 0, :class:`~spikeflow.data.image_augment.RandomErasing` with that probability (fill
@@ -341,7 +343,7 @@ def imagenet_policy_transform(
     if isinstance(generator, numbers.Integral) and not isinstance(generator, bool):
         gens = [int(generator) + k for k in range(4)]
     steps: list[Any] = [
-        RandomResizedCrop(size, generator=gens[0]),
+        RandomResizedCrop(size, interpolation=interpolation, generator=gens[0]),
         RandomHorizontalFlip(0.5, generator=gens[1]),
         augment_policy_transform(policy, interpolation="bilinear", generator=gens[2]),
         ToTensor(),

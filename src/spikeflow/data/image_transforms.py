@@ -402,17 +402,19 @@ def imagenet_train_transform(
     mean: Sequence[float] | None = IMAGENET_MEAN,
     std: Sequence[float] | None = IMAGENET_STD,
     generator: torch.Generator | int | None = None,
+    interpolation: str = "bilinear",
 ) -> Compose:
     """The standard ImageNet training augmentation: :class:`RandomResizedCrop` to
-    ``size`` (area 8%-100%, ratio 3/4-4/3, bilinear), a horizontal flip with probability
-    1/2, :class:`ToTensor`, and :class:`Normalize` by ``mean``/``std`` (ImageNet's by
-    default; ``None`` for both skips it). ``generator`` seeds both random steps (one
-    stream each, derived from it)."""
+    ``size`` (area 8%-100%, ratio 3/4-4/3, resampled by ``interpolation``: bilinear,
+    bicubic or nearest), a horizontal flip with probability 1/2, :class:`ToTensor`, and
+    :class:`Normalize` by ``mean``/``std`` (ImageNet's by default; ``None`` for both
+    skips it). ``generator`` seeds both random steps (one stream each, derived from
+    it)."""
     crop_gen: torch.Generator | int | None = generator
     flip_gen: torch.Generator | int | None = generator
     if isinstance(generator, numbers.Integral) and not isinstance(generator, bool):
         crop_gen, flip_gen = int(generator), int(generator) + 1
-    return Compose([RandomResizedCrop(size, generator=crop_gen),
+    return Compose([RandomResizedCrop(size, interpolation=interpolation, generator=crop_gen),
                     RandomHorizontalFlip(0.5, generator=flip_gen), ToTensor(),
                     *_normalize_steps(mean, std)])  # fmt: skip
 
@@ -422,10 +424,11 @@ def imagenet_eval_transform(
     resize: int | None = None,
     mean: Sequence[float] | None = IMAGENET_MEAN,
     std: Sequence[float] | None = IMAGENET_STD,
+    interpolation: str = "bilinear",
 ) -> Compose:
     """The standard ImageNet evaluation: :class:`Resize` of the shorter side to
     ``resize`` (default ``max(size) · 8 // 7``: 256 for 224; at least the crop's
-    shorter side), :class:`CenterCrop` to ``size``,
+    shorter side; resampled by ``interpolation``), :class:`CenterCrop` to ``size``,
     :class:`ToTensor` and :class:`Normalize` (as :func:`imagenet_train_transform`)."""
     h, w = int_pair(size, "size", "(height, width)")
     shorter = max(h, w) * 8 // 7 if resize is None else resize
@@ -437,5 +440,5 @@ def imagenet_eval_transform(
         raise ConfigurationError(
             f"resize must be an integer >= the crop's shorter side ({min(h, w)}); got {resize!r}"
         )
-    return Compose([Resize(int(shorter)), CenterCrop((h, w)), ToTensor(),
+    return Compose([Resize(int(shorter), interpolation), CenterCrop((h, w)), ToTensor(),
                     *_normalize_steps(mean, std)])  # fmt: skip

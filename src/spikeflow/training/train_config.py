@@ -92,6 +92,16 @@ class TrainConfig:
     #: ImageNet/ImageFolder); None: the dataset's own (``augment="psn"``'s 0.1, else
     #: none), 0: none.
     random_erase: float | None = None
+    #: ImageNet/ImageFolder only (the reference recipes' options of the same names): the
+    #: training split's ``RandomResizedCrop`` size, the evaluation's shorter side before
+    #: its centre crop and that crop's size; None: the dataset's (``image_size``, 224;
+    #: the resize ``8/7`` of the crop, 256).
+    train_crop_size: int | None = None
+    val_resize_size: int | None = None
+    val_crop_size: int | None = None
+    #: How those crops and resizes resample: "bilinear", "bicubic" or "nearest"; None:
+    #: the dataset's (bilinear).
+    interpolation: str | None = None
     #: Further arguments of the dataset class (e.g. FSDD's ``speakers``, a speech
     #: dataset's ``audio_to_events`` settings, NAVGesture's ``variant``).
     dataset_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -312,13 +322,18 @@ class TrainConfig:
             from spikeflow.data.image_autoaugment import AUTO_AUGMENT_NAMES
 
             _choice("auto_augment", self.auto_augment, AUTO_AUGMENT_NAMES)
+        if self.interpolation is not None:
+            from spikeflow.data.image_transforms import INTERPOLATIONS
+
+            _choice("interpolation", self.interpolation, INTERPOLATIONS)
         _choice("readout", self.readout, READOUT_MODES)
         if self.regression_readout is not None:
             _choice("regression_readout", self.regression_readout, REGRESSION_READOUTS)
         for name in ("epochs", "step_size", "model_ema_steps", "ra_reps"):
             _positive_int(name, getattr(self, name))
         for name in ("T", "batch_size", "train_samples", "test_samples", "stop_after",
-                     "online_steps", "tbptt", "threads"):  # fmt: skip
+                     "online_steps", "tbptt", "threads", "train_crop_size", "val_resize_size",
+                     "val_crop_size"):  # fmt: skip
             if getattr(self, name) is not None:
                 _positive_int(name, getattr(self, name))
         _check_online(self)
@@ -416,7 +431,11 @@ def resolve(config: TrainConfig) -> TrainConfig:
             one (the message names the zoo models that build for its frames), or an
             invalid value.
     """
-    from spikeflow.training.data import check_auto_augment, list_datasets
+    from spikeflow.training.data import (
+        check_auto_augment,
+        check_image_size_options,
+        list_datasets,
+    )
     from spikeflow.training.detection_task import (
         DETECTION_DATASETS,
         DETECTION_MODELS,
@@ -428,6 +447,7 @@ def resolve(config: TrainConfig) -> TrainConfig:
         if isinstance(getattr(values, name), os.PathLike):
             setattr(values, name, os.fspath(getattr(values, name)))
     check_auto_augment(values)
+    check_image_size_options(values)
     task = detection_task(values.dataset)
     if task is not None:  # a detection dataset: the task's defaults and refusals
         return task.resolve(values)

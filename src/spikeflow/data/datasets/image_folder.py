@@ -43,6 +43,7 @@ from spikeflow.data.image_autoaugment import imagenet_policy_transform
 from spikeflow.data.image_transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    INTERPOLATIONS,
     imagenet_eval_transform,
     imagenet_train_transform,
     pil_image_module,
@@ -321,11 +322,16 @@ class ImageFolder(torch.utils.data.Dataset):
             recipes' ``--random-erase``); it replaces ``"psn"``'s 0.1 (0: none). None
             (default): the dataset's own (``"psn"``: 0.1, else none); a positive one
             needs ``augment`` on.
+        interpolation: how the training crop (``RandomResizedCrop``) and the evaluation's
+            ``Resize`` resample: ``"bilinear"`` (default), ``"bicubic"`` or ``"nearest"``
+            (the reference recipes' ``--interpolation``; an ``auto_augment`` policy stays
+            bilinear).
 
     Raises:
         ConfigurationError: ``augment`` neither a bool nor a policy name, or set together
-            with ``image_transform``; ``auto_augment`` not a policy name, or set without
-            ``augment``; ``random_erase`` not in [0, 1], or positive without ``augment``.
+            with ``image_transform``; ``interpolation`` not one of the three;
+            ``auto_augment`` not a policy name, or set without ``augment``;
+            ``random_erase`` not in [0, 1], or positive without ``augment``.
         DatasetNotFoundError: no split folder, or no class folder in it.
         DataFormatError: a class folder without images; a test split with a class the
             training split lacks.
@@ -359,10 +365,17 @@ class ImageFolder(torch.utils.data.Dataset):
         target_transform: Callable[[int], Any] | None = None,
         auto_augment: str | None = None,
         random_erase: float | None = None,
+        interpolation: str = "bilinear",
     ) -> None:
         title = type(self).__name__
         if train is not None:
             check_flag(title, "train", train)
+        if interpolation not in INTERPOLATIONS:
+            names = ", ".join(INTERPOLATIONS)
+            raise ConfigurationError(f"{title}: interpolation must be one of {names}; "
+                                     f"got {interpolation!r}")  # fmt: skip
+        #: How the crop and the resize resample (``"bilinear"``, ``"bicubic"``, ``"nearest"``).
+        self.interpolation: str = interpolation
         #: The augmentation policy's name (``"standard"``, ``"psn"``), or None: none.
         self.augment_policy: str | None = augment_policy(title, augment, self.augment_policies)
         self.augment = self.augment_policy is not None
@@ -395,13 +408,16 @@ class ImageFolder(torch.utils.data.Dataset):
             self.pipeline: Callable[[Any], Any] = image_transform
         elif self.augment_policy == "psn" or self.auto_augment is not None:
             self.pipeline = imagenet_policy_transform(self.image_size, self.auto_augment or
-                                                      "ta_wide", mean, std, erasing)  # fmt: skip
+                                                      "ta_wide", mean, std, erasing,
+                                                      interpolation=interpolation)  # fmt: skip
         elif self.augment:
-            self.pipeline = imagenet_train_transform(self.image_size, mean, std)
+            self.pipeline = imagenet_train_transform(self.image_size, mean, std,
+                                                     interpolation=interpolation)  # fmt: skip
             if erasing > 0:  # the recipe's last step, after the normalisation
                 self.pipeline = Compose([*self.pipeline.transforms, RandomErasing(erasing)])
         else:
-            self.pipeline = imagenet_eval_transform(self.image_size, resize_size, mean, std)
+            self.pipeline = imagenet_eval_transform(self.image_size, resize_size, mean, std,
+                                                    interpolation)  # fmt: skip
         self.transform = transform
         self.target_transform = target_transform
         self.folder = self._split_folder()
@@ -506,10 +522,12 @@ class ImageFolder(torch.utils.data.Dataset):
         return sample, label
 
     def __repr__(self) -> str:
+        resample = self.interpolation
         return (
             f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, "
             f"samples={len(self)}, classes={len(self.classes)}, image_size={self.image_size}, "
             f"augment={self.augment_policy or False!r}"
             + (f", auto_augment={self.auto_augment!r}" if self.auto_augment else "")
+            + ("" if resample == "bilinear" else f", interpolation={resample!r}")
             + (f", random_erase={self.random_erase:g})" if self.random_erase is not None else ")")
         )

@@ -266,7 +266,7 @@ class ImageNet(ImageFolder):
             or Kaggle's files).
         train: the training split (True) or the validation split.
         augment, image_size, resize_size, mean, std, extensions, image_transform,
-        transform, target_transform, auto_augment, random_erase: see
+        transform, target_transform, auto_augment, random_erase, interpolation: see
             :class:`~spikeflow.data.datasets.image_folder.ImageFolder`.
         cache_dir: where the folder listing is cached (``"auto"``: the user cache
             folder; None: not cached). An archive's index is cached in
@@ -307,6 +307,7 @@ class ImageNet(ImageFolder):
         target_transform: Callable[[int], Any] | None = None,
         auto_augment: str | None = None,
         random_erase: float | None = None,
+        interpolation: str = "bilinear",
     ) -> None:
         if not isinstance(train, bool | np.bool_):
             raise ConfigurationError(f"ImageNet: train must be True or False; got {train!r}")
@@ -315,7 +316,8 @@ class ImageNet(ImageFolder):
         self._reader: RangeReader | None = None
         super().__init__(root, bool(train), augment, image_size, resize_size, mean, std,
                          extensions, cache_dir, image_transform, transform,
-                         target_transform, auto_augment, random_erase)  # fmt: skip
+                         target_transform, auto_augment, random_erase,
+                         interpolation)  # fmt: skip
 
     def _layout(self) -> str:
         return (
