@@ -354,8 +354,10 @@ def test_options_that_would_be_ignored_or_are_unknown_are_refused():
     for options, message in refusals:
         with pytest.raises(ConfigurationError, match=message):
             snn.generate(ids, 2, **options)
-    with pytest.raises(ConfigurationError, match="max_new_tokens must be an integer >= 0"):
-        snn.generate(ids, -1)
+    # 0 as well: transformers' generate refuses it ("must be greater than 0").
+    for count in (-1, 0):
+        with pytest.raises(ConfigurationError, match="max_new_tokens must be an integer >= 1"):
+            snn.generate(ids, count)
 
 
 def test_prompts_that_cannot_be_continued_are_refused_by_name():

@@ -226,7 +226,7 @@ def check_decoding_options(
     without ``num_beams > 1``, several sequences from greedy decoding); None: the
     default of ``transformers`` (``top_k`` 50 when sampling; ``do_sample`` False,
     ``num_beams`` 1)."""
-    _count(max_new_tokens, "max_new_tokens", 0)
+    _count(max_new_tokens, "max_new_tokens", 1)  # transformers' generate refuses 0 too
     do_sample = False if do_sample is None else do_sample
     num_beams = 1 if num_beams is None else num_beams
     if not isinstance(do_sample, bool):
