@@ -22,6 +22,7 @@ from spikeflow.errors import ConfigurationError
 from spikeflow.training import TrainConfig, Trainer, config_for_resume, load_checkpoint
 from spikeflow.training.loop import epoch_learning_rates, make_lr_scheduler
 from spikeflow.training.run_optimizer import build_run_optimizer
+from spikeflow.training.train_config import resolve
 from train_runs import tiny
 
 LR = 0.1
@@ -322,3 +323,36 @@ def test_eval_energy_neuromc_refuses_the_optimizer_before_the_test_pass(options,
     with pytest.raises(ConfigurationError, match=named):
         refuse_unpriced_training(TrainConfig(lr=0.01, **options).validate())
     refuse_unpriced_training(TrainConfig(lr=0.01, optimizer="sgd").validate())  # priced
+
+
+def _spikingjellys_lr_gamma_default() -> float:
+    """The default of ``--lr-gamma`` in SpikingJelly's installed ``train_classify.py``."""
+    import ast
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("spikingjelly")
+    if spec is None or spec.origin is None:
+        pytest.skip("spikingjelly is not installed")
+    path = Path(spec.origin).parent / "activation_based/examples/common/train_classify.py"
+    for node in ast.walk(ast.parse(path.read_text())):
+        call = isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "add_argument"
+        if call and node.args and getattr(node.args[0], "value", None) == "--lr-gamma":
+            return next(k.value.value for k in node.keywords if k.arg == "default")
+    raise AssertionError(f"no --lr-gamma in {path}")
+
+
+def test_exponential_with_the_default_gamma_warns():
+    # SpikingJelly's --lr-scheduler exp with its default --lr-gamma (also 0.1) falls
+    # tenfold every epoch too: spikeflow keeps the same default and says so.
+    assert TrainConfig().gamma == _spikingjellys_lr_gamma_default() == 0.1
+    with pytest.warns(UserWarning, match=r"tenfold every epoch, to 1e-39 of lr in the last "
+                      r"epoch \(40\) .* pass --gamma"):  # fmt: skip
+        config = resolve(TrainConfig(schedule="exponential", epochs=40))
+    assert epoch_learning_rates(config)[-1] == pytest.approx(config.lr * 0.1**39, rel=1e-9)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        resolve(TrainConfig(schedule="exponential", gamma=0.9))
+        resolve(TrainConfig(schedule="step"))

@@ -448,6 +448,7 @@ def resolve(config: TrainConfig) -> TrainConfig:
             setattr(values, name, os.fspath(getattr(values, name)))
     check_auto_augment(values)
     check_image_size_options(values)
+    _warn_exponential_default(values)
     task = detection_task(values.dataset)
     if task is not None:  # a detection dataset: the task's defaults and refusals
         return task.resolve(values)
@@ -490,6 +491,27 @@ def resolve(config: TrainConfig) -> TrainConfig:
     if values.model is None:
         raise ConfigurationError(no_default_model_message(values.dataset, values.dataset_kwargs))
     return values.validate()
+
+
+def _warn_exponential_default(config: TrainConfig) -> None:
+    """A UserWarning for ``schedule="exponential"`` with the default ``gamma`` (0.1, the
+    step schedule's factor): the rate then falls tenfold every epoch, as with
+    SpikingJelly's ``--lr-scheduler exp`` and its default ``--lr-gamma`` 0.1, which
+    spikeflow keeps; a run that means a gentler decay passes ``gamma``."""
+    default = _FIELDS["gamma"].default
+    if config.schedule != "exponential" or config.gamma != default:
+        return
+    import warnings
+
+    last = float(default) ** (config.epochs - 1)
+    warnings.warn(
+        f"--schedule exponential with the default --gamma {default} multiplies the rate by "
+        f"{default} every epoch: it falls tenfold every epoch, to {last:.0e} of lr in the "
+        f"last epoch ({config.epochs}) (SpikingJelly's --lr-scheduler exp with its default "
+        "--lr-gamma 0.1 does the same); pass --gamma, e.g. 0.95, for a gentler decay",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 # -- the fields by kind -----------------------------------------------------------------
