@@ -249,3 +249,41 @@ def test_mel_scale_delta_errors_and_silence():
         MelScaleDelta(1, scale="mfcc")
     with pytest.raises(ConfigurationError, match="f_min"):
         mel_scale_delta(torch.ones(201, 20), 0, f_min=5000.0, f_max=4000.0)
+
+
+def test_mel_filterbank_is_built_once_per_setting(monkeypatch):
+    """As SpikingJelly's module keeps its ``fb`` buffer after the first call, the
+    filterbank is built once per (bins, f_min, f_max, n_mels, sample rate, scale), not at
+    every call; the features stay SpikingJelly's (one instance of each reused)."""
+    from spikeflow.data import spec_augment
+
+    sj = _sj_example(monkeypatch)
+    built = []
+    real = spec_augment.sj_mel_filterbank
+
+    def counting(*args, **kwargs):
+        built.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(spec_augment, "sj_mel_filterbank", counting)
+    # A setting no other test uses, so that the count starts at 0.
+    setting = dict(n_mels=37, sample_rate=11025, f_min=30.0, f_max=5000.0)
+    ours = MelScaleDelta(1, **setting)
+    rng = np.random.default_rng(1)
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # SJ's filterbank in float64
+    try:
+        theirs = sj.MelScaleDelta(1, **setting)
+        for _ in range(4):
+            spec = torch.from_numpy(rng.random((201, 30)) ** 2)
+            torch.testing.assert_close(ours(spec), theirs(spec)[0], rtol=1e-12, atol=1e-12)
+    finally:
+        torch.set_default_dtype(old)
+    assert built == [201]
+    other = torch.from_numpy(rng.random((129, 30)))
+    mel_scale_delta(other, 1, **setting)
+    ours(other)
+    assert built == [201, 129]
+    fb = spec_augment.cached_mel_filterbank(201, 30.0, 5000.0, 37, 11025, "slaney")
+    assert not fb.flags.writeable  # shared: no caller may change it
+    np.testing.assert_array_equal(fb, real(201, 30.0, 5000.0, 37, 11025, "slaney"))

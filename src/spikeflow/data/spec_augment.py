@@ -18,6 +18,7 @@ gets its own reproducible stream (see :class:`~spikeflow.data.transforms.SeededT
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -33,6 +34,7 @@ __all__ = [
     "FrequencyMasking",
     "MelScaleDelta",
     "TimeMasking",
+    "cached_mel_filterbank",
     "mask_along_axis",
     "mel_scale_delta",
     "savgol_derivative",
@@ -210,6 +212,24 @@ def sj_mel_filterbank(
     return fb
 
 
+@functools.lru_cache(maxsize=64)
+def cached_mel_filterbank(
+    n_freqs: int,
+    f_min: float,
+    f_max: float,
+    n_mels: int,
+    sample_rate: int,
+    scale: str = "slaney",
+) -> np.ndarray:
+    """:func:`sj_mel_filterbank`, built once per setting and shared (read-only), as
+    SpikingJelly's ``MelScaleDelta`` keeps its ``fb`` buffer after the first call (the
+    features are computed in float64 on the CPU, so device and dtype are not part of the
+    key)."""
+    fb = sj_mel_filterbank(n_freqs, f_min, f_max, n_mels, sample_rate, scale)
+    fb.flags.writeable = False
+    return fb
+
+
 def _savgol_weights(window: int, order: int, deriv: int, at: int) -> np.ndarray:
     """Least-squares weights giving the ``deriv``-th derivative, at offset ``at`` from
     the centre, of the degree-``order`` polynomial fitted to ``window`` samples."""
@@ -286,7 +306,7 @@ def mel_scale_delta(
     if low > top:
         raise ConfigurationError(f"mel_scale_delta: f_min={low:g} is above f_max={top:g}")
     power = x.detach().cpu().to(torch.float64).numpy()
-    fb = sj_mel_filterbank(power.shape[0], low, top, n_mels, sample_rate, scale)
+    fb = cached_mel_filterbank(power.shape[0], low, top, n_mels, sample_rate, scale)
     mel = fb.T @ power  # [n_mels, T]
     peak = np.abs(mel).max(initial=0.0)
     feat = np.log1p(mel / peak) if peak > 0 else mel
