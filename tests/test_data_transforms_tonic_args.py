@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from conftest import require_shared_data
 from spikeflow.data import transforms as T
-from spikeflow.data.io import read_atis_bin
+from spikeflow.data.io import read_aedat2, read_atis_bin
 from spikeflow.errors import ConfigurationError
 from tonic_events import assert_same, rec, to_tonic, tonic_transforms
 
@@ -125,6 +125,34 @@ def test_downsample_target_size_in_double_precision_equals_tonic():
     theirs = tt.Downsample(sensor_size=(25, 240, 2), target_size=(7, 21))(to_tonic(r))
     assert_same(ours, theirs)
     assert ours.sensor_size == (7, 21, 2)
+
+
+def test_downsample_sensor_is_exact_where_the_float_product_is_not():
+    """The sensor is ⌈W·f⌉ of the factor as written: a real DAVIS240C recording (240 x
+    180) at f = 0.55 gives 132 x 99, where 180 · 0.55 is 99.00000000000001 in floating
+    point (whose ceiling, 100, added an empty row); the coordinates stay Tonic's."""
+    folder = require_shared_data("event-files", "aedat2")
+    r = read_aedat2(folder / "IMU_translBoxes.aedat")
+    assert r.sensor_size == (240, 180, 2)
+    ours = T.Downsample(0.55)(r)
+    assert_same(ours, tonic_transforms().Downsample(spatial_factor=0.55)(to_tonic(r)))
+    assert ours.sensor_size == (132, 99, 2)
+    assert int(ours.events["y"].max()) == 98 and int(ours.events["x"].max()) <= 131
+    # Every sensor of the grid and three-decimal factor: ⌈W·f⌉ in exact decimals, and
+    # the last pixel's coordinate (Tonic's float product) inside it.
+    for width in (34, 100, 180, 200, 300, 720):
+        for k in range(1, 1001):
+            f = k / 1000
+            size = T.Downsample(f).apply(r.events[:0], (width, width, 2))[1]
+            assert size[0] == -(-width * k // 1000), (width, f)
+            assert np.floor((width - 1) * f) < size[0]
+    # N-MNIST (34 x 34): Tonic's coordinates, and the size by hand.
+    for r in _nmnist_recordings()[::5]:
+        for f in (0.1, 0.25, 0.35, 0.55, 0.7):
+            ours = T.Downsample(f)(r)
+            assert_same(ours, tonic_transforms().Downsample(spatial_factor=f)(to_tonic(r)))
+            side = -(-34 * round(f * 100) // 100)
+            assert ours.sensor_size == (side, side, 2)
 
 
 def test_downsample_arguments_are_named():

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -307,7 +308,8 @@ class MergePolarities(EventTransform):
 
 
 class Downsample(EventTransform):
-    """Scale coordinates: ``x -> ⌊x·fx⌋``, ``y -> ⌊y·fy⌋``, sensor ``⌈W·fx⌉ x ⌈H·fy⌉``.
+    """Scale coordinates: ``x -> ⌊x·fx⌋``, ``y -> ⌊y·fy⌋``, sensor ``⌈W·fx⌉ x ⌈H·fy⌉``
+    (in exact decimals: 180 at 0.55 is 99).
 
     Give one of:
 
@@ -369,11 +371,18 @@ class Downsample(EventTransform):
             size = (self.target[0], self.target[1], p)
         else:
             fx, fy = self.factors
-            size = (math.ceil(w * fx), math.ceil(h * fy), p)
+            size = (_scaled_side(w, fx), _scaled_side(h, fy), p)
         out = events.copy()
         out["x"] = np.floor(events["x"] * fx).astype(np.uint16)
         out["y"] = np.floor(events["y"] * fy).astype(np.uint16)
         return out, size
+
+
+def _scaled_side(side: int, factor: float) -> int:
+    """``⌈side·factor⌉`` of the factor as written (its shortest decimal, exactly): the
+    float product can land just above a whole number (180 · 0.55 = 99.00000000000001),
+    whose ceiling would add an empty row."""
+    return math.ceil(side * Fraction(repr(float(factor))))
 
 
 def _crop(events: np.ndarray, x0: int, y0: int, w: int, h: int) -> np.ndarray:
