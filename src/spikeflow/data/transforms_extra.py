@@ -20,14 +20,8 @@ from typing import Any
 import numpy as np
 
 from spikeflow._checks import check_flag, check_int, check_real
-from spikeflow.data.transforms import (
-    EventTransform,
-    Size,
-    _drop_events,
-    _drop_time_window,
-    _flip_polarity,
-    _RandomApply,
-)
+from spikeflow.data.event_timing import _drop_events, _drop_time_window
+from spikeflow.data.transforms import EventTransform, Size, _flip_polarity, _RandomApply
 from spikeflow.errors import ConfigurationError
 
 __all__ = [
