@@ -29,7 +29,8 @@
 * :mod:`~spikeflow.neurons.tc_lif`: the two-compartment LIF (TC-LIF).
 * :mod:`~spikeflow.neurons.dh_lif`: the LIF with dendritic heterogeneity (DH-LIF).
 * :mod:`~spikeflow.neurons.lava_dl`: Lava-DL's SLAYER neurons beyond CUBA (ALIF;
-  :mod:`~spikeflow.neurons.lava_rf`: RF-IZ, RF, ADRF-IZ and ADRF, complex input, stepped by a loop;
+  :mod:`~spikeflow.neurons.lava_rf`: RF-IZ and RF, complex input, stepped by a loop, and
+  :mod:`~spikeflow.neurons.lava_adrf`: their adaptive ADRF-IZ and ADRF;
   :mod:`~spikeflow.neurons.lava_hoyer`: CUBA with Hoyer spiking).
 * :mod:`~spikeflow.neurons.refractory`: LIF and current-based LIF with an absolute
   refractory period.
