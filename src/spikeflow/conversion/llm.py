@@ -58,8 +58,14 @@ from spikeflow.conversion.llm_generation_config import (
     name_config_options,
     resolve_generation_config,
 )
+from spikeflow.conversion.llm_source import (  # SILU_NAMES: kept importable from here
+    LINEARS,
+    SILU_NAMES,  # noqa: F401
+    SUPPORTED_MODEL_TYPES,
+    check_source,
+)
 from spikeflow.conversion.temporal import SpikeProduct, StepBias, TemporalDifference
-from spikeflow.errors import ConfigurationError, DTypeError, MissingExtraError, ShapeError
+from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 
 __all__ = [
     "SUPPORTED_MODEL_TYPES",
@@ -70,76 +76,7 @@ __all__ = [
     "convert_causal_lm",
 ]
 
-SUPPORTED_MODEL_TYPES = ("qwen2", "llama")
-#: The ``hidden_act`` names of SiLU in Hugging Face's ``ACT2FN`` (``swish`` is its alias).
-SILU_NAMES = ("silu", "swish")
 MODES = ("spikes", "quantized", "qcfs_sg", "exact")
-_LINEARS = {
-    "self_attn": ("q_proj", "k_proj", "v_proj", "o_proj"),
-    "mlp": ("gate_proj", "up_proj", "down_proj"),
-}
-_NORMS = ("input_layernorm", "post_attention_layernorm")
-
-
-def _check_source(model: object, feature: str) -> nn.Module:
-    """``model`` if it is an eval-mode Hugging Face causal LM of a supported layout."""
-    try:
-        from transformers import PreTrainedModel
-    except ImportError as error:
-        raise MissingExtraError(feature, "transformers", "llm") from error
-    if not isinstance(model, PreTrainedModel):
-        raise ConfigurationError(
-            f"{feature} takes a Hugging Face causal LM (transformers.PreTrainedModel), got "
-            f"{type(model).__name__}"
-        )
-    config = model.config
-    kind = getattr(config, "model_type", None)
-    if kind not in SUPPORTED_MODEL_TYPES:
-        raise ConfigurationError(
-            f"{feature}: model_type {kind!r} is not supported; supported: "
-            f"{', '.join(SUPPORTED_MODEL_TYPES)} (RMSNorm, SiLU-gated MLP, rotary, causal GQA)"
-        )
-    if getattr(config, "hidden_act", "silu") not in SILU_NAMES:
-        raise ConfigurationError(
-            f"{feature}: hidden_act must be 'silu' (or its alias 'swish'), got "
-            f"{config.hidden_act!r}"
-        )
-    layer_types = getattr(config, "layer_types", None) or ()
-    if getattr(config, "use_sliding_window", False) or "sliding_attention" in layer_types:
-        raise ConfigurationError(f"{feature}: sliding-window attention is not supported")
-    if model.training:
-        raise ConfigurationError(f"{feature}: the model is in training mode; call model.eval()")
-    inner = getattr(model, "model", None)
-    if not isinstance(getattr(inner, "layers", None), nn.ModuleList) or not isinstance(
-        getattr(model, "lm_head", None), nn.Linear
-    ):
-        raise ConfigurationError(f"{feature}: the model has no model.layers and lm_head")
-    for name in ("embed_tokens", "rotary_emb", "norm"):
-        if not isinstance(getattr(inner, name, None), nn.Module):
-            raise ConfigurationError(
-                f"{feature}: the model has no model.{name} (transformers >= 4.45 layout)"
-            )
-    for i, layer in enumerate(inner.layers):
-        for part, names in _LINEARS.items():
-            for name in names:
-                if not isinstance(getattr(getattr(layer, part, None), name, None), nn.Linear):
-                    raise ConfigurationError(
-                        f"{feature}: layer {i} has no nn.Linear {part}.{name} (not the "
-                        "Qwen2/Llama layout)"
-                    )
-        for name in (*_NORMS, "mlp.act_fn"):
-            part, _, leaf = name.rpartition(".")
-            if not callable(getattr(getattr(layer, part) if part else layer, leaf, None)):
-                raise ConfigurationError(f"{feature}: layer {i} has no {name}")
-        # transformers < 4.46 keeps a rotary_emb in each attention, unused since 4.45
-        # (the model's own passes the position embeddings down): not a part of ours
-        allowed = {*_LINEARS["self_attn"], "rotary_emb"}
-        extra = sorted(set(dict(layer.self_attn.named_children())) - allowed)
-        if extra:
-            raise ConfigurationError(
-                f"{feature}: layer {i} attention has unsupported parts {extra}"
-            )
-    return model
 
 
 class _SpikingDecoderLayer(nn.Module):
@@ -155,7 +92,7 @@ class _SpikingDecoderLayer(nn.Module):
         self.post_attention_layernorm = TemporalDifference(
             layer.post_attention_layernorm, name="post_attention_layernorm"
         )
-        for part, names in _LINEARS.items():
+        for part, names in LINEARS.items():
             for name in names:
                 setattr(self, name, StepBias(getattr(getattr(layer, part), name)))
         groups = self.heads // self.kv_heads
@@ -231,7 +168,7 @@ class SpikingCausalLM(nn.Module):
 
     def __init__(self, model: nn.Module, steps: int, calibration: LLMCalibration | None) -> None:
         super().__init__()
-        _check_source(model, "SpikingCausalLM")
+        check_source(model, "SpikingCausalLM")
         self.steps = check_positive_int(steps, "steps (T)")
         self.config = model.config
         self.generation_config = getattr(model, "generation_config", None)
@@ -585,7 +522,7 @@ def convert_causal_lm(
         quantile: with batches, the calibration quantile (default: the maximum).
     """
     steps = check_positive_int(steps, "steps (T)")
-    _check_source(model, "convert_causal_lm")
+    check_source(model, "convert_causal_lm")
     if calibration is None or isinstance(calibration, LLMCalibration):
         if levels is not None or quantile != 1.0:
             given = "None" if calibration is None else "an LLMCalibration"
