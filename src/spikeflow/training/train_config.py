@@ -431,16 +431,13 @@ def resolve(config: TrainConfig) -> TrainConfig:
             one (the message names the zoo models that build for its frames), or an
             invalid value.
     """
-    from spikeflow.training.data import (
-        check_auto_augment,
-        check_image_size_options,
-        list_datasets,
-    )
+    from spikeflow.training.data import check_auto_augment, list_datasets
     from spikeflow.training.detection_task import (
         DETECTION_DATASETS,
         DETECTION_MODELS,
         detection_task,
     )
+    from spikeflow.training.image_sizes import check_image_size_options
 
     values = dataclasses.replace(config)
     for name in PATH_FIELDS:  # a pathlib.Path from the Python API: written as a string
