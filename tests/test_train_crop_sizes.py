@@ -202,3 +202,26 @@ def test_command_line(capsys):
     code = main(["train", "--dataset", "cifar10", "--data-dir", "x", "--val-crop-size", "28"])
     assert code == 2
     assert "--val-crop-size 28: dataset 'cifar10' is static 32x32" in capsys.readouterr().err
+
+
+def test_a_run_saves_the_options_evaluates_and_keeps_them_on_resume(tmp_path, capsys):
+    # Trained on 32 x 32 crops, evaluated on 40 x 40 centre crops of a 48 resize (a
+    # ResNet pools globally, so both sizes run); the options are the run's, saved.
+    tomllib = pytest.importorskip("tomllib")
+    write_folders(tmp_path / "data")
+    out = tmp_path / "run"
+    code = main(["train", "--dataset", "imagefolder", "--data-dir", str(tmp_path / "data"),
+                 "--model", "sew_resnet18", "--model-kwargs", "num_classes=2", "base_width=8",
+                 "-T", "1",
+                 "--epochs", "1", "--batch-size", "4", "--train-crop-size", "32",
+                 "--val-crop-size", "40", "--val-resize-size", "48", "--interpolation",
+                 "bicubic", "--output-dir", str(out), "--no-progress",
+                 "--plots", "off"])  # fmt: skip
+    assert code == 0
+    saved = tomllib.loads((out / "config.toml").read_text())
+    assert (saved["train_crop_size"], saved["val_resize_size"], saved["val_crop_size"],
+            saved["interpolation"]) == (32, 48, 40, "bicubic")  # fmt: skip
+    capsys.readouterr()
+    assert main(["eval", str(out), "--data-dir", str(tmp_path / "data"), "--no-progress"]) == 0
+    assert main(["train", "--resume", str(out / "last.pt"), "--val-crop-size", "36"]) == 2
+    assert "which fixed ['val_crop_size']" in capsys.readouterr().err
