@@ -261,7 +261,7 @@ def test_each_worker_and_epoch_draws_its_own_stream():
     [
         ({"num_magnitude_bins": 1}, "num_magnitude_bins"),
         ({"num_magnitude_bins": 3.0}, "num_magnitude_bins"),
-        ({"interpolation": "bicubic"}, "interpolation"),
+        ({"interpolation": "lanczos"}, "interpolation"),
         ({"fill": 256}, "fill"),
         ({"fill": 1.5}, "fill"),
         ({"fill": ()}, "fill"),

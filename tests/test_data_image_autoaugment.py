@@ -314,7 +314,7 @@ def test_policy_names_build_their_transforms():
     ("make", "message"),
     [
         (lambda: AutoAugment("Cifar10"), r"policy must be one of 'imagenet', 'cifar10', 'svhn'"),
-        (lambda: AutoAugment(interpolation="bicubic"), "AutoAugment: interpolation"),
+        (lambda: AutoAugment(interpolation="lanczos"), "AutoAugment: interpolation"),
         (lambda: AutoAugment(fill=300), "AutoAugment: fill"),
         (lambda: RandAugment(magnitude=31), "RandAugment: magnitude must be an integer from 0"),
         (lambda: RandAugment(magnitude=31), "magnitude must be an integer from 0 to 30, got 31"),
@@ -392,9 +392,22 @@ def test_bad_inputs_are_named():
     assert torch.equal((out * 255).round().to(torch.uint8), RandAugment(generator=3)(grey))
     # apply_image_operation checks what the policies check for it, with the same messages.
     image = photo()
-    with pytest.raises(ConfigurationError, match="interpolation must be 'nearest' or 'bilinear'; "
-                       "got 'bicubic'"):  # fmt: skip
-        apply_image_operation(image, "Rotate", 5.0, "bicubic")
+    with pytest.raises(ConfigurationError, match="interpolation must be 'nearest', 'bilinear' "
+                       "or 'bicubic'; got 'lanczos'"):  # fmt: skip
+        apply_image_operation(image, "Rotate", 5.0, "lanczos")
+    # bicubic (the recipe's --interpolation bicubic): Pillow's BICUBIC filter, by hand.
+    shear = math.tan(math.radians(math.degrees(math.atan(0.3))))  # torchvision's angle trip
+    for op, magnitude, by_hand in [
+        ("Rotate", 20.0, lambda im: im.rotate(20.0, Image.BICUBIC, fillcolor=(0, 0, 0))),
+        ("ShearX", 0.3, lambda im: im.transform(im.size, Image.AFFINE,
+                                                (1, shear, 0, 0, 1, 0),
+                                                Image.BICUBIC, fillcolor=(0, 0, 0))),
+    ]:  # fmt: skip
+        got = apply_image_operation(image, op, magnitude, "bicubic")
+        assert np.array_equal(np.asarray(got), np.asarray(by_hand(image)))
+        assert not np.array_equal(np.asarray(got),
+                                  np.asarray(apply_image_operation(image, op, magnitude,
+                                                                   "bilinear")))  # fmt: skip
     with pytest.raises(ConfigurationError, match=r"fill must be a grey level 0\.\.255 .*\(300,\)"):
         apply_image_operation(image, "Rotate", 5.0, "nearest", (300,))
     with pytest.raises(DTypeError, match="apply_image_operation takes a PIL image of mode L or "

@@ -13,6 +13,7 @@ import torch
 
 from spikeflow.cli import main
 from spikeflow.data.datasets import ImageFolder
+from spikeflow.data.image_autoaugment import RandAugment
 from spikeflow.data.image_transforms import (
     CenterCrop,
     RandomResizedCrop,
@@ -122,6 +123,11 @@ def test_build_datasets_sets_each_split(tmp_path):
     # An evaluation alone (no training split) builds the model for the training crop.
     _, _, alone = build_datasets(resolve_data(config), with_train=False)
     assert alone.input_size == (40, 40)
+    # With --auto-augment the policy's geometric operations resample the same way (the
+    # recipe passes its --interpolation to the policy).
+    config.auto_augment = "ra"
+    policy = build_datasets(resolve_data(config))[0].pipeline.transforms[2]
+    assert type(policy) is RandAugment and policy.interpolation == "bicubic"
     assert "interpolation='bicubic'" in repr(test) and "interpolation" not in repr(
         ImageFolder(tmp_path, train=False)
     )

@@ -75,7 +75,8 @@ class TrivialAugmentWide(PillowPolicy):
 
     Args:
         num_magnitude_bins: the number of strengths (31, the paper's).
-        interpolation: ``"nearest"`` (default, torchvision's) or ``"bilinear"``.
+        interpolation: ``"nearest"`` (default, torchvision's), ``"bilinear"`` or
+            ``"bicubic"``.
         fill: the grey level (0..255) of pixels moved in from outside, or one per
             channel (default 0).
         generator: see the module docstring.

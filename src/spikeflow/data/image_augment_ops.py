@@ -68,9 +68,9 @@ def _shear_factor(m: float, vertical: bool) -> float:
 
 
 def _check_interpolation(interpolation: Any, owner: str) -> str:
-    if interpolation not in ("nearest", "bilinear"):
-        raise ConfigurationError(f"{owner}: interpolation must be 'nearest' or 'bilinear'; "
-                                 f"got {interpolation!r}")  # fmt: skip
+    if interpolation not in ("nearest", "bilinear", "bicubic"):
+        raise ConfigurationError(f"{owner}: interpolation must be 'nearest', 'bilinear' or "
+                                 f"'bicubic'; got {interpolation!r}")  # fmt: skip
     return str(interpolation)
 
 
@@ -101,8 +101,8 @@ def apply_image_operation(
 ) -> Any:
     """``op`` (one of :data:`IMAGE_OPERATIONS`, see the module docstring) at the signed
     ``magnitude`` on a PIL image of mode ``L`` or ``RGB``; ``interpolation``
-    (``"nearest"`` or ``"bilinear"``) and ``fill`` (a grey level 0..255, or one per
-    channel) for the geometric ones.
+    (``"nearest"``, ``"bilinear"`` or ``"bicubic"``: Pillow's filter) and ``fill`` (a grey
+    level 0..255, or one per channel) for the geometric ones.
 
     Raises:
         ConfigurationError: an unknown ``op`` or ``interpolation``, or ``fill`` not grey
@@ -126,8 +126,8 @@ def apply_image_operation(
                                  f"{channels} channel(s)")  # fmt: skip
     levels = tuple(fill) * channels if len(fill) == 1 else tuple(fill)
     fillcolor: int | tuple[int, ...] = levels[0] if channels == 1 else levels
-    resample = (pil.Resampling.NEAREST if interpolation == "nearest"
-                else pil.Resampling.BILINEAR)  # fmt: skip
+    resample = {"nearest": pil.Resampling.NEAREST, "bilinear": pil.Resampling.BILINEAR,
+                "bicubic": pil.Resampling.BICUBIC}[interpolation]  # fmt: skip
     m = magnitude
     # Pillow's affine data: the input point (a·x + b·y + c, d·x + e·y + f) of each output
     # point (x, y).

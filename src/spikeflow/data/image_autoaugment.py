@@ -196,7 +196,8 @@ class AutoAugment(_DrawnOperations):
 
     Args:
         policy: ``"imagenet"`` (default), ``"cifar10"`` or ``"svhn"``.
-        interpolation: ``"nearest"`` (default, torchvision's) or ``"bilinear"``.
+        interpolation: ``"nearest"`` (default, torchvision's), ``"bilinear"`` or
+            ``"bicubic"``.
         fill: the grey level (0..255) of pixels moved in from outside, or one per
             channel (default 0).
         generator: see the module docstring.
@@ -253,7 +254,8 @@ class RandAugment(_DrawnOperations):
         num_ops: the operations per image (2, the paper's ImageNet setting).
         magnitude: the bin, ``0..num_magnitude_bins - 1`` (9; torchvision's default).
         num_magnitude_bins: the number of bins spanning each range (31).
-        interpolation: ``"nearest"`` (default, torchvision's) or ``"bilinear"``.
+        interpolation: ``"nearest"`` (default, torchvision's), ``"bilinear"`` or
+            ``"bicubic"``.
         fill: the grey level (0..255) of pixels moved in from outside, or one per
             channel (default 0).
         generator: see the module docstring.
@@ -328,7 +330,8 @@ def imagenet_policy_transform(
     their order: :class:`~spikeflow.data.image_transforms.RandomResizedCrop` to ``size``
     (resampled by ``interpolation``: bilinear, bicubic or nearest), a horizontal flip
     with probability 1/2, the ``policy`` of :data:`AUTO_AUGMENT_NAMES`
-    (:func:`augment_policy_transform`; bilinear, fill 0) on the PIL image, ``ToTensor``,
+    (:func:`augment_policy_transform`; fill 0, resampled by ``interpolation`` too, as
+    the recipe passes its ``--interpolation`` to it) on the PIL image, ``ToTensor``,
     ``Normalize`` by ``mean``/``std`` (``None`` for both skips it), then, for ``erasing``
     > 0, :class:`~spikeflow.data.image_augment.RandomErasing` with that probability (fill
     0: the mean colour once normalised). ``generator`` seeds the random steps (an int
@@ -345,7 +348,7 @@ def imagenet_policy_transform(
     steps: list[Any] = [
         RandomResizedCrop(size, interpolation=interpolation, generator=gens[0]),
         RandomHorizontalFlip(0.5, generator=gens[1]),
-        augment_policy_transform(policy, interpolation="bilinear", generator=gens[2]),
+        augment_policy_transform(policy, interpolation=interpolation, generator=gens[2]),
         ToTensor(),
         *_normalize_steps(mean, std),
     ]

@@ -324,8 +324,8 @@ class ImageFolder(torch.utils.data.Dataset):
             needs ``augment`` on.
         interpolation: how the training crop (``RandomResizedCrop``) and the evaluation's
             ``Resize`` resample: ``"bilinear"`` (default), ``"bicubic"`` or ``"nearest"``
-            (the reference recipes' ``--interpolation``; an ``auto_augment`` policy stays
-            bilinear).
+            (the reference recipes' ``--interpolation``, which an ``auto_augment``
+            policy's geometric operations use too).
 
     Raises:
         ConfigurationError: ``augment`` neither a bool nor a policy name, or set together
