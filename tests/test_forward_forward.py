@@ -1,0 +1,310 @@
+"""Forward-Forward (spikeflow.training.forward_forward) against plain loops written from
+snnTorch's tutorial_forward_forward (its LeakyLayer and Net equations, with snnTorch's own
+``snn.Leaky`` for its one-step LIF layer), in float64 on the real 8x8 digits. Spiking
+layers over T are checked against a hand-written float64 loop of ``snn.Leaky``'s
+equations (snnTorch returns float32 spikes, whose gradients would lose precision),
+itself checked spike for spike against ``snn.Leaky``."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.neurons import LeakyNode
+from spikeflow.training.forward_forward import (
+    ForwardForwardTrainer,
+    NeuronMembrane,
+    forward_forward_loss,
+    goodness,
+    negative_labels,
+    overlay_labels,
+)
+
+snn = pytest.importorskip("snntorch")
+DT = torch.float64
+THETA = 5.0  # the tutorial's
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    x = torch.tensor(data.data[:32], dtype=DT) / 16.0
+    return x, torch.tensor(data.target[:32])
+
+
+def pairs(x, y, seed=0):
+    wrong = negative_labels(y, 10, "permute", torch.Generator().manual_seed(seed))
+    return overlay_labels(x, y, 10), overlay_labels(x, wrong, 10)
+
+
+def float_net(sizes, activation, seed=0):
+    torch.manual_seed(seed)
+    layers = [
+        nn.Sequential(nn.Linear(a, b, bias=False), activation())
+        for a, b in itertools.pairwise(sizes)
+    ]
+    return nn.Sequential(*layers).to(DT)
+
+
+def lif_net(sizes, seed=0, membrane=True, scale=1.0):
+    torch.manual_seed(seed)
+    layers = []
+    for a, b in itertools.pairwise(sizes):
+        linear = nn.Linear(a, b, bias=False).to(DT)
+        with torch.no_grad():
+            linear.weight.mul_(scale)
+        node = LeakyNode(beta=torch.tensor(0.8, dtype=DT))
+        layers.append(nn.Sequential(linear, NeuronMembrane(node) if membrane else node))
+    return nn.Sequential(*layers)
+
+
+def weights_of(net):
+    return [layer[0].weight.detach().clone() for layer in net]
+
+
+# -- the tutorial's equations, written out -------------------------------------------
+def tutorial_forward(w, x, activation):
+    """LeakyLayer.forward: direction of x, x W^T, then ReLU or one snn.Leaky step's mem."""
+    z = (x / (torch.norm(x, p=2, dim=1, keepdim=True) + 1e-4)) @ w.T
+    if activation == "relu":
+        return torch.relu(z)
+    lif = snn.Leaky(beta=torch.tensor(0.8, dtype=DT))
+    _, mem = lif(z, lif.init_leaky())
+    return mem
+
+
+def tutorial_train(ws, x_pos, x_neg, steps, activation):
+    """Net.train: each layer trained ``steps`` times (Adam 0.03, θ = 5) on the previous
+    layer's final outputs. Returns the losses [layers, steps]; ``ws`` are updated."""
+    h_pos, h_neg, history = x_pos, x_neg, []
+    for w in ws:
+        w.requires_grad_(True)
+        opt = torch.optim.Adam([w], lr=0.03)
+        losses = []
+        for _ in range(steps):
+            g_pos = tutorial_forward(w, h_pos, activation).pow(2).mean(1)
+            g_neg = tutorial_forward(w, h_neg, activation).pow(2).mean(1)
+            loss = F.softplus(torch.cat([-g_pos + THETA, g_neg - THETA])).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        h_pos = tutorial_forward(w, h_pos, activation).detach()
+        h_neg = tutorial_forward(w, h_neg, activation).detach()
+        history.append(losses)
+    return torch.tensor(history, dtype=torch.float32)
+
+
+def tutorial_predict(ws, x, activation):
+    scores = []
+    for label in range(10):
+        h = overlay_labels(x, label, 10)
+        total = 0
+        for w in ws:
+            h = tutorial_forward(w, h, activation)
+            total = total + h.pow(2).mean(1)
+        scores.append(total)
+    return torch.stack(scores, 1).argmax(1)
+
+
+@pytest.mark.parametrize("activation", ["relu", "lif"])
+def test_tutorial_layers_trained_layerwise_equal_the_hand_loop(digits, activation):
+    x, y = digits
+    x_pos, x_neg = pairs(x, y)
+    if activation == "relu":
+        net, kwargs = float_net([64, 40, 30], nn.ReLU), {}
+    else:
+        net, kwargs = lif_net([64, 40, 30]), {"time_steps": 1, "over_time": "rate"}
+    ws = weights_of(net)
+    trainer = ForwardForwardTrainer(net, num_classes=10, **kwargs)
+    history = trainer.train_layerwise(x_pos, x_neg, steps=25)
+    expected = tutorial_train(ws, x_pos, x_neg, 25, activation)
+    torch.testing.assert_close(history, expected, rtol=1e-6, atol=1e-7)
+    assert history[:, -1].lt(history[:, 0]).all()  # it learns
+    for got, want in zip(weights_of(net), ws):
+        torch.testing.assert_close(got, want.detach(), rtol=1e-10, atol=1e-12)
+    assert torch.equal(trainer.predict(x), tutorial_predict(ws, x, activation))
+
+
+class ATanSpike(torch.autograd.Function):
+    """Θ(v) with snnTorch's ``atan()`` gradient ``(α/2) / (1 + (π α v / 2)²)``, α = 2."""
+
+    @staticmethod
+    def forward(ctx, v):
+        ctx.save_for_backward(v)
+        return (v > 0).to(v.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (v,) = ctx.saved_tensors
+        return grad / (1 + (torch.pi * v) ** 2)
+
+
+def leaky_loop(z_seq):
+    """snn.Leaky's equations over T in float64: U[t] = 0.8 U[t-1] + Z[t] − R[t],
+    R[t] = Θ(U[t-1] − 1) detached (delayed subtract reset), S[t] = Θ(U[t] − 1)."""
+    mem, spikes = torch.zeros_like(z_seq[0]), []
+    for z in z_seq:
+        reset = (mem > 1.0).to(DT)
+        mem = 0.8 * mem + z - reset
+        spikes.append(ATanSpike.apply(mem - 1.0))
+    return torch.stack(spikes)
+
+
+def spiking_reference_step(ws, opts, x_pos, x_neg, steps, theta):
+    """Hinton's schedule with LIF layers over T: every layer updated once per step on the
+    previous layer's spikes (each step's vector scaled to unit length, detached) from
+    before the update; goodness the mean squared spike count."""
+    history = []
+    for _ in range(steps):
+        losses, total = [], 0
+        for opt in opts:
+            opt.zero_grad()
+        h_pos, h_neg = x_pos, x_neg
+        for w in ws:
+            outs = [
+                leaky_loop((h / (torch.norm(h, dim=2, keepdim=True) + 1e-4)) @ w.T)
+                for h in (h_pos, h_neg)
+            ]
+            g_pos, g_neg = (o.sum(0).pow(2).mean(1) for o in outs)
+            loss = F.softplus(torch.cat([theta - g_pos, g_neg - theta])).mean()
+            losses.append(loss.item())
+            total = total + loss
+            h_pos, h_neg = outs[0].detach(), outs[1].detach()
+        total.backward()
+        for opt in opts:
+            opt.step()
+        history.append(losses)
+    return torch.tensor(history, dtype=torch.float32).T
+
+
+def test_hand_written_leaky_loop_is_snntorchs_leaky():
+    z = torch.randn(8, 5, 7, dtype=DT) * 2
+    lif = snn.Leaky(beta=torch.tensor(0.8, dtype=DT))
+    mem, spikes = lif.init_leaky(), []
+    for t in range(8):
+        spk, mem = lif(z[t], mem)
+        spikes.append(spk.to(DT))
+    assert torch.equal(leaky_loop(z), torch.stack(spikes)) and leaky_loop(z).sum() > 0
+
+
+def test_spiking_layers_over_time_step_equal_snntorch_leaky_loop(digits):
+    x, y = digits
+    x_pos, x_neg = pairs(x, y)
+    T = 6
+    net = lif_net([64, 40, 30], membrane=False, scale=6.0)
+    ws = [w.requires_grad_(True) for w in weights_of(net)]
+    opts = [torch.optim.Adam([w], lr=0.01) for w in ws]
+    trainer = ForwardForwardTrainer(
+        net, num_classes=10, theta=2.0, time_steps=T,
+        optimizer=lambda p: torch.optim.Adam(p, lr=0.01),
+    )  # fmt: skip
+    with torch.no_grad():
+        counts = trainer.activities(x_pos)[1].sum(0)
+    assert 0 < counts.mean() < T  # the second layer fires, not saturated
+    rep = lambda v: v.unsqueeze(0).expand(T, *v.shape)  # noqa: E731
+    expected = spiking_reference_step(ws, opts, rep(x_pos), rep(x_neg), 12, 2.0)
+    history = torch.stack([trainer.step(x_pos, x_neg) for _ in range(12)], 1).float()
+    torch.testing.assert_close(history, expected, rtol=1e-6, atol=1e-7)
+    for got, want in zip(weights_of(net), ws):
+        torch.testing.assert_close(got, want.detach(), rtol=1e-10, atol=1e-12)
+    assert not torch.equal(ws[0], weights_of(lif_net([64, 40, 30], scale=6.0))[0])
+
+
+def test_no_gradient_crosses_layers(digits):
+    """After one step each layer's gradient is that of its own loss alone (fails if the
+    trainer fed a layer the previous output without detaching it)."""
+    x, y = digits
+    x_pos, x_neg = pairs(x, y)
+    net = float_net([64, 40, 30], nn.ReLU)
+    trainer = ForwardForwardTrainer(
+        net, num_classes=10, optimizer=lambda p: torch.optim.SGD(p, lr=0.0)
+    )
+    own = [
+        torch.autograd.grad(loss, layer[0].weight)[0]
+        for loss, layer in zip(trainer.layer_losses(x_pos, x_neg), net)
+    ]
+    trainer.step(x_pos, x_neg)
+    for layer, grad in zip(net, own):
+        torch.testing.assert_close(layer[0].weight.grad, grad, rtol=1e-12, atol=1e-14)
+    assert own[1].abs().sum() > 0
+
+
+def test_loss_and_goodness_formulas_and_gradcheck():
+    a = torch.tensor([[[1.0, 0.0], [1.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]]], dtype=DT)  # [2,2,2]
+    torch.testing.assert_close(goodness(a, "mean", "count"), torch.tensor([2.0, 2.5], dtype=DT))
+    torch.testing.assert_close(goodness(a, "sum", "rate"), torch.tensor([1.0, 1.25], dtype=DT))
+    loss = forward_forward_loss(torch.tensor([6.0]), torch.tensor([1.0]), 5.0)
+    want = (
+        torch.log1p(torch.exp(torch.tensor(-1.0))) + torch.log1p(torch.exp(torch.tensor(-4.0)))
+    ) / 2
+    torch.testing.assert_close(loss, want)
+    y = torch.randn(4, 7, dtype=DT, requires_grad=True)
+    y2 = torch.randn(4, 7, dtype=DT, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda p, n: forward_forward_loss(goodness(p), goodness(n, "sum"), 2.0), (y, y2)
+    )
+
+
+def test_overlay_and_negative_labels():
+    x = torch.rand(5, 12) + 0.1
+    y = torch.tensor([0, 3, 9, 3, 1])
+    out = overlay_labels(x, y, 10)
+    assert torch.equal(out[:, 10:], x[:, 10:])
+    assert torch.equal(out[:, :10], F.one_hot(y, 10).float() * x.max())
+    assert torch.equal(overlay_labels(x, y, 10, value=2.0)[:, :10], 2.0 * F.one_hot(y, 10).float())
+    labels = torch.arange(10).repeat(200)
+    wrong = negative_labels(labels, 10, "wrong", torch.Generator().manual_seed(1))
+    assert (wrong != labels).all() and (wrong >= 0).all() and (wrong < 10).all()
+    assert len(set(zip(labels.tolist(), wrong.tolist()))) == 90  # every wrong label drawn
+    again = negative_labels(labels, 10, "wrong", torch.Generator().manual_seed(1))
+    assert torch.equal(wrong, again)
+    perm = negative_labels(labels, 10, "permute", torch.Generator().manual_seed(1))
+    assert torch.equal(perm.sort().values, labels.sort().values) and not torch.equal(perm, labels)
+
+
+def test_clear_errors(digits):
+    x, y = digits
+    net = float_net([64, 20], nn.ReLU)
+    with pytest.raises(ConfigurationError, match=r"sequence of layers.*Linear"):
+        ForwardForwardTrainer(nn.Linear(64, 20), num_classes=10)
+    with pytest.raises(ConfigurationError, match=r"layers\[1\].*no trainable"):
+        ForwardForwardTrainer([net[0], nn.ReLU()], num_classes=10)
+    with pytest.raises(ConfigurationError, match=r"labels must lie in \[0, 10\).*12"):
+        overlay_labels(x, torch.full((32,), 12), 10)
+    with pytest.raises(ShapeError, match="integer"):
+        overlay_labels(x, y.double(), 10)
+    trainer = ForwardForwardTrainer(net, num_classes=10)
+    with pytest.raises(ShapeError, match=r"\[B, F\] for float layers"):
+        trainer.goodness(x.unsqueeze(0))
+    spiking = ForwardForwardTrainer(lif_net([64, 20], membrane=False), num_classes=10, time_steps=4)
+    with pytest.raises(ShapeError, match="3 time steps, the trainer's time_steps is 4"):
+        spiking.goodness(x.unsqueeze(0).expand(3, -1, -1))
+    with pytest.raises(ConfigurationError, match="skip_layers"):
+        trainer.predict(x, skip_layers=1)
+    flat = ForwardForwardTrainer([nn.Sequential(nn.Linear(64, 5), nn.Flatten(0))], num_classes=10)
+    with pytest.raises(ShapeError, match=r"layers\[0\] maps \(32, 64\) to \(160,\)"):
+        flat.goodness(x.float())
+
+
+def test_every_call_starts_from_rest_even_when_streaming(digits):
+    """Inside ``functional.streaming`` neurons carry their state across calls; the
+    trainer resets each layer before running it, so goodness does not depend on the
+    previous batch."""
+    from spikeflow.functional import streaming
+
+    x, y = digits
+    net = lif_net([64, 20], membrane=False, scale=6.0)
+    trainer = ForwardForwardTrainer(net, num_classes=10, time_steps=3)
+    first = trainer.goodness(overlay_labels(x, y, 10))
+    with streaming(net):
+        trainer.goodness(overlay_labels(x, y, 10))
+        again = trainer.goodness(overlay_labels(x, y, 10))
+    assert first.sum() > 0 and torch.equal(first, again)
