@@ -24,6 +24,7 @@ SCRIPTS = {
     "decolle_nmnist": ["--nmnist-root"],
     "detect_nmnist": ["--root"],
     "eprop_digits": ["--dataset", "nmnist", "--nmnist-root"],
+    "forward_forward_digits": ["--dataset", "nmnist", "--nmnist-root"],
     "eventprop_digits": ["--dataset", "nmnist", "--nmnist-root"],
     "lava_slayer_nmnist": ["--root"],
     "loihi_nmnist": ["--root"],

@@ -308,3 +308,29 @@ def test_every_call_starts_from_rest_even_when_streaming(digits):
         trainer.goodness(overlay_labels(x, y, 10))
         again = trainer.goodness(overlay_labels(x, y, 10))
     assert first.sum() > 0 and torch.equal(first, again)
+
+
+# -- the example, on real data -------------------------------------------------------
+def test_the_example_learns_the_digits_by_forward_forward_and_backprop(capsys):
+    pytest.importorskip("sklearn", reason="scikit-learn (the 'examples' extra) is needed")
+    from conftest import load_example
+
+    module = load_example("forward_forward_digits")
+    results = module.main(["--layers", "lif", "--epochs", "2", "--hidden", "100", "100",
+                           "--T", "4"])  # fmt: skip
+    assert results["lif"]["ff"]["test"] > 0.6, results  # chance: 10%
+    assert results["lif"]["backprop"]["test"] > 0.6, results
+    out = capsys.readouterr().out
+    assert out.startswith("digits: 1437 train / 360 test, schedule epochs")
+    assert f"lif: ff train {results['lif']['ff']['train']:.2%}" in out
+
+
+def test_the_example_runs_the_tutorials_schedule_on_one_batch():
+    pytest.importorskip("sklearn", reason="scikit-learn (the 'examples' extra) is needed")
+    from conftest import load_example
+
+    module = load_example("forward_forward_digits")
+    result = module.main(["--schedule", "tutorial", "--layers", "lif1", "--iterations", "300",
+                          "--hidden", "100", "100"])["lif1"]["ff"]  # fmt: skip
+    assert result["train"] > 0.25, result  # the 128 images it trained on (40.6%); chance: 10%
+    assert result["final_losses"][0] < 0.69, result  # below log 2: it separates pos/neg
