@@ -287,6 +287,8 @@ def test_clear_errors(digits):
     spiking = ForwardForwardTrainer(lif_net([64, 20], membrane=False), num_classes=10, time_steps=4)
     with pytest.raises(ShapeError, match="3 time steps, the trainer's time_steps is 4"):
         spiking.goodness(x.unsqueeze(0).expand(3, -1, -1))
+    with pytest.raises(ConfigurationError, match="negative must be 'wrong' or 'permute'; got 'x'"):
+        ForwardForwardTrainer(net, num_classes=10, negative="x")
     with pytest.raises(ConfigurationError, match="skip_layers"):
         trainer.predict(x, skip_layers=1)
     flat = ForwardForwardTrainer([nn.Sequential(nn.Linear(64, 5), nn.Flatten(0))], num_classes=10)
@@ -334,3 +336,15 @@ def test_the_example_runs_the_tutorials_schedule_on_one_batch():
                           "--hidden", "100", "100"])["lif1"]["ff"]  # fmt: skip
     assert result["train"] > 0.25, result  # the 128 images it trained on (40.6%); chance: 10%
     assert result["final_losses"][0] < 0.69, result  # below log 2: it separates pos/neg
+
+
+def test_the_example_learns_the_real_nmnist_subset_with_spiking_layers():
+    from conftest import load_example, require_shared_data
+
+    root = require_shared_data("nmnist-small")
+    module = load_example("forward_forward_digits")
+    results = module.main(["--dataset", "nmnist", "--nmnist-root", str(root), "--layers",
+                           "lif", "--epochs", "3", "--hidden", "200", "200",
+                           "--no-backprop"])  # fmt: skip
+    assert set(results["lif"]) == {"ff"}
+    assert results["lif"]["ff"]["test"] > 0.25, results  # 43% here; 100 recordings; chance 10%

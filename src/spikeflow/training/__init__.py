@@ -12,6 +12,8 @@
 * :mod:`~spikeflow.training.resume`: the configuration a ``--resume`` continues.
 * :mod:`~spikeflow.training.monitors`: firing rates, spike counts, membrane statistics.
 * :mod:`~spikeflow.training.tbptt`: truncated BPTT in windows of ``K`` steps (``--tbptt``).
+* :mod:`~spikeflow.training.forward_forward`: Forward-Forward, a local goodness per layer
+  (:class:`~spikeflow.training.forward_forward.ForwardForwardTrainer`; Python only).
 * :mod:`~spikeflow.training.checkpoint`: atomic, ``weights_only``-loadable checkpoints.
 * :mod:`~spikeflow.training.trained_model`: a run's model back in Python
   (:func:`load_trained_model`), for export, counts or a loop of your own.

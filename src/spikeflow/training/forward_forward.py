@@ -262,6 +262,8 @@ class ForwardForwardTrainer:
             raise ConfigurationError(f"reduction must be 'mean' or 'sum'; got {reduction!r}")
         if num_classes < 2:
             raise ConfigurationError(f"num_classes: at least 2; got {num_classes}")
+        if negative not in ("wrong", "permute"):
+            raise ConfigurationError(f"negative must be 'wrong' or 'permute'; got {negative!r}")
         self.num_classes = num_classes
         self.theta = float(theta)
         self.time_steps = time_steps
