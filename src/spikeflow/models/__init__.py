@@ -12,6 +12,7 @@ See ``docs/models.md``.
 * :mod:`~spikeflow.models.plif_nets`: the PLIF paper's networks.
 * :mod:`~spikeflow.models.sew_dvs`: the SEW networks for DVS128 Gesture and CIFAR10-DVS.
 * :mod:`~spikeflow.models.digits`: the small PLIF net ``spikeflow train`` trains on 8x8 digits.
+* :mod:`~spikeflow.models.stbp`: STBP's MLP and CNN (with NeuNorm and tdBN as options).
 * :mod:`~spikeflow.models.event_driven`: the event-driven backpropagation paper's networks.
 * :mod:`~spikeflow.models.psn_seqcifar`: the PSN paper's sequential-CIFAR Conv1d net.
 * :mod:`~spikeflow.models.spiking_ssm`: spiking S4D sequence classifier, recurrent-LIF baseline.
@@ -69,6 +70,7 @@ from spikeflow.models import (
     spike_gpt,
     spikformer,
     spiking_ssm,
+    stbp,
     torchvision_weights,
     vgg,
 )
@@ -124,6 +126,7 @@ __all__ = [
     "spike_gpt",
     "spikformer",
     "spiking_ssm",
+    "stbp",
     "torchvision_weights",
     "vgg",
 ]

@@ -1,0 +1,181 @@
+"""STBP (methods.md 5.1): the neuron of :data:`STBP_DEFAULTS` and the whole STBP CNN
+against float64 loops written from the paper's equations (spikes and gradients, the
+gradient through the (1 − o) reset term included), NeuNorm / tdBN placement, bad
+arguments, and the ``spikeflow train`` recipe on the digits."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from spikeflow import layers
+from spikeflow.errors import ConfigurationError
+from spikeflow.models import NeuronFactory, create_model
+from spikeflow.models.stbp import STBP_DEFAULTS
+from spikeflow.neurons import LIFNode
+
+DECAY, THETA = 0.2, 0.5
+
+
+class _RectSpike(torch.autograd.Function):
+    """STBP's spike: forward 1[u > θ], backward 1[|u − θ| < 0.5] (the authors' ActFun)."""
+
+    @staticmethod
+    def forward(ctx, u):
+        ctx.save_for_backward(u)
+        return (u > THETA).to(u.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (u,) = ctx.saved_tensors
+        return grad * ((u - THETA).abs() < 0.5).to(u.dtype)
+
+
+def _stbp_layer(currents):
+    """u[t] = k·u[t−1]·(1 − o[t−1]) + I[t], o[t] = spike(u[t]) over a [T, ...] input."""
+    u = torch.zeros_like(currents[0])
+    o = torch.zeros_like(currents[0])
+    out = []
+    for current in currents:
+        u = DECAY * u * (1 - o) + current
+        o = _RectSpike.apply(u)
+        out.append(o)
+    return torch.stack(out)
+
+
+def test_stbp_neuron_equals_the_papers_loop_in_float64():
+    torch.manual_seed(0)
+    x = torch.rand(12, 3, 40, dtype=torch.float64) * 1.2 - 0.1
+    x[0, 0, :5] = THETA  # u = θ exactly at t = 0: STBP fires on u > θ only
+    w = torch.randn(12, 3, 40, dtype=torch.float64)  # a loss weighting every spike
+    x_ref = x.clone().requires_grad_(True)
+    ref = _stbp_layer(x_ref)
+    (ref * w).sum().backward()
+
+    def ours(**change):
+        x_ours = x.clone().requires_grad_(True)
+        neuron = NeuronFactory("lif", change, defaults=STBP_DEFAULTS)()
+        assert type(neuron) is LIFNode
+        out = neuron.double()(x_ours)
+        (out * w).sum().backward()
+        return out, x_ours.grad
+
+    out, grad = ours()
+    assert 0.1 < ref.mean() < 0.9 and not ref[0, 0, :5].any()
+    assert torch.equal(out, ref)
+    torch.testing.assert_close(grad, x_ref.grad, rtol=1e-12, atol=1e-12)
+    # The reset term carries gradient here: detaching it changes the gradient.
+    _, detached = ours(detach_reset=True)
+    assert (detached - x_ref.grad).abs().max() > 1e-3
+
+
+def _reference_cnn(model, x):
+    """The authors' CNN forward (spiking_model.py) in plain torch, with ``model``'s weights:
+    Bernoulli input, conv-LIF-avgpool twice, FC-LIF twice; x is [T, B, C, H, W]."""
+    conv1, conv2 = (m for m in model.features if isinstance(m, torch.nn.Conv2d))
+    fc1, fc2 = (m for m in model.classifier if isinstance(m, torch.nn.Linear))
+    spikes_in = (torch.rand(x.shape, dtype=x.dtype) < x).to(x.dtype)
+    T, B = x.shape[:2]
+    h = _stbp_layer(F.conv2d(spikes_in.flatten(0, 1), conv1.weight, conv1.bias, padding=1)
+                    .unflatten(0, (T, B)))  # fmt: skip
+    h = F.avg_pool2d(h.flatten(0, 1), 2)
+    h = _stbp_layer(F.conv2d(h, conv2.weight, conv2.bias, padding=1).unflatten(0, (T, B)))
+    h = F.avg_pool2d(h.flatten(0, 1), 2).flatten(1)
+    h = _stbp_layer(F.linear(h, fc1.weight, fc1.bias).unflatten(0, (T, B)))
+    return _stbp_layer(F.linear(h, fc2.weight, fc2.bias))
+
+
+def test_stbp_cnn_equals_the_authors_forward_and_gradients_in_float64():
+    torch.manual_seed(1)
+    model = create_model("stbp_cnn", input_size=8, channels=6, hidden=16).double()
+    for p in model.parameters():  # larger weights: spikes in every layer
+        p.data.mul_(3.0)
+    x = torch.rand(10, 4, 1, 8, 8, dtype=torch.float64)
+    target = F.one_hot(torch.arange(4), 10).to(torch.float64)
+
+    torch.manual_seed(5)
+    out = model(x)
+    F.mse_loss(out.mean(0), target).backward()
+    ours = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    torch.manual_seed(5)  # the same Bernoulli draws
+    ref = _reference_cnn(model, x)
+    F.mse_loss(ref.mean(0), target).backward()
+
+    assert out.shape == (10, 4, 10) and 0.0 < ref.mean() < 1.0
+    assert torch.equal(out, ref)
+    for name, p in model.named_parameters():
+        assert p.grad.abs().sum() > 0, name
+        torch.testing.assert_close(ours[name], p.grad, rtol=1e-10, atol=1e-12, msg=name)
+
+
+def test_bernoulli_encoding_draws_every_step_and_none_passes_frames():
+    model = create_model("stbp_cnn", input_size=8, channels=4, hidden=8)
+    x = torch.full((200, 2, 1, 8, 8), 0.3)
+    spikes = model.encoder(x)
+    assert set(spikes.unique().tolist()) == {0.0, 1.0}
+    assert abs(spikes.mean().item() - 0.3) < 0.01  # rate = intensity
+    assert not torch.equal(spikes[0], spikes[1])  # fresh draws per step
+    with pytest.raises(ConfigurationError, match="PoissonEncoder"):
+        model(torch.full((2, 1, 1, 8, 8), 3.0))  # counts are not probabilities
+    frames = create_model("stbp_cnn", input_size=8, encoding="none").encoder
+    assert isinstance(frames, torch.nn.Identity)
+
+
+def test_norm_and_neunorm_options_place_their_layers():
+    def kinds(model):
+        return [type(m).__name__ for m in model.features]
+
+    lif, pool, conv = "LIFNode", "AvgPool2d", "Conv2d"
+    plain = create_model("stbp_cnn", input_size=8)
+    assert kinds(plain) == [conv, lif, pool, conv, lif, pool, "Flatten"]
+    assert plain.features[0].bias is not None
+    td = create_model("stbp_cnn", input_size=8, norm="tdbn", neuron_kwargs={"v_threshold": 0.7})
+    norm = "ThresholdDependentBatchNorm2d"
+    assert kinds(td) == [conv, norm, lif, pool, conv, norm, lif, pool, "Flatten"]
+    assert td.features[0].bias is None
+    assert torch.equal(td.features[1].weight, torch.full((32,), 0.7))  # α·θ
+    assert td.features[2].v_threshold == 0.7
+    bn = create_model("stbp_cnn", input_size=8, norm="bn")
+    assert type(bn.features[1]) is layers.BatchNorm2d
+    nn_ = create_model("stbp_cnn", input_size=(12, 8), neunorm=True, neunorm_k=0.8)
+    assert kinds(nn_) == [conv, lif, "NeuNorm", pool, conv, lif, "NeuNorm", pool, "Flatten"]
+    assert (nn_.features[2].height, nn_.features[2].width, nn_.features[2].k) == (12, 8, 0.8)
+    assert (nn_.features[6].height, nn_.features[6].width) == (6, 4)
+    assert nn_(torch.rand(3, 2, 1, 12, 8)).shape == (3, 2, 10)
+    mlp = create_model("stbp_mlp", input_size=8)
+    assert [m.out_features for m in mlp.classifier if isinstance(m, torch.nn.Linear)] == [800, 10]
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "message"),
+    [
+        ("stbp_mlp", {"norm": "tdbn"}, "apply to the convs; arch='mlp' has none"),
+        ("stbp_mlp", {"neunorm": True}, "apply to the convs"),
+        ("stbp_cnn", {"norm": "layer"}, r"norm must be one of \('none', 'bn', 'tdbn'\)"),
+        ("stbp_cnn", {"encoding": "poisson"}, "encoding must be one of"),
+        ("stbp_cnn", {"neunorm": "yes"}, "neunorm must be true or false"),
+        ("stbp_cnn", {"input_size": 3}, "at least 4x4, got 3x3"),
+        ("stbp_mlp", {"hidden": [800, 0]}, "hidden must be a positive integer"),
+    ],
+)
+def test_bad_arguments_are_named(name, kwargs, message):
+    with pytest.raises(ConfigurationError, match=message):
+        create_model(name, **kwargs)
+
+
+def test_recipe_command_learns_the_digits(tmp_path):
+    pytest.importorskip("sklearn", reason="the digits need scikit-learn (the 'examples' extra)")
+    from spikeflow.cli import main
+    from spikeflow.training.metric_logs import read_csv
+
+    run = tmp_path / "run"
+    code = main(["train", "--dataset", "digits", "--model", "stbp_mlp", "--T", "8",
+                 "--loss", "mse", "--optimizer", "adam", "--lr", "1e-3", "--schedule", "step",
+                 "--step-size", "40", "--gamma", "0.1", "--epochs", "2", "--batch-size", "100",
+                 "--no-progress", "--plots", "off", "--output-dir", str(run)])  # fmt: skip
+    assert code == 0
+    rows = read_csv(run / "metrics.csv")
+    assert float(rows[-1]["test_acc"]) > 0.5  # chance is 0.1
+    assert float(rows[-1]["lr"]) == pytest.approx(1e-3)
