@@ -91,3 +91,56 @@ def test_bad_trial_and_unknown_monitor_are_refused(stub_optuna):
     callback = OptunaPruning(StubTrial(prune_at=None), monitor="test_accuracy")
     with pytest.raises(ConfigurationError, match=r"'test_accuracy'.*columns: epoch, test_acc"):
         callback.on_epoch_end(None, 0, {"epoch": 1, "test_acc": 0.5})
+
+
+def test_refused_under_torchrun(tmp_path, stub_optuna, monkeypatch):
+    # torchrun sets WORLD_SIZE before any process group exists: refused when made ...
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigurationError, match=r"one process, not under torchrun \(2 proc"):
+        OptunaPruning(StubTrial(prune_at=None))
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    callback = OptunaPruning(StubTrial(prune_at=None))
+    # ... and at an epoch's end of a run of several processes (each would report alone)
+    trainer = types.SimpleNamespace(ctx=types.SimpleNamespace(world_size=4))
+    with pytest.raises(ConfigurationError, match=r"not under torchrun \(4 processes\)"):
+        callback.on_epoch_end(trainer, 0, {"test_acc": 0.5})
+    assert callback.trial.reports == []
+    one = types.SimpleNamespace(ctx=types.SimpleNamespace(world_size=1))
+    callback.on_epoch_end(one, 0, {"test_acc": 0.5})
+    assert callback.trial.reports == [(0.5, 0)]
+
+
+def test_a_study_of_the_other_direction_is_refused(stub_optuna):
+    def trial_of(direction):
+        trial = StubTrial(prune_at=None)
+        trial.study = types.SimpleNamespace(direction=types.SimpleNamespace(name=direction))
+        return trial
+
+    with pytest.raises(ConfigurationError, match=r"'test_loss' is to minimize but .* maximize"):
+        OptunaPruning(trial_of("MAXIMIZE"), monitor="test_loss")
+    with pytest.raises(ConfigurationError, match=r"'test_acc_ema' is to maximize but"):
+        OptunaPruning(trial_of("MINIMIZE"), monitor="test_acc_ema")
+    with pytest.raises(ConfigurationError, match=r"'test_r2' is to maximize"):
+        OptunaPruning(trial_of("MINIMIZE"), monitor="test_r2")
+    OptunaPruning(trial_of("MINIMIZE"), monitor="test_mse")
+    OptunaPruning(trial_of("MAXIMIZE"), monitor="test_map")
+    OptunaPruning(trial_of("MINIMIZE"), monitor="epoch_time_s")  # unknown: not checked
+
+
+def test_a_real_study_of_the_other_direction_is_refused():
+    optuna = pytest.importorskip("optuna", reason="optuna is the 'optuna' extra")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize")
+    with pytest.raises(ConfigurationError, match=r"'test_loss' is to minimize"):
+        OptunaPruning(study.ask(), monitor="test_loss")
+    OptunaPruning(study.ask(), monitor="test_acc")
+
+
+def test_an_epoch_without_the_metric_is_not_reported(stub_optuna):
+    trial = StubTrial(prune_at=1)  # would prune at the first report
+    callback = OptunaPruning(trial, monitor="test_r2")
+    callback.on_epoch_end(None, 0, {"epoch": 1, "test_r2": None})
+    assert trial.reports == []
+    with pytest.raises(_Pruned, match=r"after epoch 2: test_r2 = 0.25"):
+        callback.on_epoch_end(None, 1, {"epoch": 2, "test_r2": 0.25})
+    assert trial.reports == [(0.25, 1)]

@@ -12,11 +12,14 @@ not at its first pruning. See ``docs/training.md`` ("Hyper-parameter search").
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, Protocol
+
+import torch
 
 from spikeflow.errors import ConfigurationError, MissingExtraError
 
-__all__ = ["OptunaPruning", "trial_pruned_exception"]
+__all__ = ["OptunaPruning", "metric_direction", "trial_pruned_exception"]
 
 
 class _Trial(Protocol):
@@ -42,6 +45,56 @@ def trial_pruned_exception() -> type[Exception]:
     return optuna.TrialPruned
 
 
+#: The direction a study must have for a metric column, by its name's ending (an EMA
+#: column's ``_ema`` left out first); other columns are not checked.
+_MAXIMISED = ("_acc", "_r2", "_map", "_map_50")
+_MINIMISED = ("_loss", "_mse", "_mae")
+
+
+def metric_direction(monitor: str) -> str | None:
+    """``"maximize"`` or ``"minimize"`` for a known metrics column, else None."""
+    name = monitor.removesuffix("_ema")
+    if name.endswith(_MAXIMISED):
+        return "maximize"
+    if name.endswith(_MINIMISED):
+        return "minimize"
+    return None
+
+
+def _study_direction(trial: Any) -> str | None:
+    """The direction of ``trial``'s study (``"maximize"`` / ``"minimize"``), or None when
+    the trial does not say (a stand-in trial, a multi-objective study)."""
+    try:
+        direction = trial.study.direction
+    except Exception:  # no study, or several directions (optuna raises RuntimeError)
+        return None
+    name = getattr(direction, "name", direction)
+    return name.lower() if isinstance(name, str) else None
+
+
+def _world_size(trainer: Any = None) -> int:
+    """The processes of the run: the trainer's, else an initialised process group's,
+    else ``WORLD_SIZE`` (set by ``torchrun`` before any group exists)."""
+    ctx = getattr(trainer, "ctx", None)
+    if ctx is not None and isinstance(getattr(ctx, "world_size", None), int):
+        return ctx.world_size
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size()
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        return 1
+
+
+def _refuse_distributed(world_size: int) -> None:
+    if world_size > 1:
+        raise ConfigurationError(
+            f"OptunaPruning runs in one process, not under torchrun ({world_size} "
+            "processes): each process would report to its own trial, and one pruned "
+            "alone would leave the others waiting for it; run the search in one process"
+        )
+
+
 class OptunaPruning:
     """Report ``monitor`` of every epoch to ``trial``; stop the run when it should prune.
 
@@ -51,8 +104,11 @@ class OptunaPruning:
     ``trial.should_prune()``, raises ``optuna.TrialPruned`` naming the epoch and value,
     which ends :meth:`Trainer.fit` and which ``study.optimize`` records as a pruned
     trial. The study's ``direction`` must match the metric ("maximize" for
-    ``test_acc``, "minimize" for a loss). For one process: under ``torchrun`` every
-    process would report to the trial.
+    ``test_acc``, "minimize" for a loss): a known column (``*_acc``, ``*_r2``,
+    ``*_map`` maximised; ``*_loss``, ``*_mse``, ``*_mae`` minimised) in a study of the
+    other direction is refused, as its pruner would stop the best trials. A row whose
+    ``monitor`` is None (not measured that epoch) is not reported. One process only:
+    under ``torchrun`` it is refused (each process would report to its own trial).
 
     Args:
         trial: an ``optuna.trial.Trial`` (anything with ``report(value, step)`` and
@@ -62,17 +118,27 @@ class OptunaPruning:
 
     Raises:
         MissingExtraError: optuna is not installed (the ``optuna`` extra).
-        ConfigurationError: ``trial`` lacks ``report`` or ``should_prune``.
+        ConfigurationError: ``trial`` lacks ``report`` or ``should_prune``; its study's
+            direction is not ``monitor``'s; made under ``torchrun`` (``WORLD_SIZE`` > 1
+            or a process group of several processes).
     """
 
     def __init__(self, trial: _Trial, monitor: str = "test_acc") -> None:
         self.pruned_exception = trial_pruned_exception()
+        _refuse_distributed(_world_size())
         for method in ("report", "should_prune"):
             if not callable(getattr(trial, method, None)):
                 raise ConfigurationError(
                     f"OptunaPruning: trial must have a {method}() method (an "
                     f"optuna.trial.Trial); got {type(trial).__name__}"
                 )
+        wanted, study = metric_direction(monitor), _study_direction(trial)
+        if wanted is not None and study is not None and wanted != study:
+            raise ConfigurationError(
+                f"OptunaPruning: monitor {monitor!r} is to {wanted} but the trial's study "
+                f"is to {study}: its pruner would stop the best trials (create the study "
+                f"with direction={wanted!r}, or monitor another column)"
+            )
         self.trial = trial
         self.monitor = monitor
 
@@ -82,14 +148,17 @@ class OptunaPruning:
 
         Raises:
             ConfigurationError: ``row`` has no ``monitor`` column (the message lists
-                those it has).
+                those it has), or the run has several processes.
         """
+        _refuse_distributed(_world_size(trainer))
         if self.monitor not in row:
             columns = ", ".join(sorted(row))
             raise ConfigurationError(
                 f"OptunaPruning: monitor {self.monitor!r} is not a column of the epoch's "
                 f"metrics (columns: {columns})"
             )
+        if row[self.monitor] is None:  # not measured this epoch: nothing to report
+            return
         value = float(row[self.monitor])
         self.trial.report(value, epoch)
         if self.trial.should_prune():
