@@ -10,7 +10,7 @@ import types
 import pytest
 
 from spikeflow.errors import ConfigurationError, MissingExtraError
-from spikeflow.training import Trainer, load_checkpoint
+from spikeflow.training import Trainer, config_for_resume, load_checkpoint
 from spikeflow.training.optuna_pruning import OptunaPruning
 from train_runs import tiny
 
@@ -144,3 +144,17 @@ def test_an_epoch_without_the_metric_is_not_reported(stub_optuna):
     with pytest.raises(_Pruned, match=r"after epoch 2: test_r2 = 0.25"):
         callback.on_epoch_end(None, 1, {"epoch": 2, "test_r2": 0.25})
     assert trial.reports == [(0.25, 1)]
+
+
+def test_a_resumed_run_reports_at_its_own_epochs(tmp_path, stub_optuna):
+    first = StubTrial(prune_at=None)
+    Trainer(tiny(tmp_path, "split", stop_after=1), callbacks=[OptunaPruning(first)], log=None).fit()
+    payload = load_checkpoint(tmp_path / "split" / "last.pt")
+    resumed = StubTrial(prune_at=None)
+    result = Trainer(config_for_resume(payload, {}), resume=payload, log=None,
+                     callbacks=[OptunaPruning(resumed)]).fit()  # fmt: skip
+    # the resumed process reports epochs 2 and 3 at steps 1 and 2, not again from 0
+    assert [step for _, step in first.reports] == [0]
+    assert [row["epoch"] for row in result.history] == [1, 2, 3]  # epoch 1's row restored
+    assert resumed.reports == [(row["test_acc"], row["epoch"] - 1) for row in result.history[1:]]
+    assert [step for _, step in resumed.reports] == [1, 2]
