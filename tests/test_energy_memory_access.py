@@ -10,6 +10,7 @@ from torch import nn
 
 from spikeflow.energy import MemoryAccessCounter, count_memory_access
 from spikeflow.errors import ConfigurationError
+from spikeflow.neurons import LIFNode
 
 F32 = 4  # bytes per float32 element
 I64 = 8
@@ -34,11 +35,11 @@ class SmallCNN(nn.Module):
         return self.fc(h.flatten(1)).mean(0)
 
 
-def _spikingjelly_counts(model, x, backward):
+def _spikingjelly_counts(model, x, backward, ignore=None):
     op_counter = pytest.importorskip(
         "spikingjelly.activation_based.op_counter", reason="SpikingJelly is not installed"
     )
-    counter = op_counter.MemoryAccessCounter()
+    counter = op_counter.MemoryAccessCounter(extra_ignore_modules=ignore)
     with op_counter.DispatchCounterMode([counter]), torch.set_grad_enabled(backward):
         out = model(x)
         if backward:
@@ -116,3 +117,72 @@ def test_bad_rules_and_ignored_types_are_refused():
         MemoryAccessCounter(extra_rules={torch.ops.aten.relu.default: 3})
     with pytest.raises(ConfigurationError, match=r"ignore_modules must hold nn.Module subclasses"):
         MemoryAccessCounter(ignore_modules=[nn.Linear(2, 2)])
+
+
+class SpikingNet(nn.Module):
+    """A grouped conv, average pool, a LIF neuron's reference loop and a bias-free linear
+    layer over T steps."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(4, 8, 3, padding=1, groups=2)
+        self.avg = nn.AvgPool2d(2)
+        self.lif = LIFNode(step_mode="m", backend="torch")
+        self.fc = nn.Linear(8 * 4 * 4, 5, bias=False)
+
+    def forward(self, x):  # [T, B, 4, 8, 8]
+        h = self.avg(self.conv(x.flatten(0, 1)))
+        return self.fc(self.lif(h.unflatten(0, x.shape[:2])).flatten(2))
+
+
+@pytest.mark.parametrize("backward", [False, True])
+def test_counts_equal_spikingjellys_on_a_spiking_net_and_ignored_modules_backward_too(backward):
+    torch.manual_seed(0)
+    model, x = SpikingNet(), torch.rand(3, 2, 4, 8, 8)
+    for ignore in (None, [nn.Conv2d]):
+        theirs, their_total = _spikingjelly_counts(model, x, backward, ignore)
+        model.lif.reset()
+        ours = count_memory_access(model, x, backward=backward, ignore_modules=ignore or ())
+        model.zero_grad()
+        model.lif.reset()
+        assert ours.total == their_total and ours.by_module() == theirs, ignore
+        if ignore:  # the conv's operations are left out, its backward's too
+            assert "SpikingNet.conv" not in ours.by_module()
+        else:
+            assert ours.by_module()["SpikingNet.lif"]["aten.mul.Tensor"] > 0
+            # the grouped conv's backward, by hand: the output gradient [6, 8, 8, 8], the
+            # input [6, 4, 8, 8] and weight gradient [8, 2, 3, 3], the bias gradient (8);
+            # the input needs no gradient
+            grad = ours.by_op().get("aten.convolution_backward.default")
+            assert grad == ((3072 + 1536 + 144 + 8) * F32 if backward else None)
+
+
+def test_batch_norm_backward_in_evaluation_reads_the_running_statistics():
+    norm, x = nn.BatchNorm2d(3).eval(), torch.rand(2, 3, 4, 4, requires_grad=True)
+    counts = count_memory_access(norm, x, backward=True).by_op()
+    # reads the gradient and the input (96 each), weight, running mean and variance (3
+    # each); writes the input's, weight's and bias's gradients (96, 3, 3)
+    assert counts["aten.native_batch_norm_backward.default"] == (2 * 96 + 3 * 3 + 96 + 2 * 3) * F32
+
+
+def test_fused_neuron_kernels_are_listed_not_missed():
+    kernels = pytest.importorskip("spikeflow.kernels")
+    if kernels.resolve_backend("auto", torch.rand(2, 1)).__name__ == "run_reference":
+        pytest.skip("no fused kernel here (no C compiler)")
+    torch.manual_seed(0)
+    x = torch.rand(4, 2, 16, requires_grad=True)
+    node = LIFNode(step_mode="m")
+    expected = node(x)
+    expected.sum().backward()
+    grad, x.grad = x.grad.clone(), None
+    node.reset()
+    with MemoryAccessCounter() as counter:
+        spikes = node(x)
+        spikes.sum().backward()
+    assert torch.equal(spikes, expected) and torch.equal(x.grad, grad)  # the same results
+    assert counter.uncounted["spikeflow.neuron_forward.default"] == 1
+    assert counter.uncounted["spikeflow.neuron_backward.default"] == 1
+    # outside the counter the eager path does not go through the operators
+    from spikeflow.kernels import fused
+
+    assert fused._operators_seen == 0

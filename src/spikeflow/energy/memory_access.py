@@ -5,8 +5,10 @@ it reads and writes (``numel · element_size``), a lower bound on a device's mem
 traffic that ignores caches, tiling and re-reads. Views (``view``, ``t``, ``expand``,
 ``select``, ...) cost nothing; an operation with no rule is not counted and is listed in
 :attr:`MemoryAccessCounter.uncounted` (SpikingJelly skips it silently). spikeflow's fused
-neuron kernels run outside aten and are not seen: build the neurons with
-``backend="torch"`` to count their reference loop's operations.
+neuron kernels (``backend="auto"`` where a C compiler or Triton is found) run inside
+the counter as the operators ``spikeflow.neuron_forward`` / ``neuron_backward``, listed
+there, not counted: build the neurons with ``backend="torch"`` to count their reference
+loop's operations.
 
 The rules are SpikingJelly's, per operation (``tests/test_energy_memory_access.py``
 checks the counts equal), except where its rule misses a tensor the operation touches:
@@ -14,7 +16,8 @@ checks the counts equal), except where its rule misses a tensor the operation to
 * ``max_pool2d_with_indices_backward`` reads the gradient and the ``indices`` and writes
   the input's gradient (SpikingJelly counts the pooled input in place of the indices);
 * ``native_batch_norm_backward`` reads the gradient, the input, ``weight`` and the saved
-  statistics, and writes each gradient asked for (SpikingJelly omits the writes);
+  statistics (the running ones in evaluation), and writes each gradient asked for
+  (SpikingJelly omits the writes);
 * ``logical_not`` reads one tensor (SpikingJelly's rule fails on it).
 """
 
@@ -31,6 +34,7 @@ from torch.utils._pytree import tree_flatten
 from torch.utils.module_tracker import ModuleTracker
 
 from spikeflow.errors import ConfigurationError
+from spikeflow.kernels.fused import operators_seen_by_dispatch
 
 __all__ = ["MemoryAccessCounter", "count_memory_access"]
 
@@ -102,8 +106,12 @@ def _batch_norm(args: tuple, kwargs: dict, out: Any) -> int:
 
 
 def _batch_norm_backward(args: tuple, kwargs: dict, out: Any) -> int:
+    """The gradient, the input, ``weight`` and the statistics the forward used (the
+    saved batch ones in training, the running ones in evaluation, where the saved are
+    empty) read; each gradient asked for written."""
     grad_out, x, weight = args[:3]
-    saved = args[5:7]  # save_mean, save_invstd
+    training = args[7]
+    saved = args[5:7] if training else args[3:5]  # save_mean/invstd, running_mean/var
     mask = args[-1]
     written = [grad for wanted, grad in zip(mask, out) if wanted]
     return _bytes(grad_out, x, weight, saved, written)
@@ -213,8 +221,8 @@ class MemoryAccessCounter:
         extra_rules: ``{aten overload: rule}`` added to (or replacing) the defaults; a
             rule takes ``(args, kwargs, out)`` and returns bytes (SpikingJelly's
             ``extra_rules``).
-        ignore_modules: module types whose operations are not counted (SpikingJelly's
-            ``extra_ignore_modules``).
+        ignore_modules: module types whose operations, forward and backward, are not
+            counted (SpikingJelly's ``extra_ignore_modules``).
 
     Raises:
         ConfigurationError: a rule that is not callable, or an ignored type that is not
@@ -245,17 +253,15 @@ class MemoryAccessCounter:
         self.uncounted: dict[str, int] = defaultdict(int)
         self._tracker: ModuleTracker | None = None
         self._mode: _Dispatch | None = None
-        self._active: list[nn.Module] = []
+        self._known_count = -1
+        self._ignored_names: set[str] = set()
 
     def __enter__(self) -> MemoryAccessCounter:
         self._tracker = ModuleTracker()
         self._tracker.__enter__()
-        self._hooks = []
-        if self.ignore_modules:  # which modules run now, to skip the ignored ones
-            self._hooks = [
-                nn.modules.module.register_module_forward_pre_hook(self._enter_module),
-                nn.modules.module.register_module_forward_hook(self._leave_module),
-            ]
+        # the fused neuron kernels as operators: listed in .uncounted, not unseen
+        self._operators = operators_seen_by_dispatch()
+        self._operators.__enter__()
         self._mode = _Dispatch(self)
         self._mode.__enter__()
         return self
@@ -263,20 +269,24 @@ class MemoryAccessCounter:
     def __exit__(self, *exc: object) -> None:
         assert self._mode is not None and self._tracker is not None
         self._mode.__exit__(*exc)
-        for hook in self._hooks:
-            hook.remove()
+        self._operators.__exit__(*exc)
         self._tracker.__exit__(*exc)
         self._mode = self._tracker = None
 
-    def _enter_module(self, module: nn.Module, inputs: Any) -> None:
-        self._active.append(module)
-
-    def _leave_module(self, module: nn.Module, inputs: Any, output: Any) -> None:
-        if self._active and self._active[-1] is module:
-            self._active.pop()
+    def _in_ignored_module(self) -> bool:
+        """Whether an ignored module runs now, forward or backward: the tracker's
+        scopes (which its backward hooks keep too) against its ignored modules' names."""
+        assert self._tracker is not None
+        known = self._tracker._known_modules  # module -> its name, as the scopes name it
+        if len(known) != self._known_count:  # new modules met: their names, once
+            self._known_count = len(known)
+            self._ignored_names = {
+                name for module, name in known.items() if isinstance(module, self.ignore_modules)
+            }
+        return not self._ignored_names.isdisjoint(self._tracker.parents)
 
     def _record(self, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
-        if any(isinstance(m, self.ignore_modules) for m in self._active):
+        if self.ignore_modules and self._in_ignored_module():
             return
         rule = self.rules.get(func)
         name = str(func)
