@@ -37,20 +37,28 @@ class TrajectoryNet(nn.Module):
     Args:
         hidden: neurons per hidden layer.
         decays: ``(beta_in, threshold_in, beta_hidden, threshold_hidden, beta_out)``,
-            the tutorial's random initial values (default: drawn with ``torch.rand``).
+            the tutorial's random initial values (default: drawn with ``torch.rand``
+            in the tutorial's order, each layer's decay and threshold before its
+            ``Linear``, so that after the same ``torch.manual_seed`` the network starts
+            from the tutorial's weights).
     """
 
     def __init__(self, hidden: int = 128, decays: tuple[Tensor, ...] | None = None) -> None:
         super().__init__()
-        if decays is None:
-            decays = tuple(torch.rand(n) for n in (hidden, hidden, hidden, hidden, 1))
-        beta_in, thr_in, beta_hidden, thr_hidden, beta_out = (d.clone() for d in decays)
+        given = None if decays is None else [d.clone() for d in decays]
+
+        def draw(n: int) -> Tensor:  # the next given value, or the tutorial's draw
+            return given.pop(0) if given is not None else torch.rand(n)
+
+        beta_in, thr_in = draw(hidden), draw(hidden)
         self.fc_in = nn.Linear(1, hidden)
         self.lif_in = LeakyNode(beta_in, thr_in, learn_beta=True, surrogate_function=FastSigmoid())
+        beta_hidden, thr_hidden = draw(hidden), draw(hidden)
         self.fc_hidden = nn.Linear(hidden, hidden)
         self.lif_hidden = LeakyNode(
             beta_hidden, thr_hidden, learn_beta=True, surrogate_function=FastSigmoid()
         )
+        beta_out = draw(1)
         self.fc_out = nn.Linear(hidden, 1)
         self.li_out = LeakyNode(beta_out, 1.0, reset_mechanism="none", learn_beta=True,
                                 surrogate_function=FastSigmoid(), store_v_seq=True)  # fmt: skip

@@ -89,3 +89,25 @@ def test_the_example_trains_and_its_loss_falls():
     assert len(result["losses"]) == 40 and result["seconds"] > 0
     assert result["mse"] < 0.5 * result["losses"][0]
     assert 0 <= result["relative_l1"] < 1
+
+
+def test_the_network_starts_from_the_tutorials_draws():
+    example = load_example("regression_trajectory")
+    torch.manual_seed(5)
+    net = example.TrajectoryNet(16)
+    # the tutorial's Net.__init__ order: each layer's decay and threshold, then its Linear
+    torch.manual_seed(5)
+    beta_in, thr_in = torch.rand(16), torch.rand(16)
+    fc_in = torch.nn.Linear(1, 16)
+    beta_hidden, thr_hidden = torch.rand(16), torch.rand(16)
+    fc_hidden = torch.nn.Linear(16, 16)
+    beta_out = torch.rand(1)
+    fc_out = torch.nn.Linear(16, 1)
+    for mine, theirs in ((net.fc_in, fc_in), (net.fc_hidden, fc_hidden), (net.fc_out, fc_out)):
+        assert torch.equal(mine.weight, theirs.weight) and torch.equal(mine.bias, theirs.bias)
+    for node, beta, threshold in ((net.lif_in, beta_in, thr_in),
+                                  (net.lif_hidden, beta_hidden, thr_hidden)):  # fmt: skip
+        assert torch.equal(node.beta, beta) and torch.equal(node.v_threshold, threshold)
+    assert torch.equal(net.li_out.beta, beta_out)
+    given = tuple(torch.full((n,), 0.5) for n in (16, 16, 16, 16, 1))
+    assert torch.equal(example.TrajectoryNet(16, given).lif_hidden.beta, given[2])
