@@ -117,6 +117,8 @@ def test_bad_rules_and_ignored_types_are_refused():
         MemoryAccessCounter(extra_rules={torch.ops.aten.relu.default: 3})
     with pytest.raises(ConfigurationError, match=r"ignore_modules must hold nn.Module subclasses"):
         MemoryAccessCounter(ignore_modules=[nn.Linear(2, 2)])
+    with pytest.raises(ConfigurationError, match=r"backward=True but no output of ReLU requires"):
+        count_memory_access(nn.ReLU(), torch.rand(3), backward=True)
 
 
 class SpikingNet(nn.Module):

@@ -323,13 +323,23 @@ def count_memory_access(
 ) -> MemoryAccessCounter:
     """The bytes moved by one call ``model(*inputs)`` (and, with ``backward``, the
     backward pass of the sum of each output that requires gradients); ``kwargs`` go to
-    :class:`MemoryAccessCounter`. The forward runs without gradients unless ``backward``."""
+    :class:`MemoryAccessCounter`. The forward runs without gradients unless ``backward``.
+
+    Raises:
+        ConfigurationError: ``backward`` with no output that requires gradients (no
+            parameter nor input the output depends on requires them: nothing to count).
+    """
     counter = MemoryAccessCounter(**kwargs)
     with counter, torch.set_grad_enabled(backward):
         out = model(*inputs)
         if backward:
             flat, _ = tree_flatten(out)
-            torch.autograd.backward(
-                [t.sum() for t in flat if isinstance(t, Tensor) and t.requires_grad]
-            )
+            wanted = [t.sum() for t in flat if isinstance(t, Tensor) and t.requires_grad]
+            if not wanted:
+                raise ConfigurationError(
+                    f"count_memory_access: backward=True but no output of "
+                    f"{type(model).__name__} requires gradients (no parameter or input "
+                    "it depends on does): there is no backward pass to count"
+                )
+            torch.autograd.backward(wanted)
     return counter
