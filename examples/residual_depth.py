@@ -4,11 +4,11 @@ Trains the residual zoo with one recipe, each run a full ``spikeflow train`` job
 (``Trainer``): Spiking ResNet with and without ``zero_init_residual``, SEW ResNet with
 ``cnf="ADD"`` (and ``"IAND"`` at the ``--iand-depths``), MS-ResNet at the depths it has
 (18, 34; its zero-init is its design), at each ``--depths`` and ``--seeds``. The recipe
-is the SEW paper's ImageNet one at a small scale: IF neurons (the models' defaults),
-SGD lr 0.1, momentum 0.9, no weight decay, a cosine schedule, cross-entropy on the
-time-mean output; ``stem="cifar"`` and ``base_width`` 8 (stages of 8, 16, 32, 64
-planes) so that the 8x8 digits (1,437 train / 360 test, one image is 0.28 points) run
-on one CPU thread.
+is the SEW paper's ImageNet one at a small scale: the models' default neurons (IF; the
+authors' LIF for MS-ResNet), SGD lr 0.1, momentum 0.9, no weight decay, a cosine
+schedule, cross-entropy on the time-mean output; ``stem="cifar"`` and ``base_width`` 8
+(stages of 8, 16, 32, 64 planes) so that the 8x8 digits (1,437 train / 360 test, one
+image is 0.28 points) run on one CPU thread.
 
 Prints one row per (model, zero-init, depth): the final-epoch test accuracy (mean ± the
 standard deviation over seeds, and the worst seed), the final-epoch training accuracy
