@@ -348,3 +348,23 @@ def test_the_example_learns_the_real_nmnist_subset_with_spiking_layers():
                            "--no-backprop"])  # fmt: skip
     assert set(results["lif"]) == {"ff"}
     assert results["lif"]["ff"]["test"] > 0.25, results  # 43% here; 100 recordings; chance 10%
+
+
+def test_a_multi_step_neuron_without_time_steps_is_refused(digits):
+    """With ``time_steps=None`` a layer gets ``[B, F]``; a multi-step neuron would read
+    B as time, each sample starting from the previous one's membrane (sample 3's
+    goodness then depended on samples 0-2). Refused by name; with ``time_steps=1`` each
+    sample's goodness is its own."""
+    x, y = digits
+    net = lif_net([64, 20], membrane=False, scale=6.0)
+    with pytest.raises(ConfigurationError, match=r"layers\[0\]\.1 \(LeakyNode\).*time_steps=T"):
+        ForwardForwardTrainer(net, num_classes=10)
+    membrane = lif_net([64, 20, 10])
+    with pytest.raises(ConfigurationError, match=r"layers\[1\]\.1\.neuron \(LeakyNode\)"):
+        ForwardForwardTrainer([nn.Sequential(nn.Linear(64, 20), nn.ReLU()), membrane[1]],
+                              num_classes=10)  # fmt: skip
+    trainer = ForwardForwardTrainer(net, num_classes=10, time_steps=1)
+    x_pos = overlay_labels(x, y, 10)
+    batched = trainer.goodness(x_pos)
+    alone = torch.cat([trainer.goodness(x_pos[i : i + 1]) for i in range(len(y))], 1)
+    assert batched.sum() > 0 and torch.equal(batched, alone)

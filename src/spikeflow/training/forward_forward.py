@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from spikeflow.base import MemoryModule
 from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.functional import reset_net
 
@@ -194,6 +195,22 @@ class NeuronMembrane(nn.Module):
         return self.neuron.v_seq
 
 
+def _refuse_multi_step(layers: list[nn.Module]) -> None:
+    """Float layers (``time_steps=None``) get ``[B, F]``: a multi-step stateful module
+    would read the batch dimension as time, carrying state from sample to sample."""
+    for index, layer in enumerate(layers):
+        for name, module in layer.named_modules():
+            if isinstance(module, MemoryModule) and module.step_mode == "m":
+                where = f".{name}" if name else ""
+                raise ConfigurationError(
+                    f"layers[{index}]{where} ({type(module).__name__}) is a multi-step "
+                    f"stateful module: with time_steps=None it would read the batch "
+                    f"dimension [B, F] as time steps, each sample starting from the "
+                    f"previous one's state; pass time_steps=T (time_steps=1: one step "
+                    f"from rest, the tutorial's LIF layer)"
+                )
+
+
 def _adam_03(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=0.03)
 
@@ -256,6 +273,8 @@ class ForwardForwardTrainer:
                 )
         if time_steps is not None and (not isinstance(time_steps, int) or time_steps < 1):
             raise ConfigurationError(f"time_steps: None or an int >= 1; got {time_steps!r}")
+        if time_steps is None:
+            _refuse_multi_step(self.layers)
         if over_time not in ("count", "rate"):
             raise ConfigurationError(f"over_time must be 'count' or 'rate'; got {over_time!r}")
         if reduction not in ("mean", "sum"):
