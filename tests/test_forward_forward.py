@@ -368,3 +368,17 @@ def test_a_multi_step_neuron_without_time_steps_is_refused(digits):
     batched = trainer.goodness(x_pos)
     alone = torch.cat([trainer.goodness(x_pos[i : i + 1]) for i in range(len(y))], 1)
     assert batched.sum() > 0 and torch.equal(batched, alone)
+
+
+def test_an_empty_batch_and_bad_numbers_are_refused_by_name(digits):
+    x, y = digits
+    net = float_net([64, 20], nn.ReLU)
+    trainer = ForwardForwardTrainer(net, num_classes=10)
+    with pytest.raises(ShapeError, match=r"x: at least one sample.*\(0, 64\)"):
+        trainer.predict(x[:0])
+    with pytest.raises(ShapeError, match=r"x: at least one sample.*\(0, 64\)"):
+        trainer.make_pairs(x[:0], y[:0])
+    with pytest.raises(ConfigurationError, match="theta: a finite goodness threshold; got nan"):
+        ForwardForwardTrainer(net, num_classes=10, theta=float("nan"))
+    with pytest.raises(ConfigurationError, match=r"eps must be > 0.*got -0\.1"):
+        ForwardForwardTrainer(net, num_classes=10, eps=-0.1)

@@ -25,6 +25,7 @@ here ``time_steps=1`` with a layer that ends in :class:`NeuronMembrane`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Literal
 
@@ -90,6 +91,8 @@ def overlay_labels(
             f"num_classes must be in [2, features={x.shape[-1]}]; got {num_classes}"
         )
     batch = x.shape[-2]
+    if batch == 0:
+        raise ShapeError(f"x: at least one sample; got an empty batch, shape {tuple(x.shape)}")
     if isinstance(labels, int):
         labels = torch.full((batch,), labels, dtype=torch.long, device=x.device)
     _check_labels(labels, num_classes, batch)
@@ -128,6 +131,8 @@ def negative_labels(
 def normalize_direction(x: Tensor, eps: float = 1e-4) -> Tensor:
     """``x / (‖x‖₂ + eps)`` over the last dimension (each sample's, or each step's,
     direction; a zero vector stays zero). ``eps`` is the tutorial's ``1e-4``."""
+    if not eps > 0:
+        raise ConfigurationError(f"eps must be > 0 (a zero vector would divide by 0); got {eps}")
     return x / (torch.linalg.vector_norm(x, dim=-1, keepdim=True) + eps)
 
 
@@ -279,6 +284,10 @@ class ForwardForwardTrainer:
             raise ConfigurationError(f"over_time must be 'count' or 'rate'; got {over_time!r}")
         if reduction not in ("mean", "sum"):
             raise ConfigurationError(f"reduction must be 'mean' or 'sum'; got {reduction!r}")
+        if not math.isfinite(theta):
+            raise ConfigurationError(f"theta: a finite goodness threshold; got {theta}")
+        if not eps > 0:
+            raise ConfigurationError(f"eps must be > 0 (a zero input would divide by 0); got {eps}")
         if num_classes < 2:
             raise ConfigurationError(f"num_classes: at least 2; got {num_classes}")
         if negative not in ("wrong", "permute"):
@@ -414,6 +423,8 @@ class ForwardForwardTrainer:
             raise ConfigurationError(
                 f"skip_layers must be in [0, {len(self.layers)}) (the layers); got {skip_layers}"
             )
+        if x.ndim < 2 or x.shape[-2] == 0:
+            raise ShapeError(f"x: at least one sample; got shape {tuple(x.shape)}")
         value = self.overlay_value
         if value is None:
             value = float(x.amax())  # the same "on" value for every label
