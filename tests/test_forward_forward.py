@@ -382,3 +382,34 @@ def test_an_empty_batch_and_bad_numbers_are_refused_by_name(digits):
         ForwardForwardTrainer(net, num_classes=10, theta=float("nan"))
     with pytest.raises(ConfigurationError, match=r"eps must be > 0.*got -0\.1"):
         ForwardForwardTrainer(net, num_classes=10, eps=-0.1)
+
+
+def test_a_silent_layer_is_named_in_a_warning_and_does_not_learn(digits):
+    """A layer whose output is zero on both batches has no gradient (dG/da = 2a): the
+    update leaves it as it was. The trainer warns once, naming the layer; a layer that
+    fires raises no warning."""
+    import warnings
+
+    x, y = digits
+    x_pos, x_neg = pairs(x, y)
+    net = lif_net([64, 40, 30], membrane=False, scale=6.0)
+    with torch.no_grad():
+        net[1][0].weight.mul_(0.01)  # the second layer stays below threshold
+    before = weights_of(net)
+    trainer = ForwardForwardTrainer(net, num_classes=10, theta=2.0, time_steps=4)
+    with pytest.warns(UserWarning, match=r"layers\[1\] \(Sequential\) output only zeros") as got:
+        trainer.step(x_pos, x_neg)
+        trainer.step(x_pos, x_neg)
+    assert len(got) == 1  # once per layer
+    after = weights_of(net)
+    assert not torch.equal(after[0], before[0]) and torch.equal(after[1], before[1])
+    layerwise = ForwardForwardTrainer(lif_net([64, 40], membrane=False, scale=0.01),
+                                      num_classes=10, time_steps=4)  # fmt: skip
+    with pytest.warns(UserWarning, match=r"layers\[0\].*never fires never learns"):
+        layerwise.train_layerwise(x_pos, x_neg, steps=2)
+    firing = ForwardForwardTrainer(lif_net([64, 40], membrane=False, scale=6.0),
+                                   num_classes=10, time_steps=4)  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        firing.step(x_pos, x_neg)
+        firing.train_layerwise(x_pos, x_neg, steps=2)

@@ -26,6 +26,7 @@ here ``time_steps=1`` with a layer that ends in :class:`NeuronMembrane`.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Literal
 
@@ -301,6 +302,7 @@ class ForwardForwardTrainer:
         self.overlay_value = overlay_value
         self.negative: NegativeMode = negative
         self.generator = generator
+        self._warned_silent: set[int] = set()
         self.optimizers = [
             optimizer([p for p in layer.parameters() if p.requires_grad]) for layer in self.layers
         ]
@@ -374,10 +376,27 @@ class ForwardForwardTrainer:
                 f"{tuple(x_neg.shape)}"
             )
         pos, neg = self.activities(x_pos), self.activities(x_neg)
+        for index, (p, n) in enumerate(zip(pos, neg)):
+            self._warn_if_silent(index, p, n)
         return [
             forward_forward_loss(self._goodness(p), self._goodness(n), self.theta)
             for p, n in zip(pos, neg)
         ]
+
+    def _warn_if_silent(self, index: int, a_pos: Tensor, a_neg: Tensor) -> None:
+        """A UserWarning (once per layer) when a layer's output is zero on both batches:
+        ``∂G/∂a = 2a`` (or ``2a/N``) is then zero, so the update leaves it unchanged."""
+        if index in self._warned_silent or a_pos.any() or a_neg.any():
+            return
+        self._warned_silent.add(index)
+        warnings.warn(
+            f"layers[{index}] ({type(self.layers[index]).__name__}) output only zeros on the "
+            f"positive and the negative batch: its goodness has no gradient (dG/da = 2a), "
+            f"so this update leaves it unchanged; a spiking layer that never fires never "
+            f"learns: start it firing (larger initial weights, docs/training_methods.md)",
+            UserWarning,
+            stacklevel=3,
+        )
 
     def step(self, x_pos: Tensor, x_neg: Tensor) -> Tensor:
         """One update of every layer (Hinton's schedule): each layer's input is the
@@ -403,8 +422,9 @@ class ForwardForwardTrainer:
         history = torch.empty(len(self.layers), steps)
         for index, opt in enumerate(self.optimizers):
             for s in range(steps):
-                g_pos = self._goodness(self._layer(index, h_pos))
-                g_neg = self._goodness(self._layer(index, h_neg))
+                a_pos, a_neg = self._layer(index, h_pos), self._layer(index, h_neg)
+                self._warn_if_silent(index, a_pos, a_neg)
+                g_pos, g_neg = self._goodness(a_pos), self._goodness(a_neg)
                 loss = forward_forward_loss(g_pos, g_neg, self.theta)
                 opt.zero_grad()
                 loss.backward()
