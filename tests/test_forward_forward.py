@@ -413,3 +413,26 @@ def test_a_silent_layer_is_named_in_a_warning_and_does_not_learn(digits):
         warnings.simplefilter("error")
         firing.step(x_pos, x_neg)
         firing.train_layerwise(x_pos, x_neg, steps=2)
+
+
+def test_label_goodness_skips_the_first_layers_as_asked(digits):
+    """``skip_layers=1`` (Hinton's supervised MNIST run) sums the goodness of the later
+    layers only, against the tutorial's equations written out; 0 sums all of them."""
+    x, y = digits
+    net = float_net([64, 40, 30, 20], nn.ReLU)
+    trainer = ForwardForwardTrainer(net, num_classes=10)
+    trainer.train_layerwise(*pairs(x, y), steps=5)
+    ws = weights_of(net)
+    per_layer = []
+    for label in range(10):
+        h, goods = overlay_labels(x, label, 10), []
+        for w in ws:
+            h = tutorial_forward(w, h, "relu")
+            goods.append(h.pow(2).mean(1))
+        per_layer.append(torch.stack(goods))
+    per_layer = torch.stack(per_layer, -1)  # [layers, B, K]
+    for skip in range(3):
+        got = trainer.label_goodness(x, skip_layers=skip)
+        torch.testing.assert_close(got, per_layer[skip:].sum(0), rtol=1e-12, atol=1e-12)
+        assert torch.equal(trainer.predict(x, skip_layers=skip), got.argmax(1))
+    assert not torch.equal(trainer.predict(x, 1), trainer.predict(x, 2))
