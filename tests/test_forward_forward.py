@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 from spikeflow.neurons import LeakyNode
 from spikeflow.training.forward_forward import (
     ForwardForwardTrainer,
@@ -277,10 +277,20 @@ def test_clear_errors(digits):
         ForwardForwardTrainer(nn.Linear(64, 20), num_classes=10)
     with pytest.raises(ConfigurationError, match=r"layers\[1\].*no trainable"):
         ForwardForwardTrainer([net[0], nn.ReLU()], num_classes=10)
-    with pytest.raises(ConfigurationError, match=r"labels must lie in \[0, 10\).*12"):
+    with pytest.raises(ConfigurationError, match=r"labels must lie in \[0, 9\].*\[12, 12\]"):
         overlay_labels(x, torch.full((32,), 12), 10)
-    with pytest.raises(ShapeError, match="integer"):
+    with pytest.raises(
+        DTypeError, match=r"labels: integer class indices; got dtype torch\.float64"
+    ):
         overlay_labels(x, y.double(), 10)
+    with pytest.raises(DTypeError, match="labels: a tensor of integer class indices; got list"):
+        overlay_labels(x, y.tolist(), 10)
+    with pytest.raises(ShapeError, match=r"\(32, 10\) \(one-hot labels\? pass labels.argmax"):
+        negative_labels(F.one_hot(y, 10), 10)
+    with pytest.raises(
+        ShapeError, match=r"labels: integer class labels must have shape \[B\] = \[32\]"
+    ):
+        overlay_labels(x, y[:5], 10)
     trainer = ForwardForwardTrainer(net, num_classes=10)
     with pytest.raises(ShapeError, match=r"\[B, F\] for float layers"):
         trainer.goodness(x.unsqueeze(0))

@@ -34,8 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from spikeflow._checks import check_labels
 from spikeflow.base import MemoryModule
-from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 from spikeflow.functional import reset_net
 
 __all__ = [
@@ -55,18 +56,15 @@ OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 
 
 def _check_labels(labels: Tensor, num_classes: int, batch: int | None = None) -> None:
-    if labels.ndim != 1 or labels.dtype.is_floating_point or labels.dtype == torch.bool:
-        raise ShapeError(
-            f"labels: a 1-D tensor of integer class indices; got dtype {labels.dtype}, "
-            f"shape {tuple(labels.shape)}"
-        )
-    if batch is not None and labels.numel() != batch:
-        raise ShapeError(f"labels: one per sample ({batch}); got {labels.numel()}")
-    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-        raise ConfigurationError(
-            f"labels must lie in [0, {num_classes}) (num_classes={num_classes}); got "
-            f"values from {int(labels.min())} to {int(labels.max())}"
-        )
+    if not isinstance(labels, Tensor):
+        raise DTypeError(f"labels: a tensor of integer class indices; got {type(labels).__name__}")
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise DTypeError(f"labels: integer class indices; got dtype {labels.dtype}")
+    if labels.ndim != 1:
+        one_hot = labels.ndim == 2 and labels.shape[-1] == num_classes
+        hint = " (one-hot labels? pass labels.argmax(-1))" if one_hot else ""
+        raise ShapeError(f"labels: a 1-D tensor [B]; got shape {tuple(labels.shape)}{hint}")
+    check_labels("labels", labels, labels.numel() if batch is None else batch, num_classes)
 
 
 def overlay_labels(
