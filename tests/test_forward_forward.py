@@ -22,6 +22,7 @@ from spikeflow.training.forward_forward import (
     forward_forward_loss,
     goodness,
     negative_labels,
+    normalize_direction,
     overlay_labels,
 )
 
@@ -446,3 +447,21 @@ def test_label_goodness_skips_the_first_layers_as_asked(digits):
         torch.testing.assert_close(got, per_layer[skip:].sum(0), rtol=1e-12, atol=1e-12)
         assert torch.equal(trainer.predict(x, skip_layers=skip), got.argmax(1))
     assert not torch.equal(trainer.predict(x, 1), trainer.predict(x, 2))
+
+
+def test_the_tutorials_one_step_lif_layer_is_linear(digits):
+    """From rest, one step of snn.Leaky's membrane is its input current, also where it
+    crosses the threshold (the reset comes a step later): the tutorial's "LIF" layer is
+    ``x̂ Wᵀ``, a linear layer (docs/training_methods.md)."""
+    x, y = digits
+    net = lif_net([64, 40, 30], scale=20.0)
+    trainer = ForwardForwardTrainer(net, num_classes=10, time_steps=1)
+    x_pos = overlay_labels(x, y, 10)
+    first, second = trainer.activities(x_pos)
+    w0, w1 = weights_of(net)
+    linear0 = normalize_direction(x_pos) @ w0.T
+    assert linear0.max() > 2.0  # well over the threshold 1
+    torch.testing.assert_close(first[0], linear0, rtol=0, atol=0)
+    torch.testing.assert_close(second[0], normalize_direction(linear0) @ w1.T, rtol=0, atol=0)
+    lif = snn.Leaky(beta=torch.tensor(0.8, dtype=DT))
+    torch.testing.assert_close(lif(linear0, lif.init_leaky())[1], linear0, rtol=0, atol=0)
