@@ -397,8 +397,10 @@ def test_an_empty_batch_and_bad_numbers_are_refused_by_name(digits):
 
 def test_a_silent_layer_is_named_in_a_warning_and_does_not_learn(digits):
     """A layer whose output is zero on both batches has no gradient (dG/da = 2a): the
-    update leaves it as it was. The trainer warns once, naming the layer; a layer that
-    fires raises no warning."""
+    update leaves it as it was. ``step`` warns once, naming the layer, after 10 silent
+    updates in a row (a layer may start firing as the earlier ones learn: N-MNIST's
+    second layer is silent on the first batch only); ``train_layerwise``, which repeats
+    one batch, at the first. A layer that fires raises no warning."""
     import warnings
 
     x, y = digits
@@ -408,10 +410,14 @@ def test_a_silent_layer_is_named_in_a_warning_and_does_not_learn(digits):
         net[1][0].weight.mul_(0.01)  # the second layer stays below threshold
     before = weights_of(net)
     trainer = ForwardForwardTrainer(net, num_classes=10, theta=2.0, time_steps=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(9):
+            trainer.step(x_pos, x_neg)
     with pytest.warns(UserWarning, match=r"layers\[1\] \(Sequential\) output only zeros") as got:
-        trainer.step(x_pos, x_neg)
-        trainer.step(x_pos, x_neg)
-    assert len(got) == 1  # once per layer
+        for _ in range(3):
+            trainer.step(x_pos, x_neg)
+    assert len(got) == 1 and "(10 update(s) in a row)" in str(got[0].message)  # once
     after = weights_of(net)
     assert not torch.equal(after[0], before[0]) and torch.equal(after[1], before[1])
     layerwise = ForwardForwardTrainer(lif_net([64, 40], membrane=False, scale=0.01),
@@ -424,6 +430,11 @@ def test_a_silent_layer_is_named_in_a_warning_and_does_not_learn(digits):
         warnings.simplefilter("error")
         firing.step(x_pos, x_neg)
         firing.train_layerwise(x_pos, x_neg, steps=2)
+        zeros = torch.zeros_like(x_pos)  # silences every layer (no bias)
+        for batch in [zeros] * 9 + [x_pos] + [zeros] * 9:  # a firing update restarts the count
+            firing.layer_losses(batch, batch)
+    with pytest.warns(UserWarning, match=r"layers\[0\].*\(10 update\(s\) in a row\)"):
+        firing.layer_losses(zeros, zeros)
 
 
 def test_label_goodness_skips_the_first_layers_as_asked(digits):

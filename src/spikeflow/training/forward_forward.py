@@ -199,6 +199,10 @@ class NeuronMembrane(nn.Module):
         return self.neuron.v_seq
 
 
+#: ``step``/``layer_losses`` warn about a layer silent for this many updates in a row.
+_SILENT_PATIENCE = 10
+
+
 def _refuse_multi_step(layers: list[nn.Module]) -> None:
     """Float layers (``time_steps=None``) get ``[B, F]``: a multi-step stateful module
     would read the batch dimension as time, carrying state from sample to sample."""
@@ -301,6 +305,7 @@ class ForwardForwardTrainer:
         self.negative: NegativeMode = negative
         self.generator = generator
         self._warned_silent: set[int] = set()
+        self._silent_updates: dict[int, int] = {}
         self.optimizers = [
             optimizer([p for p in layer.parameters() if p.requires_grad]) for layer in self.layers
         ]
@@ -375,25 +380,35 @@ class ForwardForwardTrainer:
             )
         pos, neg = self.activities(x_pos), self.activities(x_neg)
         for index, (p, n) in enumerate(zip(pos, neg)):
-            self._warn_if_silent(index, p, n)
+            self._warn_if_silent(index, p, n, _SILENT_PATIENCE, stacklevel=4)  # from step
         return [
             forward_forward_loss(self._goodness(p), self._goodness(n), self.theta)
             for p, n in zip(pos, neg)
         ]
 
-    def _warn_if_silent(self, index: int, a_pos: Tensor, a_neg: Tensor) -> None:
-        """A UserWarning (once per layer) when a layer's output is zero on both batches:
-        ``∂G/∂a = 2a`` (or ``2a/N``) is then zero, so the update leaves it unchanged."""
-        if index in self._warned_silent or a_pos.any() or a_neg.any():
+    def _warn_if_silent(
+        self, index: int, a_pos: Tensor, a_neg: Tensor, patience: int, stacklevel: int
+    ) -> None:
+        """A UserWarning (once per layer) when a layer's output has been zero on both
+        batches for ``patience`` updates in a row: ``∂G/∂a = 2a`` is then zero, so those
+        updates left it unchanged. With ``step`` a layer silent at first may start
+        firing as the layers before it learn; ``train_layerwise`` repeats one batch, so
+        one silent update means all are."""
+        if a_pos.any() or a_neg.any():
+            self._silent_updates[index] = 0
+            return
+        self._silent_updates[index] = count = self._silent_updates.get(index, 0) + 1
+        if count < patience or index in self._warned_silent:
             return
         self._warned_silent.add(index)
         warnings.warn(
             f"layers[{index}] ({type(self.layers[index]).__name__}) output only zeros on the "
-            f"positive and the negative batch: its goodness has no gradient (dG/da = 2a), "
-            f"so this update leaves it unchanged; a spiking layer that never fires never "
-            f"learns: start it firing (larger initial weights, docs/training_methods.md)",
+            f"positive and the negative batch ({count} update(s) in a row): its goodness has "
+            f"no gradient (dG/da = 2a), so it does not learn; a spiking layer that never "
+            f"fires never learns: start it firing (larger initial weights, "
+            f"docs/training_methods.md)",
             UserWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
 
     def step(self, x_pos: Tensor, x_neg: Tensor) -> Tensor:
@@ -421,7 +436,7 @@ class ForwardForwardTrainer:
         for index, opt in enumerate(self.optimizers):
             for s in range(steps):
                 a_pos, a_neg = self._layer(index, h_pos), self._layer(index, h_neg)
-                self._warn_if_silent(index, a_pos, a_neg)
+                self._warn_if_silent(index, a_pos, a_neg, 1, stacklevel=3)
                 g_pos, g_neg = self._goodness(a_pos), self._goodness(a_neg)
                 loss = forward_forward_loss(g_pos, g_neg, self.theta)
                 opt.zero_grad()
