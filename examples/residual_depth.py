@@ -146,6 +146,12 @@ def main(argv: list[str] | None = None) -> dict[Variant, list[RunResult]]:
     parser.add_argument("--test-samples", type=int, default=None)
     parser.add_argument("--output-dir", default=None, help="default: a temporary folder")
     args = parser.parse_args(argv)
+    if args.dataset == "nmnist":  # a missing folder: one line naming it, before any run
+        from spikeflow.data import NMNIST
+
+        if args.data_dir is None:
+            parser.error("--dataset nmnist needs --data-dir (the folder that holds N-MNIST)")
+        NMNIST(args.data_dir, train=True)
 
     chosen = variants(args)
     if not chosen:
@@ -174,4 +180,6 @@ def main(argv: list[str] | None = None) -> dict[Variant, list[RunResult]]:
 
 
 if __name__ == "__main__":
-    main()
+    from spikeflow.data import exit_on_missing_data
+
+    exit_on_missing_data(main, root_option="--data-dir")

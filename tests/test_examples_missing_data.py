@@ -30,6 +30,7 @@ SCRIPTS = {
     "loihi_nmnist": ["--root"],
     "nmnist_loop": ["--root"],
     "receptive_field_nmnist": ["--root"],
+    "residual_depth": ["--dataset", "nmnist", "--data-dir"],
     "sigma_delta_digits": ["--dataset", "nmnist", "--nmnist-root"],
     "spiking_autoencoder": ["--dataset", "nmnist", "--nmnist-root"],
     "stdp_convnet_digits": ["--dataset", "nmnist", "--nmnist-root"],
