@@ -155,6 +155,31 @@ def test_downsample_sensor_is_exact_where_the_float_product_is_not():
             assert ours.sensor_size == (side, side, 2)
 
 
+def test_downsample_sensor_of_numpy_float_factors_is_the_factor_as_written():
+    """A numpy float32 factor is its own shortest decimal (float32 0.55 is 0.55, not the
+    0.550000011920929 of its float64 value, whose ceiling added an empty row and column
+    to a DAVIS240); the coordinates stay Tonic's (which multiplies by the float32) and
+    every coordinate lies inside the sensor, also for a float16 factor above its decimal
+    on a wide sensor."""
+    r = rec(list(range(240)), list(range(240)), [y % 180 for y in range(240)],
+            sensor=(240, 180, 2))  # fmt: skip
+    for f, size in ((np.float32(0.55), (132, 99)), (np.float32(0.3), (72, 54)),
+                    ((np.float32(0.55), np.float64(0.3)), (132, 54))):  # fmt: skip
+        ours = T.Downsample(f)(r)
+        assert_same(ours, tonic_transforms().Downsample(spatial_factor=f)(to_tonic(r)))
+        assert ours.sensor_size == (*size, 2), f
+    for width in (34, 180, 240, 346, 640):
+        for k in range(1, 1001):
+            got = T.Downsample(np.float32(k / 1000)).apply(r.events[:0], (width, 1, 2))[1]
+            assert got[0] == -(-width * k // 1000), (width, k)
+    # float16 0.3 is 0.30004883: x = 9999 goes to 3000, so the 10000-wide sensor is
+    # 3001 wide, not ⌈10000 · 0.3⌉ = 3000.
+    f16 = np.float16(0.3)
+    wide = rec([0, 1], [0, 9999], [0, 0], sensor=(10000, 1, 2))
+    ours = T.Downsample(f16)(wide)
+    assert int(ours.events["x"].max()) == 3000 and ours.sensor_size == (3001, 1, 2)
+
+
 def test_downsample_arguments_are_named():
     r = rec([0, 1], [3, 4], [1, 2], sensor=(5, 3, 2))
     with pytest.raises(ConfigurationError, match=r"give spatial_factor .* or target_size"):

@@ -33,6 +33,7 @@ here.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Iterable, Sequence
 from fractions import Fraction
 from typing import Any
@@ -352,10 +353,12 @@ class Downsample(EventTransform):
                 factor_in_unit(f"spatial_factor[{i}]", v) for i, v in enumerate(spatial_factor)
             )
             self.factors = (fx, fy)
+            self._decimals = (_as_written(spatial_factor[0]), _as_written(spatial_factor[1]))
             super().__init__(None, spatial_factor=[fx, fy])
         else:
             f = factor_in_unit("spatial_factor", spatial_factor)
             self.factors = (f, f)
+            self._decimals = (_as_written(spatial_factor),) * 2
             super().__init__(None, spatial_factor=f)
         self.factor = self.factors[0]
 
@@ -371,18 +374,35 @@ class Downsample(EventTransform):
             size = (self.target[0], self.target[1], p)
         else:
             fx, fy = self.factors
-            size = (_scaled_side(w, fx), _scaled_side(h, fy), p)
+            size = (
+                _scaled_side(w, fx, self._decimals[0]),
+                _scaled_side(h, fy, self._decimals[1]),
+                p,
+            )
         out = events.copy()
         out["x"] = np.floor(events["x"] * fx).astype(np.uint16)
         out["y"] = np.floor(events["y"] * fy).astype(np.uint16)
         return out, size
 
 
-def _scaled_side(side: int, factor: float) -> int:
-    """``⌈side·factor⌉`` of the factor as written (its shortest decimal, exactly): the
-    float product can land just above a whole number (180 · 0.55 = 99.00000000000001),
-    whose ceiling would add an empty row."""
-    return math.ceil(side * Fraction(repr(float(factor))))
+def _as_written(factor: Any) -> Fraction:
+    """The factor as written: a fraction or integer exactly, a float as its shortest
+    decimal in its own precision (a numpy float32 ``0.55`` is 0.55, not the
+    0.550000011920929 of its float64 value)."""
+    if isinstance(factor, numbers.Rational):
+        return Fraction(factor)
+    if isinstance(factor, np.floating):
+        return Fraction(np.format_float_positional(factor, unique=True, trim="0"))
+    return Fraction(repr(float(factor)))
+
+
+def _scaled_side(side: int, factor: float, written: Fraction) -> int:
+    """``⌈side·f⌉`` of the factor as written (``written``, exactly): the float product
+    can land just above a whole number (180 · 0.55 = 99.00000000000001), whose ceiling
+    would add an empty row; never less than the last pixel's coordinate ``⌊(side - 1)
+    · factor⌋`` (the float product the events get) plus one."""
+    last = int(np.floor(np.float64(side - 1) * factor))
+    return max(math.ceil(side * written), last + 1)
 
 
 def _crop(events: np.ndarray, x0: int, y0: int, w: int, h: int) -> np.ndarray:
