@@ -194,7 +194,12 @@ def test_downsample_arguments_are_named():
         T.Downsample(target_size=(0, 2))
     with pytest.raises(ConfigurationError, match=r"target_size \(6, 2\) is larger than"):
         T.Downsample(target_size=(6, 2))(r)
-    assert T.Downsample(0.5).cache_key() == {"name": "Downsample", "spatial_factor": 0.5}
+    # The factor form's key names the sensor's rule, so that frames cached with the float
+    # product's ceiling (an empty row) miss; the target_size form's sensor never changed.
+    assert T.Downsample(0.5).cache_key() == {"name": "Downsample", "spatial_factor": 0.5,
+                                             "sensor": "as written"}  # fmt: skip
+    assert T.Downsample(target_size=(2, 2)).cache_key() == {"name": "Downsample",
+                                                            "target_size": [2, 2]}  # fmt: skip
 
 
 # -- random transforms with Tonic's ranges, fed the same draws -----------------------------------

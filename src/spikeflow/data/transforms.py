@@ -362,6 +362,13 @@ class Downsample(EventTransform):
             super().__init__(None, spatial_factor=f)
         self.factor = self.factors[0]
 
+    def cache_key(self) -> dict[str, Any]:
+        """The base key; with ``spatial_factor`` also the sensor's rule (``"as written"``),
+        so frames cached when the sensor was the ceiling of the float product (an empty
+        row at 180 · 0.55, or for a float32 factor) miss instead of mixing two sizes."""
+        key = super().cache_key()
+        return key if self.factors is None else {**key, "sensor": "as written"}
+
     def apply(self, events: np.ndarray, sensor_size: Size) -> tuple[np.ndarray, Any]:
         w, h, p = sensor_size
         if self.target is not None:
