@@ -249,6 +249,10 @@ def test_mel_scale_delta_errors_and_silence():
         MelScaleDelta(1, scale="mfcc")
     with pytest.raises(ConfigurationError, match="f_min"):
         mel_scale_delta(torch.ones(201, 20), 0, f_min=5000.0, f_max=4000.0)
+    # An unhashable scale is named too (the filterbank cache would raise a TypeError).
+    for scale in (["slaney"], "mfcc"):
+        with pytest.raises(ConfigurationError, match="mel_scale_delta: scale must be 'htk'"):
+            mel_scale_delta(torch.ones(201, 20), 0, scale=scale)
 
 
 def test_mel_filterbank_is_built_once_per_setting(monkeypatch):

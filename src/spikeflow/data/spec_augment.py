@@ -305,6 +305,8 @@ def mel_scale_delta(
     low = check_real("mel_scale_delta: f_min", f_min, 0.0)
     if low > top:
         raise ConfigurationError(f"mel_scale_delta: f_min={low:g} is above f_max={top:g}")
+    if scale not in ("htk", "slaney"):  # before the cache, which needs hashable keys
+        raise ConfigurationError(f"mel_scale_delta: scale must be 'htk' or 'slaney'; got {scale!r}")
     power = x.detach().cpu().to(torch.float64).numpy()
     fb = cached_mel_filterbank(power.shape[0], low, top, n_mels, sample_rate, scale)
     mel = fb.T @ power  # [n_mels, T]
