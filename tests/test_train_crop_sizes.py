@@ -21,7 +21,7 @@ from spikeflow.data.image_transforms import (
     imagenet_eval_transform,
     imagenet_train_transform,
 )
-from spikeflow.errors import ConfigurationError
+from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.training.config import TrainConfig
 from spikeflow.training.data import build_datasets
 from spikeflow.training.train_config import resolve
@@ -199,6 +199,22 @@ def test_conflicts_and_bad_values(tmp_path):
         TrainConfig(val_crop_size=0).validate()
     with pytest.raises(ConfigurationError, match="ImageFolder: interpolation must be one of"):
         ImageFolder(tmp_path, train=True, interpolation="area")
+
+
+def test_shape_checks_read_the_training_crop(tmp_path):
+    # What reads the step shape from the class (no file opened) sees the training crop,
+    # which the model is built for: the error of a run without --model, stcl's check.
+    from spikeflow.training.data import DataInfo
+    from spikeflow.training.run_checks import check_two_view_data
+
+    with pytest.raises(ConfigurationError, match="its frames are 3x176x176 per step"):
+        resolve(TrainConfig(dataset="imagefolder", data_dir=str(tmp_path), train_crop_size=176))
+    config = TrainConfig(dataset="imagefolder", data_dir=str(tmp_path), train_crop_size=6,
+                         dataset_kwargs={"image_size": 48})  # fmt: skip
+    with pytest.raises(ShapeError, match="H x W = 6 x 6"):
+        check_two_view_data(config, DataInfo(2, 3, (6, 6), static=True), 4)
+    config.train_crop_size = None
+    check_two_view_data(config, DataInfo(2, 3, (48, 48), static=True), 4)
 
 
 def test_command_line(capsys):

@@ -11,7 +11,7 @@ from spikeflow.errors import ConfigurationError
 from spikeflow.training.config import TrainConfig
 from spikeflow.training.data import _folder_classes, _image_classes, _without_images
 
-__all__ = ["check_image_size_options", "crop_and_resize"]
+__all__ = ["check_image_size_options", "crop_and_resize", "training_dataset_kwargs"]
 
 
 def _image_size_options(config: TrainConfig) -> list[str]:
@@ -104,3 +104,13 @@ def crop_and_resize(
             )
         test["resize_size"] = config.val_resize_size
     return train, test
+
+
+def training_dataset_kwargs(config: TrainConfig) -> dict[str, Any]:
+    """``config.dataset_kwargs`` with ``image_size`` set to ``--train-crop-size`` where
+    that is given: the training split's crop, which the model is built for, for what
+    reads the dataset's step shape from its class (``dataset_shape``) without opening it."""
+    folders = isinstance(config.dataset, str) and config.dataset.lower() in _folder_classes()
+    if config.train_crop_size is None or not folders:
+        return config.dataset_kwargs
+    return {**config.dataset_kwargs, "image_size": config.train_crop_size}

@@ -117,8 +117,11 @@ def check_two_view_data(config: TrainConfig, info: DataInfo, batch: int) -> None
     :func:`~spikeflow.training.views.check_two_view_batch`) for the batches of
     ``batch`` samples of the dataset: ``[B, *step]`` for static images, else frames
     ``[B, T, *step]`` (the step shape from
-    :func:`~spikeflow.training.data.dataset_shape`; no file is opened)."""
-    _, step = dataset_shape(config.dataset, config.dataset_kwargs)
+    :func:`~spikeflow.training.data.dataset_shape`, at ``--train-crop-size`` where
+    given; no file is opened)."""
+    from spikeflow.training.image_sizes import training_dataset_kwargs
+
+    _, step = dataset_shape(config.dataset, training_dataset_kwargs(config))
     check_two_view_batch((batch, *step) if info.static else (batch, config.T, *step))
 
 

@@ -437,7 +437,7 @@ def resolve(config: TrainConfig) -> TrainConfig:
         DETECTION_MODELS,
         detection_task,
     )
-    from spikeflow.training.image_sizes import check_image_size_options
+    from spikeflow.training.image_sizes import check_image_size_options, training_dataset_kwargs
 
     values = dataclasses.replace(config)
     for name in PATH_FIELDS:  # a pathlib.Path from the Python API: written as a string
@@ -486,7 +486,8 @@ def resolve(config: TrainConfig) -> TrainConfig:
             setattr(values, name, default_for(values.dataset, values.model, name,
                                               values.optimizer))  # fmt: skip
     if values.model is None:
-        raise ConfigurationError(no_default_model_message(values.dataset, values.dataset_kwargs))
+        kwargs = training_dataset_kwargs(values)  # the shape the model would be built for
+        raise ConfigurationError(no_default_model_message(values.dataset, kwargs))
     return values.validate()
 
 
