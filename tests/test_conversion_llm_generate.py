@@ -506,6 +506,14 @@ def test_lengths_from_the_generation_config_and_transformers_default():
     model.generation_config.update(max_length=4)
     with pytest.raises(ConfigurationError, match=r"max_length \(4, prompt included\) leaves no"):
         snn.generate(ids)
+    # A config's max_new_tokens=0 (set as an attribute: update() validates) is refused as
+    # a given 0 is, named as the config's; transformers' generate refuses it too.
+    model.generation_config.update(max_length=None)
+    model.generation_config.max_new_tokens = 0
+    with pytest.raises(ConfigurationError, match=r">= 1, got 0 \(max_new_tokens: from the model"):
+        snn.generate(ids)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        model.generate(ids, attention_mask=torch.ones_like(ids))
 
 
 def test_a_config_s_options_generate_lacks_are_warned_about_by_name():

@@ -407,7 +407,8 @@ class SpikingCausalLM(nn.Module):
             no_repeat_ngram_size=no_repeat_ngram_size,
         )  # fmt: skip
         length = input_ids.shape[-1] if isinstance(input_ids, Tensor) else 0
-        call = {**given, "num_return_sequences": num_return_sequences}
+        call = {**given, "num_return_sequences": num_return_sequences,
+                "max_new_tokens": max_new_tokens}  # fmt: skip
         given, max_new_tokens, num_return_sequences = resolve_generation_config(
             self.generation_config, given, max_new_tokens, num_return_sequences, length,
             getattr(self.config, "max_position_embeddings", None),
@@ -418,7 +419,8 @@ class SpikingCausalLM(nn.Module):
                 generator=generator,
             )  # fmt: skip
         except ConfigurationError as error:
-            resolved = {**given, "num_return_sequences": num_return_sequences}
+            resolved = {**given, "num_return_sequences": num_return_sequences,
+                        "max_new_tokens": max_new_tokens}  # fmt: skip
             raise name_config_options(error, call, resolved) from error
         sources = (getattr(self, "generation_config", None), self.config)
         eos, pad = stop_tokens(sources, eos_token_id, pad_token_id)
