@@ -342,17 +342,26 @@ def _spikingjellys_lr_gamma_default() -> float:
     raise AssertionError(f"no --lr-gamma in {path}")
 
 
-def test_exponential_with_the_default_gamma_warns():
+def test_exponential_with_the_default_gamma_warns(tmp_path):
     # SpikingJelly's --lr-scheduler exp with its default --lr-gamma (also 0.1) falls
     # tenfold every epoch too: spikeflow keeps the same default and says so.
+    import warnings
+
+    from spikeflow.training.train_config import warn_exponential_default
+
     assert TrainConfig().gamma == _spikingjellys_lr_gamma_default() == 0.1
     with pytest.warns(UserWarning, match=r"tenfold every epoch, to 1e-39 of lr in the last "
                       r"epoch \(40\) .* pass --gamma"):  # fmt: skip
         config = resolve(TrainConfig(schedule="exponential", epochs=40))
+        warn_exponential_default(config)
     assert epoch_learning_rates(config)[-1] == pytest.approx(config.lr * 0.1**39, rel=1e-9)
-    import warnings
-
+    # The run warns (the trainer); an evaluation, which resolves the run's config too,
+    # does not; nor one epoch (no decay), another gamma or another schedule.
+    with pytest.warns(UserWarning, match="tenfold every epoch, to 1e-01 of lr"):
+        Trainer(tiny(tmp_path, "run", schedule="exponential", epochs=2), log=None)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        resolve(TrainConfig(schedule="exponential", gamma=0.9))
-        resolve(TrainConfig(schedule="step"))
+        resolve(TrainConfig(schedule="exponential", epochs=40))
+        for changes in (dict(epochs=1), dict(gamma=0.9), dict(schedule="step")):
+            warn_exponential_default(resolve(TrainConfig(**{"schedule": "exponential",
+                                                            "epochs": 40, **changes})))  # fmt: skip

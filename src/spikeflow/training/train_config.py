@@ -38,6 +38,7 @@ from spikeflow.training.tensor_parallel_run import check_tensor_parallel_config
 __all__ = [
     "BOOL_FIELDS", "PATH_FIELDS", "READOUT_MODES", "REGRESSION_READOUTS", "RUNTIME_FIELDS",
     "SEED_LIMIT", "STR_FIELDS", "TABLE_FIELDS", "TrainConfig", "resolve", "resolved_readout",
+    "warn_exponential_default",
 ]  # fmt: skip
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
@@ -445,7 +446,6 @@ def resolve(config: TrainConfig) -> TrainConfig:
             setattr(values, name, os.fspath(getattr(values, name)))
     check_auto_augment(values)
     check_image_size_options(values)
-    _warn_exponential_default(values)
     task = detection_task(values.dataset)
     if task is not None:  # a detection dataset: the task's defaults and refusals
         return task.resolve(values)
@@ -491,13 +491,14 @@ def resolve(config: TrainConfig) -> TrainConfig:
     return values.validate()
 
 
-def _warn_exponential_default(config: TrainConfig) -> None:
-    """A UserWarning for ``schedule="exponential"`` with the default ``gamma`` (0.1, the
-    step schedule's factor): the rate then falls tenfold every epoch, as with
+def warn_exponential_default(config: TrainConfig) -> None:
+    """A UserWarning for a run (the trainer calls it; an evaluation does not) with
+    ``schedule="exponential"``, the default ``gamma`` (0.1, the step schedule's factor)
+    and more than one epoch: the rate then falls tenfold every epoch, as with
     SpikingJelly's ``--lr-scheduler exp`` and its default ``--lr-gamma`` 0.1, which
     spikeflow keeps; a run that means a gentler decay passes ``gamma``."""
     default = _FIELDS["gamma"].default
-    if config.schedule != "exponential" or config.gamma != default:
+    if config.schedule != "exponential" or config.gamma != default or config.epochs < 2:
         return
     import warnings
 

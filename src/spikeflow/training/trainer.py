@@ -47,6 +47,7 @@ from spikeflow.training.resume import config_for_resume, describe_position
 from spikeflow.training.run_checks import run_loss
 from spikeflow.training.run_folder import remove_empty_folders
 from spikeflow.training.run_lock import RunLock
+from spikeflow.training.train_config import warn_exponential_default
 from spikeflow.training.trainer_checkpoints import CheckpointMixin
 from spikeflow.training.trainer_plots import PlotsMixin
 from spikeflow.training.trainer_setup import SetupMixin
@@ -112,6 +113,7 @@ class Trainer(SetupMixin, StepsMixin, CheckpointMixin, PlotsMixin):
         resume_dir: str | os.PathLike | None = None,
     ) -> None:
         self.config = resolve(config)
+        warn_exponential_default(self.config)  # a run's, not an evaluation's
         if self.task_kind == "classification":
             from spikeflow.training.detection_task import detection_task
 
