@@ -7,6 +7,7 @@ one returning spikeflow's draws), as tests/test_data_transforms_extra.py does.""
 
 from __future__ import annotations
 
+import pickle
 from collections import Counter
 
 import numpy as np
@@ -172,6 +173,10 @@ def test_downsample_sensor_of_numpy_float_factors_is_the_factor_as_written():
         for k in range(1, 1001):
             got = T.Downsample(np.float32(k / 1000)).apply(r.events[:0], (width, 1, 2))[1]
             assert got[0] == -(-width * k // 1000), (width, k)
+    # One pickled by an older spikeflow (no _decimals) still loads and gives the same size.
+    old = pickle.loads(pickle.dumps(T.Downsample(0.55)))
+    del old._decimals
+    assert old(r).sensor_size == (132, 99, 2)
     # float16 0.3 is 0.30004883: x = 9999 goes to 3000, so the 10000-wide sensor is
     # 3001 wide, not ⌈10000 · 0.3⌉ = 3000.
     f16 = np.float16(0.3)

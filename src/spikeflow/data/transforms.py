@@ -381,11 +381,9 @@ class Downsample(EventTransform):
             size = (self.target[0], self.target[1], p)
         else:
             fx, fy = self.factors
-            size = (
-                _scaled_side(w, fx, self._decimals[0]),
-                _scaled_side(h, fy, self._decimals[1]),
-                p,
-            )
+            # One pickled by an older spikeflow has no _decimals: its floats as written.
+            written = getattr(self, "_decimals", None) or tuple(map(_as_written, self.factors))
+            size = (_scaled_side(w, fx, written[0]), _scaled_side(h, fy, written[1]), p)
         out = events.copy()
         out["x"] = np.floor(events["x"] * fx).astype(np.uint16)
         out["y"] = np.floor(events["y"] * fy).astype(np.uint16)
