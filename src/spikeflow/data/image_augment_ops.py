@@ -32,7 +32,12 @@ import numpy as np
 import torch
 
 from spikeflow.data.frame_transforms import _RandomFrames
-from spikeflow.data.image_transforms import _is_pil, pil_image_module
+from spikeflow.data.image_transforms import (
+    INTERPOLATIONS,
+    _is_pil,
+    pil_filter,
+    pil_image_module,
+)
 from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 
 __all__ = ["IMAGE_OPERATIONS", "apply_image_operation", "bin_value"]
@@ -68,7 +73,7 @@ def _shear_factor(m: float, vertical: bool) -> float:
 
 
 def _check_interpolation(interpolation: Any, owner: str) -> str:
-    if interpolation not in ("nearest", "bilinear", "bicubic"):
+    if interpolation not in INTERPOLATIONS:
         raise ConfigurationError(f"{owner}: interpolation must be 'nearest', 'bilinear' or "
                                  f"'bicubic'; got {interpolation!r}")  # fmt: skip
     return str(interpolation)
@@ -126,8 +131,7 @@ def apply_image_operation(
                                  f"{channels} channel(s)")  # fmt: skip
     levels = tuple(fill) * channels if len(fill) == 1 else tuple(fill)
     fillcolor: int | tuple[int, ...] = levels[0] if channels == 1 else levels
-    resample = {"nearest": pil.Resampling.NEAREST, "bilinear": pil.Resampling.BILINEAR,
-                "bicubic": pil.Resampling.BICUBIC}[interpolation]  # fmt: skip
+    resample = pil_filter(pil, interpolation)
     m = magnitude
     # Pillow's affine data: the input point (a·x + b·y + c, d·x + e·y + f) of each output
     # point (x, y).

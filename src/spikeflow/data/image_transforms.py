@@ -99,6 +99,12 @@ def _interpolation(value: Any) -> str:
     return str(value)
 
 
+def pil_filter(pil: Any, interpolation: str) -> Any:
+    """Pillow's filter (``pil.Resampling``) of one of :data:`INTERPOLATIONS`."""
+    return {"bilinear": pil.Resampling.BILINEAR, "bicubic": pil.Resampling.BICUBIC,
+            "nearest": pil.Resampling.NEAREST}[interpolation]  # fmt: skip
+
+
 def resize_image(image: Any, size: tuple[int, int], interpolation: str = "bilinear") -> Any:
     """``image`` (PIL or tensor ``[..., H, W]``) resampled to ``size = (h, w)``.
 
@@ -111,9 +117,7 @@ def resize_image(image: Any, size: tuple[int, int], interpolation: str = "biline
     h, w = size
     if _is_pil(image):
         pil = pil_image_module("resizing PIL images")
-        resample = {"bilinear": pil.Resampling.BILINEAR, "bicubic": pil.Resampling.BICUBIC,
-                    "nearest": pil.Resampling.NEAREST}[interpolation]  # fmt: skip
-        return image.resize((w, h), resample)
+        return image.resize((w, h), pil_filter(pil, interpolation))
     x = image
     if tuple(x.shape[-2:]) == (h, w):
         return x
