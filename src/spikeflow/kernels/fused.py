@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -246,10 +246,15 @@ def _setup_context(
 
 
 def _backward(
-    ctx: Any, grads: list[Tensor | None], run: Callable[..., list[Tensor]] = _neuron_backward
+    ctx: Any,
+    grads: list[Tensor | None],
+    run: Callable[..., list[Tensor]] = _neuron_backward,
+    saved_tensors: Sequence[Tensor] | None = None,
 ) -> tuple:
+    """The gradients of the operator's inputs; ``saved_tensors``: ``ctx.saved_tensors``
+    if the caller has read them already (a checkpointed forward's unpack only once)."""
     entry = _lookup(ctx.key)
-    x, *rest = ctx.saved_tensors
+    x, *rest = ctx.saved_tensors if saved_tensors is None else saved_tensors
     values = rest.pop() if ctx.values is None else ctx.values
     if run is _neuron_backward and not isinstance(values, Tensor):
         values = _values_tensor(values)
@@ -403,9 +408,11 @@ class _EagerNeuron(torch.autograd.Function):
 def _second_order_backward(ctx: Any, grads: tuple[Tensor | None, ...]) -> list[Tensor | None]:
     """The gradients of the input, states and operands under ``create_graph=True``
     with the opt-in: the fused backward's values, the reference loop's derivatives."""
+    # Read once: under torch.utils.checkpoint (memory.Recomputed) a second read fails.
+    saved_tensors = ctx.saved_tensors
     with torch.no_grad():
-        _, gx, g_states, g_ops, _ = _backward(ctx, list(grads), _backward_impl)
-    x, *rest = ctx.saved_tensors
+        _, gx, g_states, g_ops, _ = _backward(ctx, list(grads), _backward_impl, saved_tensors)
+    x, *rest = saved_tensors
     n_ops = len(g_ops)
     operands = rest[ctx.n_saved : ctx.n_saved + n_ops]
     states = rest[ctx.n_saved + n_ops : ctx.n_saved + n_ops + ctx.n_kept]

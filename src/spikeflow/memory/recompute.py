@@ -49,6 +49,7 @@ from spikeflow._compile_marks import eager_under_compile
 from spikeflow.base import MemoryModule
 from spikeflow.errors import ConfigurationError
 from spikeflow.explicit_state import _ExplicitState
+from spikeflow.kernels.second_order import second_order, second_order_enabled
 from spikeflow.memory.chunking import (
     _explicit_call,
     check_chunkable,
@@ -145,6 +146,10 @@ class _Snapshot:
         }
         self.changed_buffers: dict[str, Tensor] = {}
         self.active = False
+        # The recomputation runs in the backward pass, outside the forward's opt-in:
+        # its fused neurons must keep what a second-order backward reads, as the
+        # forward's did (else the saved tensors differ, or the gradient has no graph).
+        self.second_order = second_order_enabled()
 
     def forward_done(self) -> None:
         """Keep the values from before the call only of buffers the call changed (compared
@@ -172,6 +177,8 @@ class _Snapshot:
         for g, generator_state in self.generators:
             g.set_state(generator_state)
         _local.depth = getattr(_local, "depth", 0) + 1
+        self.second_order_context = second_order(self.second_order)
+        self.second_order_context.__enter__()
         self.active = True
 
     def __exit__(self, *exc: object) -> None:
@@ -179,6 +186,7 @@ class _Snapshot:
         recomputation."""
         self.active = False
         _local.depth -= 1
+        self.second_order_context.__exit__(None, None, None)
         for m, attributes in zip(self.memories, self.current):
             _set_attributes(m, attributes)
         for (m, _), training in zip(self.modes, self.current_modes):
