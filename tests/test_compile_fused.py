@@ -519,18 +519,50 @@ def test_a_compiled_recurrent_layer_equals_eager():
 
 @pytest.mark.parametrize("compiler", ["eager", "aot_eager"])
 def test_a_double_backward_through_a_compiled_fused_neuron_is_refused(compiler):
-    """The second-order opt-in is eager-only: inside torch.compile AOTAutograd refuses
-    a double backward through the fused operators, and without AOTAutograd (Dynamo's
-    "eager" backend) the operators' own formula refuses it by name. (AOTAutograd
-    silently drops the terms of a compiled reference loop in torch 2.13.)"""
+    """Without the opt-in, inside torch.compile AOTAutograd refuses a double backward
+    through the fused operators, and without AOTAutograd (Dynamo's "eager" backend)
+    the operators' own formula refuses it by name."""
     from spikeflow.errors import ConfigurationError
-    from spikeflow.kernels import second_order
 
     compiled = torch.compile(LIFNode(backend="cpu").double(), fullgraph=True, backend=compiler)
     x = (torch.rand(6, 3, 5, dtype=torch.float64) * 2).requires_grad_()
-    with second_order():
-        (g,) = torch.autograd.grad(compiled(x).sum() + (x**3).sum(), x, create_graph=True)
+    (g,) = torch.autograd.grad(compiled(x).sum() + (x**3).sum(), x, create_graph=True)
     error = (ConfigurationError, "eager mode only") if compiler == "eager" else (
         RuntimeError, "does not currently support double backward")  # fmt: skip
     with pytest.raises(error[0], match=error[1]):
         torch.autograd.grad(g.pow(2).sum(), x)
+
+
+@pytest.mark.parametrize("backend", ["cpu", "torch"])
+def test_the_second_order_opt_in_refuses_a_compiled_neuron_by_name(backend):
+    """Under spikeflow.kernels.second_order() a neuron traced by torch.compile is
+    refused by name (fullgraph): Dynamo's "eager" backend would silently drop the
+    surrogate spike's second-order terms of the reference loop."""
+    from spikeflow.kernels import second_order
+
+    node = LIFNode(backend=backend).double()
+    compiled = torch.compile(node, fullgraph=True, backend="eager")
+    x = (torch.rand(6, 3, 5, dtype=torch.float64) * 2).requires_grad_()
+    with second_order(), pytest.raises(Exception, match=r"second_order\(\) is for eager mode"):
+        compiled(x)
+
+
+def test_under_the_opt_in_a_compiled_reference_loop_runs_eagerly():
+    """Without fullgraph the refusal is a graph break: the neuron runs eagerly, where
+    the reference loop's double backward is exact (under Dynamo's "eager" backend it
+    silently lost the surrogate's terms before: d(derivative(x))/dx was dropped)."""
+    from spikeflow.kernels import second_order
+
+    x0 = torch.rand(8, 3, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    results = []
+    for compiled in (False, True):
+        torch._dynamo.reset()
+        node = LIFNode(tau=2.0, backend="torch").double()
+        run = torch.compile(node, backend="eager") if compiled else node
+        x = (x0 * 2).requires_grad_()
+        with second_order():
+            spikes = run(x)
+        (g,) = torch.autograd.grad((spikes.mean(0) ** 2).sum(), x, create_graph=True)
+        results.append(torch.autograd.grad(g.pow(2).sum(), x)[0])
+    assert results[0].abs().max() > 1e-3
+    torch.testing.assert_close(results[1], results[0], atol=1e-12, rtol=1e-10)

@@ -17,20 +17,19 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
 from torch import Tensor
 
+from spikeflow._second_order_flag import LOCAL as _LOCAL
+from spikeflow._second_order_flag import second_order_enabled
 from spikeflow.errors import ConfigurationError
 from spikeflow.kernels.reference import FiringRule, run_reference
 from spikeflow.neurons.declaration import NeuronDeclaration
 
 __all__ = ["Recompute", "exact_gradients", "recompute_for", "second_order", "second_order_enabled"]
-
-_LOCAL = threading.local()
 
 
 @contextmanager
@@ -43,9 +42,11 @@ def second_order(enabled: bool = True) -> Iterator[None]:
     values and get exact derivatives by recomputing the neuron with the reference loop
     during that backward (what MAML's inner step, Hessian-vector products and gradient
     penalties need). Only the forward has to run inside it; the backward may run
-    later. Per thread, as ``torch.no_grad``. Eager mode only: inside
-    ``torch.compile`` AOTAutograd has no double backward, and the fused kernels there
-    refuse it by name.
+    later. Per thread, as ``torch.no_grad``. Eager mode only: a neuron that
+    ``torch.compile`` traces under it raises a ConfigurationError (AOTAutograd has no
+    double backward, and Dynamo's ``"eager"`` backend drops the surrogate spike's
+    second-order terms), which Dynamo turns into a graph break (the neuron runs
+    eagerly) unless ``fullgraph=True``.
 
     Args:
         enabled: ``False`` switches the opt-in off inside an enclosing ``with``.
@@ -61,11 +62,6 @@ def second_order(enabled: bool = True) -> Iterator[None]:
         yield
     finally:
         _LOCAL.enabled = previous
-
-
-def second_order_enabled() -> bool:
-    """Whether this thread is inside :func:`second_order` (switched on)."""
-    return getattr(_LOCAL, "enabled", False)
 
 
 @dataclasses.dataclass(slots=True)
