@@ -533,14 +533,21 @@ def test_a_double_backward_through_a_compiled_fused_neuron_is_refused(compiler):
         torch.autograd.grad(g.pow(2).sum(), x)
 
 
-@pytest.mark.parametrize("backend", ["cpu", "torch"])
-def test_the_second_order_opt_in_refuses_a_compiled_neuron_by_name(backend):
+@pytest.mark.parametrize(
+    "backend, surrogate",
+    [("cpu", "Sigmoid"), ("torch", "Sigmoid"), ("torch", "MultiLevelSpikeCount"),
+     ("torch", "Logistic")],
+)  # fmt: skip
+def test_the_second_order_opt_in_refuses_a_compiled_neuron_by_name(backend, surrogate):
     """Under spikeflow.kernels.second_order() a neuron traced by torch.compile is
     refused by name (fullgraph): Dynamo's "eager" backend would silently drop the
-    surrogate spike's second-order terms of the reference loop."""
+    surrogate spike's second-order terms of the reference loop (the spike functions
+    written as autograd.Function: the Heaviside's, the counts', Norse's random ones)."""
+    from spikeflow import surrogate as surrogates
     from spikeflow.kernels import second_order
 
-    node = LIFNode(backend=backend).double()
+    spike = getattr(surrogates, surrogate)()
+    node = LIFNode(backend=backend, surrogate_function=spike).double()
     compiled = torch.compile(node, fullgraph=True, backend="eager")
     x = (torch.rand(6, 3, 5, dtype=torch.float64) * 2).requires_grad_()
     with second_order(), pytest.raises(Exception, match=r"second_order\(\) is for eager mode"):

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 from torch.autograd import forward_ad
 
-from spikeflow._second_order_flag import COMPILED_REFUSAL
+from spikeflow._second_order_flag import refuse_compiled_second_order
 from spikeflow.errors import ConfigurationError, ShapeError
 from spikeflow.kernels.precision import (
     HostScalarError,
@@ -556,8 +556,8 @@ def run_fused(
     flags = (tuple(is_array), grad_on, record_v, tuple(needs), tuple(is_tensor), x_seq.dtype,
              tuple(uniform) if initial else ())  # fmt: skip
     compiling = torch.compiler.is_compiling()
-    if compiling and second_order_enabled():  # (Dynamo guards on the switch)
-        raise ConfigurationError(COMPILED_REFUSAL)
+    if compiling:
+        refuse_compiled_second_order()  # (the opt-in is eager-only)
     if compiling:  # a constant of the graph (no graph break), see registry.py
         key, symbolic = compiled_entry_key(
             launcher, ctype, state_dtype, checkpoint, decl, rule, *flags

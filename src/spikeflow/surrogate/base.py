@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from torch.autograd import forward_ad
 
 from spikeflow._checks import check_flag
-from spikeflow._second_order_flag import COMPILED_REFUSAL, second_order_enabled
+from spikeflow._second_order_flag import refuse_compiled_second_order
 from spikeflow.errors import ConfigurationError
 
 
@@ -155,8 +155,7 @@ class Surrogate(nn.Module):
         spike = _SurrogateSpikeWithTangent if forward_ad_active() else _SurrogateSpike
         params = self.params
         if torch.compiler.is_compiling():
-            if second_order_enabled():
-                raise ConfigurationError(COMPILED_REFUSAL)
+            refuse_compiled_second_order()  # (its traced backward drops their terms)
             # Specialised: torch.compile makes a float that changed since an earlier
             # compilation (a second model's alpha) symbolic, and then fails to trace
             # the backward's arithmetic on it ("lift_tracked_freevar_to_input").

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from spikeflow._second_order_flag import refuse_compiled_second_order
 from spikeflow.errors import ConfigurationError
 from spikeflow.surrogate.base import (
     Surrogate,
@@ -116,6 +117,7 @@ class MultiLevelSpikeCount(Surrogate):
         count = _SpikeCountWithTangent if forward_ad_active() else _SpikeCount
         params = self.params
         if torch.compiler.is_compiling():  # specialised, as Surrogate.forward's
+            refuse_compiled_second_order()
             params = {name: float(value) for name, value in params.items()}
         return count.apply(x, type(self).derivative, params, strict)
 

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from spikeflow._second_order_flag import refuse_compiled_second_order
 from spikeflow.errors import ConfigurationError
 from spikeflow.surrogate.base import Surrogate, _require_positive
 
@@ -144,6 +145,7 @@ class _RandomSpike(Surrogate):
                 f"{type(self).__name__} fires at random: it has no strict form "
                 "(strict_firing=True); build the neuron with strict_firing=False"
             )
+        refuse_compiled_second_order()  # (a traced backward drops their terms)
         p = type(self).probability(x.detach(), self.alpha)
         return _BernoulliSpike.apply(x, p, type(self).derivative, self.params)
 
