@@ -556,9 +556,8 @@ def run_fused(
     flags = (tuple(is_array), grad_on, record_v, tuple(needs), tuple(is_tensor), x_seq.dtype,
              tuple(uniform) if initial else ())  # fmt: skip
     compiling = torch.compiler.is_compiling()
-    if compiling:
-        refuse_compiled_second_order()  # (the opt-in is eager-only)
     if compiling:  # a constant of the graph (no graph break), see registry.py
+        refuse_compiled_second_order()  # (the opt-in is eager-only)
         key, symbolic = compiled_entry_key(
             launcher, ctype, state_dtype, checkpoint, decl, rule, *flags
         )
