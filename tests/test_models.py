@@ -502,6 +502,37 @@ def test_outputs_match_spikingjelly(spikingjelly_models, kind, depth, cnf):
     assert expected.abs().sum() > 0
 
 
+@pytest.mark.parametrize("zero_init", [False, True])
+def test_spiking_resnet34_gradients_match_spikingjelly(spikingjelly_models, zero_init):
+    """Same weights, same input, float64 → the same gradient of every parameter as
+    SpikingJelly's multi-step spiking_resnet34 with the paper's neuron (IF, detach_reset,
+    ATan): the backward, not only the forward, is SpikingJelly's (the check behind
+    docs/models.md's finding that the plain 34-layer net's failure is the method's)."""
+    from spikingjelly.activation_based import functional, surrogate
+
+    m = spikingjelly_models
+    torch.manual_seed(0)
+    ours = create_model("spiking_resnet34", num_classes=K, zero_init_residual=zero_init)
+    theirs = m.spiking_resnet.spiking_resnet34(
+        spiking_neuron=m.neuron.IFNode, detach_reset=True, surrogate_function=surrogate.ATan(),
+        num_classes=K, zero_init_residual=zero_init,
+    )  # fmt: skip
+    ours, theirs = ours.double(), theirs.double()
+    functional.set_step_mode(theirs, "m")
+    with torch.no_grad():
+        _copy_weights_in_order(theirs, ours)
+    generator = torch.Generator().manual_seed(0)
+    x = 2 * torch.rand(T, 2, 3, 32, 32, dtype=torch.float64, generator=generator)
+    target = torch.tensor([1, 3])
+    for model in (theirs, ours):
+        nn.functional.cross_entropy(model(x).mean(0), target).backward()
+    pairs = list(zip(theirs.parameters(), ours.parameters(), strict=True))
+    for (name, _), (expected, got) in zip(ours.named_parameters(), pairs, strict=True):
+        torch.testing.assert_close(got.grad, expected.grad, rtol=1e-9, atol=1e-12, msg=name)
+    # the gradient reaches the stem (a test that an all-zero backward would not pass)
+    assert ours.stem[0].weight.grad.abs().sum() > 0
+
+
 def test_parameter_counts_by_hand():
     # PLIF N-MNIST: conv(2->128)+BN, conv(128->128)+BN, FC 8192->2048, FC 2048->100 (no
     # biases), one PLIF weight in each of the 4 neuron layers.
