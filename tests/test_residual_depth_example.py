@@ -3,6 +3,8 @@ depth table (tiny runs: two depths, one epoch, a subset of the digits)."""
 
 from __future__ import annotations
 
+import csv
+
 import pytest
 
 from conftest import load_example
@@ -32,8 +34,19 @@ def test_the_table_has_a_row_per_model_and_depth_and_the_runs_their_arguments(ca
         offset = len(variant.label.split()) - 1
         assert float(row[3 + offset]) == pytest.approx(sum(tests) / 2, abs=0.051)
         assert float(row[6 + offset]) == pytest.approx(min(tests), abs=0.051)
+        trains = [100 * run.train_acc for run in runs]
+        assert float(row[7 + offset]) == pytest.approx(sum(trains) / 2, abs=0.051)
         losses = [run.train_loss for run in runs]
         assert float(row[8 + offset]) == pytest.approx(sum(losses) / 2, abs=5e-4)
+    # each run's numbers are its last epoch in the metrics the Trainer wrote
+    (runs,) = [
+        r for v, r in results.items() if (v.label, v.depth, v.zero_init) == ("spiking", 34, True)
+    ]
+    with open(tmp_path / "spiking_resnet34-zi1-s1" / "metrics.csv", newline="") as file:
+        last = list(csv.DictReader(file))[-1]
+    assert runs[1].test_acc == pytest.approx(float(last["test_acc"]))
+    assert runs[1].train_acc == pytest.approx(float(last["train_acc"]))
+    assert runs[1].train_loss == pytest.approx(float(last["train_loss"]))
     # each run trained the model and arguments its row names
     config = load_config_file(tmp_path / "spiking_resnet34-zi1-s1" / "config.toml")
     assert config["model"] == "spiking_resnet34" and config["seed"] == 1
