@@ -3,7 +3,7 @@
 Trains the residual zoo with one recipe, each run a full ``spikeflow train`` job
 (``Trainer``): Spiking ResNet with and without ``zero_init_residual``, SEW ResNet with
 ``cnf="ADD"`` (and ``"IAND"`` at the ``--iand-depths``), MS-ResNet at the depths it has
-(18, 34; its zero-init is its design), at each ``--depths`` and ``--seeds``. The recipe
+(18, 34, 104; its zero-init is its design), at each ``--depths`` and ``--seeds``. The recipe
 is the SEW paper's ImageNet one at a small scale: the models' default neurons (IF; the
 authors' LIF for MS-ResNet), SGD lr 0.1, momentum 0.9, no weight decay, a cosine
 schedule, cross-entropy on the time-mean output; ``stem="cifar"`` and ``base_width`` 8
