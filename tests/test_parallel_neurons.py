@@ -82,6 +82,57 @@ def test_psn_init_is_linear_t_t_and_bias_minus_one():
     assert isinstance(psn.surrogate_function, ATan) and psn.surrogate_function.alpha == 2.0
 
 
+@pytest.mark.parametrize("cls", [PSN, MaskedPSN])
+def test_bias_init_sets_the_start_and_survives_reset_parameters(cls):
+    make = (lambda **kw: PSN(8, **kw)) if cls is PSN else (lambda **kw: MaskedPSN(4, 8, **kw))
+    neuron = make(bias_init=-0.5)
+    assert torch.equal(neuron.bias, torch.full((8, 1), -0.5))
+    assert "bias_init=-0.5" in repr(neuron) and "bias_init" not in repr(make())
+    with torch.no_grad():
+        neuron.bias.zero_()
+    neuron.reset_parameters()
+    assert torch.equal(neuron.bias, torch.full((8, 1), -0.5))
+    for bad in (float("nan"), float("inf"), "x", True, None):
+        with pytest.raises(ConfigurationError, match="bias_init must be a finite number"):
+            make(bias_init=bad)
+
+
+def test_masked_psn_k4_fires_rarely_from_the_paper_start():
+    # docs/neuron_zoo_parallel.md: at bias -1 only k = 4 of the T = 8 inputs, each
+    # weighted at most 1/sqrt(8), reach a step: on unit-variance (BatchNorm'd) inputs the
+    # neurons fire far less often than a dense PSN, and bias_init=-0.5 restores the rate.
+    x = torch.randn(8, 4096, generator=torch.Generator().manual_seed(0))
+
+    def rate(neuron, seed=0):
+        torch.manual_seed(seed)
+        neuron.reset_parameters()
+        with torch.no_grad():
+            return float(neuron(x).mean())
+
+    masked = [rate(MaskedPSN(4, 8, lambda_init=1.0), s) for s in range(5)]
+    dense = [rate(PSN(8), s) for s in range(5)]
+    shifted = [rate(MaskedPSN(4, 8, lambda_init=1.0, bias_init=-0.5), s) for s in range(5)]
+    assert max(masked) < 0.03 and sum(masked) < 0.5 * sum(dense)
+    assert sum(shifted) > 4 * sum(masked)
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.5, 1.0])
+def test_masked_psn_equals_spikingjelly_forward_and_backward(float64, lam):
+    sj = pytest.importorskip("spikingjelly.activation_based.neuron")
+    ours = MaskedPSN(4, 8, lambda_init=lam)
+    theirs = sj.MaskedPSN(4, 8, lambda_init=lam, step_mode="m")
+    theirs.load_state_dict(ours.state_dict(), strict=False)
+    x = 2 * torch.randn(8, 5, 3)
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    s1, s2 = ours(x1), theirs(x2)
+    assert torch.equal(s1, s2) and 0 < float(s1.mean()) < 1
+    assert_same_grads(s1, [x1, ours.weight, ours.bias], s2, [x2, theirs.weight, theirs.bias])
+    if lam == 1.0:  # the gradient reaches only the band: W ⊙ M_k, as SpikingJelly's
+        (grad,) = torch.autograd.grad(ours(x).sum(), ours.weight)
+        assert torch.equal(grad * (1 - band_mask(8, 4)), torch.zeros(8, 8))
+        assert grad.abs().sum() > 0
+
+
 def test_psn_is_one_gemm_over_time_with_loop_gradients():
     psn = PSN(T=6).double()
     x = torch.randn(6, 2, 3, dtype=torch.float64)

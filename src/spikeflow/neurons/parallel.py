@@ -59,6 +59,12 @@ def _check_lambda(value: object) -> float:
     return value
 
 
+def _check_bias_init(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigurationError(f"bias_init must be a finite number, got {value!r}")
+    return float(value)
+
+
 def _check_sequence(owner: str, x: Tensor, T: int) -> None:
     """``x`` must be ``[T, B, ...]`` with exactly the ``T`` steps the weight was built for."""
     check_float_input(x, owner)
@@ -135,6 +141,10 @@ def set_mask_lambda(net: nn.Module, value: float) -> int:
     return count
 
 
+def _bias_repr(bias_init: float) -> str:
+    return "" if bias_init == -1.0 else f", bias_init={bias_init:g}"
+
+
 class _SequenceOnly(SequenceOnly):
     """Multi-step only: the weight mixes all T steps of the sequence."""
 
@@ -145,8 +155,9 @@ class _SequenceOnly(SequenceOnly):
 class _TxTPSN(nn.Module):
     """Shared by PSN and MaskedPSN: a ``[T, T]`` weight, a ``[T, 1]`` bias, a surrogate."""
 
-    def _init_weights(self, T: int, surrogate: Surrogate | None) -> None:
+    def _init_weights(self, T: int, surrogate: Surrogate | None, bias_init: float) -> None:
         self.T = check_int("T", T, 1)
+        self.bias_init = _check_bias_init(bias_init)
         self.weight = nn.Parameter(torch.empty(self.T, self.T))
         self.bias = nn.Parameter(torch.empty(self.T, 1))
         self.surrogate_function = checked_surrogate(surrogate, ATan)
@@ -158,9 +169,10 @@ class _TxTPSN(nn.Module):
         _check_steps(type(self).__name__, self.T, steps)
 
     def reset_parameters(self) -> None:
-        """Kaiming-uniform(a=√5) weight (``nn.Linear(T, T)``'s default) and bias -1."""
+        """Kaiming-uniform(a=√5) weight (``nn.Linear(T, T)``'s default) and the bias
+        ``bias_init`` (-1, the paper's: threshold 1)."""
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        nn.init.constant_(self.bias, -1.0)
+        nn.init.constant_(self.bias, self.bias_init)
 
     def _gemm(self, weight: Tensor, x_seq: Tensor) -> Tensor:
         # In the input's dtype, as SlidingPSN and the neurons compute (autocast aside).
@@ -180,17 +192,21 @@ class PSN(_SequenceOnly, _TxTPSN):
     Args:
         T: the number of time steps (fixed).
         surrogate_function: default ``ATan(alpha=2)``.
+        bias_init: the initial bias ``b`` (default -1, the paper's; keyword only).
 
     Raises:
         ShapeError: the input is not ``[T, B, ...]`` with the ``T`` given here.
+        ConfigurationError: ``bias_init`` not a finite number.
     """
 
     #: Step t reads later inputs: ``streaming`` and online training refuse it.
     streamable = False
 
-    def __init__(self, T: int, surrogate_function: Surrogate | None = None) -> None:
+    def __init__(
+        self, T: int, surrogate_function: Surrogate | None = None, *, bias_init: float = -1.0
+    ) -> None:
         super().__init__()
-        self._init_weights(T, surrogate_function)
+        self._init_weights(T, surrogate_function, bias_init)
 
     def membrane(self, x_seq: Tensor) -> Tensor:
         """``H = W X + b`` for ``x_seq`` (``[T, B, ...]``)."""
@@ -202,7 +218,7 @@ class PSN(_SequenceOnly, _TxTPSN):
         return self.surrogate_function(self.membrane(x_seq))
 
     def extra_repr(self) -> str:
-        return f"T={self.T}"
+        return f"T={self.T}" + _bias_repr(self.bias_init)
 
 
 class MaskedPSN(MemoryModule, _TxTPSN):
@@ -221,9 +237,13 @@ class MaskedPSN(MemoryModule, _TxTPSN):
         lambda_init: the initial ``λ`` in ``[0, 1]`` (default 0: no mask).
         surrogate_function: default ``ATan(alpha=2)``.
         step_mode: ``'m'`` (whole sequences, default) or ``'s'`` (needs ``λ = 1``).
+        bias_init: the initial bias ``b`` (default -1, the paper's; keyword only). With a
+            small ``k`` only ``k`` inputs, each weighted at most ``1/√T``, face the -1:
+            few neurons fire at the start (docs/neuron_zoo_parallel.md measures -0.5).
 
     Raises:
-        ConfigurationError: ``k > T``, ``λ`` outside ``[0, 1]``, single-step with ``λ < 1``.
+        ConfigurationError: ``k > T``, ``λ`` outside ``[0, 1]``, single-step with ``λ < 1``,
+            ``bias_init`` not a finite number.
         ShapeError: a multi-step input without exactly ``T`` steps.
         StateError: more than ``T`` single steps without a reset.
     """
@@ -238,9 +258,11 @@ class MaskedPSN(MemoryModule, _TxTPSN):
         lambda_init: float = 0.0,
         surrogate_function: Surrogate | None = None,
         step_mode: StepMode = "m",
+        *,
+        bias_init: float = -1.0,
     ) -> None:
         super().__init__(step_mode)
-        self._init_weights(T, surrogate_function)
+        self._init_weights(T, surrogate_function, bias_init)
         self.k = _check_order(k, self.T)
         self.register_buffer("mask_k", band_mask(self.T, self.k), persistent=False)
         self.register_buffer("mask_lambda", torch.tensor(_check_lambda(lambda_init)))
@@ -302,7 +324,10 @@ class MaskedPSN(MemoryModule, _TxTPSN):
         return self.surrogate_function(h)
 
     def extra_repr(self) -> str:
-        return f"k={self.k}, T={self.T}, lambda_={self.lambda_:g}, step_mode={self.step_mode}"
+        return (
+            f"k={self.k}, T={self.T}, lambda_={self.lambda_:g}, step_mode={self.step_mode}"
+            + _bias_repr(self.bias_init)
+        )
 
 
 class SlidingPSN(MemoryModule):
