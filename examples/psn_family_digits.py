@@ -3,9 +3,10 @@
 methods.md 4.5's sequential-CIFAR set-up at the digits' scale: the PSN paper's Conv1d
 network (``psn_seqcifar``) reads each 8x8 digit one column per time step (T = 8, each
 step the 8 pixels of a column), and every neuron variant is trained with that paper's
-recipe for the sequential CIFAR runs (SGD lr 0.1, momentum 0.9, no weight decay, cosine
-schedule, cross-entropy with label smoothing 0.1 on the mean output over time, ATan
-surrogate), without its augmentation. One command gives the table of
+recipe for PSN and masked PSN on sequential CIFAR (SGD lr 0.1, momentum 0.9, no
+weight decay, cosine schedule, cross-entropy with label smoothing 0.1 on the mean output
+over time, ATan surrogate), without its augmentation; the paper trains sliding PSN
+with AdamW lr 1e-3, here it gets the same SGD as the others. One command gives the table of
 docs/neuron_zoo_parallel.md ("Measured: accuracy on the digits read as columns"):
 
     python examples/psn_family_digits.py --seeds 0 1 2 --epochs 15
@@ -54,7 +55,7 @@ def variant_config(
     neuron_kwargs = {key: args.k if value == "{k}" else value for key, value in kwargs.items()}
     return TrainConfig(
         dataset="digits", model="psn_seqcifar", T=8,
-        model_kwargs={"in_channels": 1, "length": 8, "channels": args.channels},
+        model_kwargs={"channels": args.channels},  # in_channels, length: the data's
         neuron=neuron, neuron_kwargs=neuron_kwargs, mask_schedule=schedule,
         loss="ce", loss_kwargs={"label_smoothing": 0.1},
         optimizer="sgd", lr=args.lr, momentum=0.9, schedule="cosine",

@@ -287,6 +287,25 @@ def test_ms_resnet_neuron_matches_authors_lif():
     torch.testing.assert_close(sn(x), torch.stack(expected))
 
 
+def test_psn_seqcifar_reads_the_column_length_from_the_dataset():
+    # spikeflow train passes the dataset's input_size: the 8x8 digits need no length=8.
+    from spikeflow.training import TrainConfig
+    from spikeflow.training.build import build_model
+    from spikeflow.training.data import DataInfo
+
+    config = TrainConfig(dataset="digits", model="psn_seqcifar", T=8,
+                         model_kwargs={"channels": 4}, neuron="psn")  # fmt: skip
+    net = build_model(config, DataInfo(10, 1, (8, 8), static=True))
+    assert net.length == 8 and net.in_channels == 1
+    assert net(torch.rand(8, 2, 1, 8)).shape == (8, 2, 10)
+    assert create_model("psn_seqcifar", channels=4).length == 32
+    assert create_model("psn_seqcifar", channels=4, input_size=(16, 32)).length == 16
+    with pytest.raises(ConfigurationError, match=r"length=32 .* input_size=8 has 8 rows"):
+        create_model("psn_seqcifar", channels=4, length=32, input_size=8)
+    with pytest.raises(ConfigurationError, match="input_size must be H or"):
+        create_model("psn_seqcifar", channels=4, input_size="8")
+
+
 def test_input_checks():
     model = create_model("sew_resnet18", num_classes=K)
     with pytest.raises(ShapeError, match="missing the time dimension"):

@@ -50,6 +50,24 @@ def image_to_columns(images: Tensor) -> Tensor:
     return images.permute(3, 0, 1, 2)
 
 
+def _column_length(length: int | None, input_size: int | tuple[int, int] | None) -> int:
+    """``length``, else the height of ``input_size``, else 32; both given must agree."""
+    if input_size is None:
+        return 32 if length is None else length
+    if isinstance(input_size, (tuple, list)) and len(input_size) == 2:
+        height = input_size[0]
+    elif isinstance(input_size, int) and not isinstance(input_size, bool):
+        height = input_size
+    else:
+        raise ConfigurationError(f"input_size must be H or (H, W), got {input_size!r}")
+    if length is not None and length != height:
+        raise ConfigurationError(
+            f"length={length} (rows per column) but input_size={input_size!r} has "
+            f"{height} rows: leave length out or make them agree"
+        )
+    return height
+
+
 class PSNSequentialCIFARNet(nn.Module):
     """Conv1d spiking network over column sequences ``[T, B, C, L]`` → ``[T, B, num_classes]``.
 
@@ -57,7 +75,9 @@ class PSNSequentialCIFARNet(nn.Module):
         num_classes: 10 (CIFAR-10) or 100 (CIFAR-100).
         in_channels: values per row of a column (3 colour channels).
         channels: width of the Conv1d layers (128).
-        length: rows per column (32); must be divisible by 4.
+        length: rows per column; must be divisible by 4. Default: the height of
+            ``input_size`` if given (``spikeflow train`` passes the dataset's), else 32.
+        input_size: the image size ``H`` or ``(H, W)``; only its height is used.
         neuron, neuron_kwargs: the spiking neuron (default PSN, T = 32).
         zero_init_residual: must be False (no residual blocks).
     """
@@ -70,10 +90,11 @@ class PSNSequentialCIFARNet(nn.Module):
         num_classes: int = 10,
         in_channels: int = 3,
         channels: int = 128,
-        length: int = 32,
+        length: int | None = None,
         neuron: NeuronSpec = "psn",
         neuron_kwargs: Mapping[str, Any] | None = None,
         zero_init_residual: bool = False,
+        input_size: int | tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
         if zero_init_residual:
@@ -81,6 +102,7 @@ class PSNSequentialCIFARNet(nn.Module):
         self.num_classes = check_positive_int("num_classes", num_classes)
         self.in_channels = check_positive_int("in_channels", in_channels)
         check_positive_int("channels", channels)
+        length = _column_length(length, input_size)
         self.length = check_positive_int("length", length)
         if length % 4 != 0:
             raise ConfigurationError(f"length must be divisible by 4 (two pools), got {length}")
