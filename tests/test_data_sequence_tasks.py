@@ -11,7 +11,7 @@ from spikeflow.data.datasets.sequence_tasks import (
     CopyTask,
     collate_sequence_task,
 )
-from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 
 
 def test_copy_layout_by_hand():
@@ -111,3 +111,60 @@ def test_bad_sizes_are_named():
     x, target, mask = CopyTask(2, width=3)[0]
     with pytest.raises(ShapeError, match="sample 1"):
         collate_sequence_task([(x, target, mask), (x[:, :2], target, mask)])
+
+
+def test_keys_at_the_bound_are_all_distinct_without_endless_redraws(monkeypatch):
+    draws = []
+    bits = AssociativeRecall._bits
+
+    def counted(self, shape, generator):
+        draws.append(shape)
+        assert len(draws) < 1000, "AssociativeRecall keeps redrawing its keys"
+        return bits(self, shape, generator)
+
+    monkeypatch.setattr(AssociativeRecall, "_bits", counted)
+    # 16 keys of 4 bits: a draw of 16 is distinct once in ~10^6; 2 keys of 1 bit: 1 in 2
+    for width, pairs in ((4, 16), (1, 2), (3, 8)):
+        data = AssociativeRecall(6, width=width, min_pairs=pairs, max_pairs=pairs, seed=2)
+        for i in range(len(data)):
+            draws.clear()
+            x, target, mask = data[i]
+            keys, values = x[0 : 2 * pairs : 2, :width], x[1 : 2 * pairs : 2, :width]
+            assert x.shape == (2 * pairs + 2, width + 1)
+            assert len(torch.unique(keys, dim=0)) == pairs == 2**width  # every code once
+            assert set(keys.unique().tolist()) <= {0.0, 1.0}
+            hits = [k for k in range(pairs) if torch.equal(keys[k], x[-1, :width])]
+            assert len(hits) == 1 and torch.equal(target[-1], values[hits[0]])
+            assert all(torch.equal(a, b) for a, b in zip((x, target, mask), data[i]))
+
+
+def test_the_smallest_tasks_and_a_batch_of_one():
+    x, target, mask = CopyTask(1, width=1, min_length=1, max_length=1, seed=4)[0]
+    assert x.shape == (3, 2) and mask.tolist() == [False, False, True]
+    assert x[1].tolist() == [0.0, 1.0] and target[2, 0] == x[0, 0] and x[2].eq(0).all()
+    x, target, mask = AssociativeRecall(1, width=1, min_pairs=1, max_pairs=1, seed=4)[0]
+    assert x.shape == (4, 2) and mask.tolist() == [False, False, False, True]
+    assert torch.equal(x[3, :1], x[0, :1]) and torch.equal(target[3], x[1, :1])  # N = 1
+    bx, btarget, bmask = collate_sequence_task([(x, target, mask)])
+    assert bx.shape == (4, 1, 2) and torch.equal(bx[:, 0], x)
+    assert torch.equal(btarget[:, 0], target) and torch.equal(bmask[:, 0], mask)
+
+
+def test_dataloader_workers_give_the_indexed_samples():
+    data = AssociativeRecall(12, width=5, seed=9)
+    batches = torch.utils.data.DataLoader(
+        data, batch_size=4, num_workers=2, collate_fn=collate_sequence_task
+    )
+    for b, (x, target, mask) in enumerate(batches):
+        expected = collate_sequence_task([data[i] for i in range(4 * b, 4 * b + 4)])
+        assert all(torch.equal(a, e) for a, e in zip((x, target, mask), expected))
+
+
+def test_collate_refuses_mixed_dtypes_and_a_non_bool_mask():
+    x, target, mask = CopyTask(2, width=3)[0]
+    double = collate_sequence_task([(x.double(), target.double(), mask)])
+    assert double[0].dtype == double[1].dtype == torch.float64
+    with pytest.raises(DTypeError, match=r"sample 1 .*float64"):
+        collate_sequence_task([(x, target, mask), (x.double(), target.double(), mask)])
+    with pytest.raises(DTypeError, match=r"mask torch\.float32"):
+        collate_sequence_task([(x, target, mask.float())])

@@ -39,11 +39,13 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from spikeflow._checks import check_int
-from spikeflow.errors import ConfigurationError, ShapeError
+from spikeflow.errors import ConfigurationError, DTypeError, ShapeError
 
 __all__ = ["AssociativeRecall", "CopyTask", "collate_sequence_task"]
 
 Sample = tuple[Tensor, Tensor, Tensor]
+_REDRAWS = 100  # AssociativeRecall: draws of the keys before drawing them without replacement
+_PERMUTED_WIDTH = 24  # ... which permutes all 2**width codes, so only up to this width
 
 
 class _SeededTask(Dataset[Sample]):
@@ -176,9 +178,7 @@ class AssociativeRecall(_SeededTask):
         """Sample ``index``: ``(x [2N+2, width+1], target [2N+2, width], mask [2N+2])``."""
         generator = self._generator(self._index(index))
         pairs = int(torch.randint(self.min_pairs, self.max_pairs + 1, (1,), generator=generator))
-        keys = self._bits((pairs, self.width), generator)
-        while len(torch.unique(keys, dim=0)) < pairs:  # redraw until distinct (rare)
-            keys = self._bits((pairs, self.width), generator)
+        keys = self._distinct_keys(pairs, generator)
         values = self._bits((pairs, self.width), generator)
         query = int(torch.randint(0, pairs, (1,), generator=generator))
         steps = 2 * pairs + 2
@@ -192,6 +192,22 @@ class AssociativeRecall(_SeededTask):
         mask = torch.zeros(steps, dtype=torch.bool)
         mask[-1] = True
         return x, target, mask
+
+    def _distinct_keys(self, pairs: int, generator: torch.Generator) -> Tensor:
+        """``pairs`` distinct ``width``-bit keys: redrawn while any two are equal, up to
+        ``_REDRAWS`` times (at the defaults a redraw is needed 6% of the time), then
+        drawn without replacement, since near ``2**width == pairs`` almost every draw
+        repeats a key (16 keys of 4 bits: one draw in 10^6 is distinct)."""
+        for _ in range(_REDRAWS):
+            keys = self._bits((pairs, self.width), generator)
+            if len(torch.unique(keys, dim=0)) == pairs:
+                return keys
+        if self.width > _PERMUTED_WIDTH:  # 2**width codes too many to permute; and
+            while len(torch.unique(keys, dim=0)) < pairs:  # collisions stay rare there
+                keys = self._bits((pairs, self.width), generator)
+            return keys
+        codes = torch.randperm(2**self.width, generator=generator)[:pairs]
+        return ((codes.unsqueeze(1) >> torch.arange(self.width)) & 1).float()
 
     def __repr__(self) -> str:
         return (
@@ -211,6 +227,8 @@ def collate_sequence_task(batch: Sequence[Sample]) -> Sample:
         ConfigurationError: an empty batch.
         ShapeError: a sample that is not ``(x [T, C], target [T, W], mask [T])`` or
             whose widths differ from the first sample's.
+        DTypeError: a mask that is not bool, or an ``x`` or ``target`` whose dtype is
+            not the first sample's ``x`` dtype (it would be cast silently).
     """
     if len(batch) == 0:
         raise ConfigurationError("collate_sequence_task got an empty batch")
@@ -232,6 +250,12 @@ def collate_sequence_task(batch: Sequence[Sample]) -> Sample:
                 f"{tuple(target.shape)}, mask {tuple(mask.shape)}; every sample must be "
                 f"x [T_i, {first_x.shape[1]}], target [T_i, {first_target.shape[1]}], "
                 f"mask [T_i]"
+            )
+        if mask.dtype != torch.bool or x.dtype != first_x.dtype or target.dtype != first_x.dtype:
+            raise DTypeError(
+                f"collate_sequence_task: sample {i} has x {x.dtype}, target {target.dtype}, "
+                f"mask {mask.dtype}; every sample must have x and target of the first "
+                f"sample's x dtype ({first_x.dtype}) and a bool mask"
             )
     steps = max(sample[0].shape[0] for sample in batch)
     size = len(batch)
