@@ -10,11 +10,18 @@ The network is snnTorch's: ``Linear(width+1 → H)``, neuron, a ReLU MLP (two
 projection, ``Leaky`` with ``beta = 0.9``, subtract reset). The loss is the binary
 cross-entropy of the output bits at the masked steps only (copy: the recall half;
 recall: the query step), AdamW with gradients clipped to norm 1. Reported on a fixed
-test set: the bit error rate, the bits-per-sequence error (wrong bits per sequence, the
-NTM paper's measure) and the fraction of sequences recalled without an error.
+test set: the bit error rate, the wrong bits per sequence (pytorch-ntm's "cost"), the
+NTM paper's cost per sequence (the binary cross-entropy summed over a sequence's output
+bits, in bits: log base 2) and the fraction of sequences recalled without an error.
 
     python examples/ssm_tasks.py                         # both tasks, the three neurons
     python examples/ssm_tasks.py --task recall --neurons associative stateleaky --steps 3000
+    python examples/ssm_tasks.py --task recall --neurons lstm --steps 20000  # the control
+
+``--neurons lstm`` puts ``nn.LSTM`` layers in the neurons' place: a non-spiking control
+showing what the same network and budget learn without spikes. For recall the run also
+prints the bit error of voting (each bit the majority over the stored values, whichever
+key is asked), the floor a network reaches without associating.
 
 The datasets are ``spikeflow.data.datasets.sequence_tasks``; results are in
 docs/ssm.md ("snnTorch's SSM-neuron tasks").
@@ -39,7 +46,20 @@ from spikeflow.data.datasets.sequence_tasks import (
 )
 
 NEURONS = ("lif", "stateleaky", "associative")
+BASELINES = ("lstm",)  # non-spiking, not run by default
 TASKS = ("copy", "recall")
+
+
+class LSTMLayer(nn.Module):
+    """A one-layer ``nn.LSTM(hidden, hidden)`` on ``[T, B, hidden]`` giving its outputs
+    only: the non-spiking control in the neurons' place."""
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(hidden, hidden)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.lstm(x)[0]
 
 
 def make_neuron(kind: str, hidden: int, decay: str, threshold: float = 1.0) -> nn.Module:
@@ -48,6 +68,8 @@ def make_neuron(kind: str, hidden: int, decay: str, threshold: float = 1.0) -> n
     threshold 1)."""
     if kind == "lif":
         return neurons.LeakyNode(beta=0.9)
+    if kind == "lstm":
+        return LSTMLayer(hidden)
     if kind == "stateleaky":
         return neurons.StateLeakyNode(beta=0.9, channels=hidden)
     if kind == "associative":
@@ -58,7 +80,7 @@ def make_neuron(kind: str, hidden: int, decay: str, threshold: float = 1.0) -> n
             decay=decay,
             threshold=threshold,
         )
-    raise ValueError(f"ssm_tasks: neuron must be one of {NEURONS}, got {kind!r}")
+    raise ValueError(f"ssm_tasks: neuron must be one of {NEURONS + BASELINES}, got {kind!r}")
 
 
 class TaskNet(nn.Module):
@@ -89,16 +111,20 @@ class TaskNet(nn.Module):
 
 def masked_metrics(logits: Tensor, target: Tensor, mask: Tensor) -> dict[str, Tensor]:
     """The loss (mean BCE over the masked bits) and the errors of a batch ``[T, B, W]``:
-    ``bit_error`` (fraction of masked bits wrong), ``bits_per_sequence`` (wrong masked
-    bits per sequence) and ``sequence_accuracy`` (sequences with no wrong masked bit)."""
+    ``bit_error`` (fraction of masked bits wrong), ``wrong_bits_per_sequence``,
+    ``cost_bits_per_sequence`` (the NTM paper's cost: the BCE summed over a sequence's
+    masked bits, in bits) and ``sequence_accuracy`` (sequences with no wrong masked bit)."""
     picked = mask.unsqueeze(-1).expand_as(target)
-    loss = nn.functional.binary_cross_entropy_with_logits(logits[picked], target[picked])
+    summed = nn.functional.binary_cross_entropy_with_logits(
+        logits[picked], target[picked], reduction="sum"
+    )
     wrong = ((logits > 0).float() != target) & picked
     per_sequence = wrong.sum(dim=(0, 2))  # [B]
     return {
-        "loss": loss,
+        "loss": summed / picked.sum(),
         "bit_error": wrong.sum() / picked.sum(),
-        "bits_per_sequence": per_sequence.float().mean(),
+        "wrong_bits_per_sequence": per_sequence.float().mean(),
+        "cost_bits_per_sequence": summed / math.log(2) / target.shape[1],
         "sequence_accuracy": (per_sequence == 0).float().mean(),
     }
 
@@ -107,6 +133,23 @@ def make_task(args: argparse.Namespace, task: str, samples: int, seed: int):
     if task == "copy":
         return CopyTask(samples, args.width, args.min_length, args.max_length, seed=seed)
     return AssociativeRecall(samples, args.width, args.min_pairs, args.max_pairs, seed=seed)
+
+
+def voting_bit_error(batches: list[tuple[Tensor, Tensor, Tensor]]) -> float:
+    """Recall's floor without association: the bit error of predicting each bit as the
+    majority over the sample's stored values (steps 1, 3, …, before the delimiter), a
+    tie counted as half an error, whichever key is asked."""
+    wrong = bits = 0.0
+    for x, target, mask in batches:
+        width = target.shape[-1]
+        for b in range(x.shape[1]):
+            delimiter = int(x[:, b, width].argmax())  # the step 2N
+            ones = x[1:delimiter:2, b, :width].sum(dim=0)
+            guess = torch.where(2 * ones > delimiter // 2, 1.0, 0.0)
+            guess[2 * ones == delimiter // 2] = 0.5
+            wrong += float((guess - target[mask[:, b], b]).abs().sum())
+            bits += width * int(mask[:, b].sum())
+    return wrong / bits
 
 
 def evaluate(net: nn.Module, batches: list[tuple[Tensor, Tensor, Tensor]]) -> dict[str, float]:
@@ -126,7 +169,8 @@ def evaluate(net: nn.Module, batches: list[tuple[Tensor, Tensor, Tensor]]) -> di
     return {
         "loss": totals["loss"] / totals["bits"],
         "bit_error": totals["wrong"] / totals["bits"],
-        "bits_per_sequence": totals["wrong"] / totals["sequences"],
+        "wrong_bits_per_sequence": totals["wrong"] / totals["sequences"],
+        "cost_bits_per_sequence": totals["loss"] / math.log(2) / totals["sequences"],
         "sequence_accuracy": totals["exact"] / totals["sequences"],
     }
 
@@ -155,19 +199,27 @@ def train_one(args: argparse.Namespace, task: str, kind: str) -> dict:
             point = {"step": step, **evaluate(net, test_batches)}
             curve.append(point)
             print(f"{task:6s} {kind:11s} step {step:5d}  loss {point['loss']:.4f}  bit error "
-                  f"{point['bit_error']:.4f}  bits/seq {point['bits_per_sequence']:.2f}  "
+                  f"{point['bit_error']:.4f}  wrong/seq {point['wrong_bits_per_sequence']:.2f}  "
+                  f"cost/seq {point['cost_bits_per_sequence']:.2f} bits  "
                   f"exact {point['sequence_accuracy']:.3f}  ({time.time() - start:.0f} s)",
                   flush=True)  # fmt: skip
     size = sum(p.numel() for p in net.parameters())
-    return {"task": task, "neuron": kind, "parameters": size, "seconds": time.time() - start,
-            "curve": curve, "final": curve[-1]}  # fmt: skip
+    result = {"task": task, "neuron": kind, "parameters": size, "seconds": time.time() - start,
+              "curve": curve, "final": curve[-1]}  # fmt: skip
+    if task == "recall":
+        result["voting_bit_error"] = voting_bit_error(test_batches)
+        print(f"recall: voting over the stored values errs on "
+              f"{result['voting_bit_error']:.4f} of this test set's bits")  # fmt: skip
+    return result
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
     """Train every requested (task, neuron) pair; returns their results in that order."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", nargs="+", choices=TASKS, default=list(TASKS))
-    parser.add_argument("--neurons", nargs="+", choices=NEURONS, default=list(NEURONS))
+    parser.add_argument("--neurons", nargs="+", choices=NEURONS + BASELINES,
+                        default=list(NEURONS),
+                        help="lstm: nn.LSTM layers in the neurons' place (a control)")  # fmt: skip
     parser.add_argument("--width", type=int, default=8, help="bits per vector")
     parser.add_argument("--min-length", type=int, default=1, help="copy: shortest sequence")
     parser.add_argument("--max-length", type=int, default=10, help="copy: longest (snnTorch: 20)")
@@ -197,11 +249,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         results = [train_one(args, task, kind) for task in args.task for kind in args.neurons]
     finally:
         torch.set_num_threads(threads)  # main() may be called from a larger program
-    print("task    neuron       params  bit error  bits/seq  exact   seconds")
+    print("task    neuron       params  bit error  wrong/seq  cost/seq  exact   seconds")
     for r in results:
         f = r["final"]
         print(f"{r['task']:7s} {r['neuron']:11s} {r['parameters']:7d}  {f['bit_error']:9.4f}  "
-              f"{f['bits_per_sequence']:8.2f}  {f['sequence_accuracy']:.3f}  "
+              f"{f['wrong_bits_per_sequence']:9.2f}  {f['cost_bits_per_sequence']:8.2f}  "
+              f"{f['sequence_accuracy']:.3f}  "
               f"{r['seconds']:7.1f}")  # fmt: skip
     if args.json:
         with open(args.json, "w") as file:
