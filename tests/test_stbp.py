@@ -179,3 +179,30 @@ def test_recipe_command_learns_the_digits(tmp_path):
     rows = read_csv(run / "metrics.csv")
     assert float(rows[-1]["test_acc"]) > 0.5  # chance is 0.1
     assert float(rows[-1]["lr"]) == pytest.approx(1e-3)
+
+
+def test_nir_export_of_stbp_nets_round_trips_or_names_the_encoder():
+    pytest.importorskip("nirtorch", reason="NIR export needs the 'nir' extra")
+    from spikeflow.functional import reset_net
+    from spikeflow.interop import export_to_nir, import_from_nir
+    from spikeflow.interop.prepare import prepare_for_export
+
+    torch.manual_seed(2)
+    model = create_model("stbp_cnn", input_size=8, channels=6, hidden=16, encoding="none",
+                         norm="tdbn").double()  # fmt: skip
+    for p in model.parameters():
+        p.data.mul_(3.0)
+    model(torch.rand(6, 8, 1, 8, 8, dtype=torch.float64))  # running statistics
+    model.eval()
+    sample = torch.rand(4, 2, 1, 8, 8, dtype=torch.float64)
+    # The Identity encoder goes, tdBN folds into the convs: the graph runs the same net.
+    back = import_from_nir(export_to_nir(prepare_for_export(model), sample)).double()
+    frames = (torch.rand(12, 3, 1, 8, 8, dtype=torch.float64) < 0.4).double()
+    reset_net(model)
+    expected = model(frames)
+    assert expected.sum() > 0
+    assert torch.equal(back(frames), expected)
+    # Bernoulli input has no NIR node: refused by name.
+    bernoulli = prepare_for_export(create_model("stbp_cnn", input_size=8))
+    with pytest.raises(ConfigurationError, match=r"'encoder' \(PoissonEncoder\)"):
+        export_to_nir(bernoulli, sample.float())

@@ -69,6 +69,7 @@ __all__ = ["PLAIN_SEQUENCE_MODELS", "ResidualBlockForExport", "prepare_for_expor
 #: listed children in this order: at inference each is the sequence of what it holds.
 PLAIN_SEQUENCE_MODELS: dict[str, tuple[str, ...]] = {
     "DigitsPLIFNet": ("features", "classifier"),
+    "STBPNet": ("encoder", "features", "classifier"),
     "PLIFNet": ("conv", "fc", "voting"),
     "SpikingVGG": ("features", "avgpool", "classifier"),
     "ResNetSkeleton": ("stem", "layer1", "layer2", "layer3", "layer4", "avgpool", "flatten", "fc"),
