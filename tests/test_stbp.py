@@ -149,6 +149,25 @@ def test_norm_and_neunorm_options_place_their_layers():
 
 
 @pytest.mark.parametrize(
+    ("neuron", "neuron_kwargs", "theta"),
+    [
+        ("lif", {"v_threshold": torch.tensor([0.7])}, 0.7),  # a one-element tensor
+        ("lif", {"v_threshold": 0.3, "learnable_threshold": True}, 0.3),
+        ("leaky", None, 1.0),  # snnTorch's Leaky: its own θ, not STBP's 0.5
+    ],
+)
+def test_tdbn_weight_starts_at_the_threshold_the_neurons_hold(neuron, neuron_kwargs, theta):
+    model = create_model("stbp_cnn", input_size=8, norm="tdbn", neuron=neuron,
+                         neuron_kwargs=neuron_kwargs)  # fmt: skip
+    neurons = [m for m in model.modules() if type(m).__name__.endswith("Node")]
+    assert len(neurons) == 4
+    for held in neurons:
+        assert float(torch.as_tensor(held.v_threshold).detach()) == pytest.approx(theta)
+    for bn in (model.features[1], model.features[5]):
+        assert torch.equal(bn.weight, torch.full((32,), theta))
+
+
+@pytest.mark.parametrize(
     ("name", "kwargs", "message"),
     [
         ("stbp_mlp", {"norm": "tdbn"}, "apply to the convs; arch='mlp' has none"),
@@ -158,6 +177,14 @@ def test_norm_and_neunorm_options_place_their_layers():
         ("stbp_cnn", {"neunorm": "yes"}, "neunorm must be true or false"),
         ("stbp_cnn", {"input_size": 3}, "at least 4x4, got 3x3"),
         ("stbp_mlp", {"hidden": [800, 0]}, "hidden must be a positive integer"),
+        *(
+            (
+                "stbp_cnn",
+                {"norm": norm, "neuron_kwargs": {"v_threshold": torch.full((32, 1, 1), 0.5)}},
+                r"v_threshold must be one number .* shape \(32, 1, 1\)",
+            )
+            for norm in ("tdbn", "none")
+        ),
     ],
 )
 def test_bad_arguments_are_named(name, kwargs, message):

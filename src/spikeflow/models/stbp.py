@@ -46,6 +46,25 @@ STBP_NORMS = ("none", "bn", "tdbn")
 _ENCODINGS = ("bernoulli", "none")
 
 
+def _one_threshold(value: Any) -> float | None:
+    """The neurons' θ as one number (None: the neuron has no ``v_threshold``).
+
+    Every layer's neurons get the same arguments, and the conv layers' ``[C, H, W]`` and
+    the FC layers' ``[F]`` share no per-neuron shape: θ must be one number.
+    """
+    if value is None:
+        return None
+    if isinstance(value, Tensor):
+        if value.numel() != 1:
+            raise ConfigurationError(
+                f"STBPNet: v_threshold must be one number (a float or a one-element "
+                f"tensor): the same neuron arguments go to the conv and the FC layers, "
+                f"which share no per-neuron shape; got a tensor of shape {tuple(value.shape)}"
+            )
+        return float(value.detach())
+    return float(value)
+
+
 class STBPNet(nn.Module):
     """STBP's MLP or CNN: ``[T, B, C, H, W]`` → output spikes ``[T, B, num_classes]``.
 
@@ -55,7 +74,8 @@ class STBPNet(nn.Module):
     average pool, FC ``hidden[0]``, LIF, FC ``num_classes``, LIF (the authors' code:
     32C3-AP2-32C3-AP2-128-10). With ``norm`` each conv is followed by batch norm
     (``"bn"``, statistics over the time-folded batch) or tdBN (``"tdbn"``, the same
-    statistics, weight initialised to ``α·θ`` with α = 1 and θ the neuron's threshold);
+    statistics, weight initialised to ``α·θ`` with α = 1 and θ the threshold the neurons
+    hold: STBP's 0.5, the ``neuron_kwargs``' or the chosen neuron's own);
     with ``neunorm`` a :class:`~spikeflow.layers.NeuNorm` follows each conv LIF (after the
     spiking layer, before the pool and the next layer, as methods.md 5.2 places it).
 
@@ -72,7 +92,11 @@ class STBPNet(nn.Module):
         neunorm: NeuNorm after each conv LIF (CNN only).
         neunorm_k: NeuNorm's decay ``k`` (SpikingJelly's 0.9).
         neuron: neuron class, factory or name (default ``"lif"``).
-        neuron_kwargs: its arguments, over :data:`STBP_DEFAULTS`.
+        neuron_kwargs: its arguments, over :data:`STBP_DEFAULTS` (``v_threshold`` one
+            number: every layer's neurons get the same arguments).
+
+    Raises:
+        ConfigurationError: a bad argument (named), e.g. a per-channel ``v_threshold``.
     """
 
     def __init__(
@@ -118,6 +142,8 @@ class STBPNet(nn.Module):
                 f"{height}x{width}"
             )
         spiking = NeuronFactory(neuron, neuron_kwargs, defaults=STBP_DEFAULTS)
+        # θ as the neurons hold it (their own default where STBP's does not apply).
+        theta = _one_threshold(getattr(spiking(), "v_threshold", None))
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.arch = arch
@@ -129,7 +155,6 @@ class STBPNet(nn.Module):
             self.features: nn.Module = layers.Flatten()
             features = in_channels * height * width
         else:
-            theta = float(dict(STBP_DEFAULTS, **(neuron_kwargs or {}))["v_threshold"])
             stages: list[nn.Module] = []
             side_h, side_w, c_in = height, width, in_channels
             for _ in range(2):
@@ -137,7 +162,8 @@ class STBPNet(nn.Module):
                 if norm == "bn":
                     stages.append(layers.BatchNorm2d(channels))
                 elif norm == "tdbn":
-                    stages.append(layers.ThresholdDependentBatchNorm2d(channels, v_threshold=theta))
+                    tdbn = layers.ThresholdDependentBatchNorm2d(channels, v_threshold=theta)
+                    stages.append(tdbn)
                 stages.append(spiking())
                 if neunorm:
                     stages.append(layers.NeuNorm(channels, side_h, side_w, k=neunorm_k))
