@@ -5,6 +5,8 @@ arguments, and the ``spikeflow train`` recipe on the digits."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -123,6 +125,33 @@ def test_bernoulli_encoding_draws_every_step_and_none_passes_frames():
     assert isinstance(frames, torch.nn.Identity)
 
 
+def test_eval_seed_fixes_each_samples_test_input_and_leaves_training_random():
+    torch.manual_seed(3)
+    model = create_model("stbp_mlp", input_size=8, hidden=32, eval_seed=3)
+    for p in model.parameters():  # larger weights: output spikes to compare
+        p.data.mul_(3.0)
+    x = torch.rand(10, 6, 1, 8, 8)
+    model.eval()
+    state = torch.get_rng_state()
+    out = model(x)
+    assert torch.equal(torch.get_rng_state(), state)  # the global generator is not used
+    assert 0.05 < out.mean() < 0.95
+    assert torch.equal(model(x), out)
+    order = [5, 3, 1, 0, 2, 4]  # any position, any batch size: the same spikes
+    assert torch.equal(model(x[:, order]), out[:, order])
+    assert torch.equal(model(x[:, 4:5]), out[:, 4:5])
+    draws = model._fixed_draws(torch.full((400, 1, 8, 8), 0.3))
+    assert set(draws.unique().tolist()) == {0.0, 1.0}
+    assert abs(draws.mean().item() - 0.3) < 0.01  # Bernoulli with the intensity
+    assert not torch.equal(draws[0], draws[1])  # a draw per step
+    other = create_model("stbp_mlp", input_size=8, hidden=32, eval_seed=4).eval()
+    other.load_state_dict(model.state_dict())
+    assert not torch.equal(other(x), out)
+    model.train()  # training: fresh draws, as without eval_seed
+    assert not torch.equal(model(x), model(x))
+    assert not torch.equal(torch.get_rng_state(), state)
+
+
 def test_norm_and_neunorm_options_place_their_layers():
     def kinds(model):
         return [type(m).__name__ for m in model.features]
@@ -177,6 +206,9 @@ def test_tdbn_weight_starts_at_the_threshold_the_neurons_hold(neuron, neuron_kwa
         ("stbp_cnn", {"neunorm": "yes"}, "neunorm must be true or false"),
         ("stbp_cnn", {"input_size": 3}, "at least 4x4, got 3x3"),
         ("stbp_mlp", {"hidden": [800, 0]}, "hidden must be a positive integer"),
+        ("stbp_mlp", {"eval_seed": -1}, r"eval_seed must be None or an integer >= 0, got -1"),
+        ("stbp_mlp", {"eval_seed": True}, "eval_seed must be None or an integer"),
+        ("stbp_cnn", {"encoding": "none", "eval_seed": 0}, "encoding='none' draws none"),
         *(
             (
                 "stbp_cnn",
@@ -201,11 +233,19 @@ def test_recipe_command_learns_the_digits(tmp_path):
     code = main(["train", "--dataset", "digits", "--model", "stbp_mlp", "--T", "8",
                  "--loss", "mse", "--optimizer", "adam", "--lr", "1e-3", "--schedule", "step",
                  "--step-size", "40", "--gamma", "0.1", "--epochs", "2", "--batch-size", "100",
+                 "--model-kwargs", "eval_seed=0",
                  "--no-progress", "--plots", "off", "--output-dir", str(run)])  # fmt: skip
     assert code == 0
     rows = read_csv(run / "metrics.csv")
     assert float(rows[-1]["test_acc"]) > 0.5  # chance is 0.1
     assert float(rows[-1]["lr"]) == pytest.approx(1e-3)
+    # With eval_seed, spikeflow eval of best.pt (at another batch size) gives the logged
+    # accuracy of the best epoch.
+    report = tmp_path / "eval.json"
+    assert main(["eval", str(run), "--batch-size", "7", "--no-progress",
+                 "--json", str(report)]) == 0  # fmt: skip
+    best = max(float(row["test_acc"]) for row in rows)
+    assert json.loads(report.read_text())["test_acc"] == pytest.approx(best, abs=1e-6)
 
 
 def test_nir_export_of_stbp_nets_round_trips_or_names_the_encoder():

@@ -7,16 +7,19 @@ The neuron is STBP's iterative LIF, ``u[t] = 0.2·u[t−1]·(1 − o[t−1]) + W
 gradient flowing through the ``(1 − o)`` reset term: spikeflow's :class:`LIFNode` with
 :data:`STBP_DEFAULTS`. The input is rate coded as in the authors' code: a static image
 repeated over T (what ``spikeflow train`` feeds) becomes independent Bernoulli spikes with
-the pixel intensity as probability, drawn afresh at every step (train and test alike).
+the pixel intensity as probability, drawn afresh at every step (train and test alike;
+with ``eval_seed`` the test draws are a fixed function of each sample).
 The output is the last layer's spikes; their mean over T is the rate STBP's MSE loss
 compares with the one-hot label (``spikeflow train --loss mse``).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from spikeflow import layers
@@ -94,6 +97,11 @@ class STBPNet(nn.Module):
         neuron: neuron class, factory or name (default ``"lif"``).
         neuron_kwargs: its arguments, over :data:`STBP_DEFAULTS` (``v_threshold`` one
             number: every layer's neurons get the same arguments).
+        eval_seed: ``None`` (default): fresh draws in evaluation too, as the authors'
+            code. An integer: in evaluation each sample's spikes are drawn from a
+            generator seeded by it and the sample's values, so a checkpoint's test
+            accuracy is reproducible (whatever the batch size or order); training
+            draws are unchanged.
 
     Raises:
         ConfigurationError: a bad argument (named), e.g. a per-channel ``v_threshold``.
@@ -113,6 +121,7 @@ class STBPNet(nn.Module):
         neunorm_k: float = 0.9,
         neuron: NeuronSpec = "lif",
         neuron_kwargs: Mapping[str, Any] | None = None,
+        eval_seed: int | None = None,
     ) -> None:
         super().__init__()
         height, width = image_sides("STBPNet", input_size)
@@ -129,6 +138,17 @@ class STBPNet(nn.Module):
         ):  # fmt: skip
             if value not in choices:
                 raise ConfigurationError(f"STBPNet: {name} must be one of {choices}, got {value!r}")
+        if eval_seed is not None:
+            if isinstance(eval_seed, bool) or not isinstance(eval_seed, int) or eval_seed < 0:
+                raise ConfigurationError(
+                    f"STBPNet: eval_seed must be None or an integer >= 0, got {eval_seed!r}"
+                )
+            if encoding != "bernoulli":
+                raise ConfigurationError(
+                    f"STBPNet: eval_seed seeds the Bernoulli input's draws in evaluation; "
+                    f"encoding={encoding!r} draws none (leave eval_seed out)"
+                )
+        self.eval_seed = eval_seed
         if not isinstance(neunorm, bool):
             raise ConfigurationError(f"STBPNet: neunorm must be true or false, got {neunorm!r}")
         if arch == "mlp" and (norm != "none" or neunorm):
@@ -182,7 +202,21 @@ class STBPNet(nn.Module):
         """``[T, B, C, H, W]`` (intensities in ``[0, 1]`` with Bernoulli encoding) ->
         output spikes ``[T, B, num_classes]``."""
         check_input(x, type(self).__name__, "[T, B, C, H, W]", 5, self.in_channels)
-        return self.classifier(self.features(self.encoder(x)))
+        if self.training or self.eval_seed is None:
+            spikes = self.encoder(x)
+        else:
+            spikes = torch.stack([self._fixed_draws(x[:, b]) for b in range(x.shape[1])], 1)
+        return self.classifier(self.features(spikes))
+
+    def _fixed_draws(self, sample: Tensor) -> Tensor:
+        """One sample's Bernoulli spikes ``[T, C, H, W]`` from a generator seeded by
+        ``eval_seed`` and the sample's values: the same spikes for the same sample in
+        any batch, at any position, and the global generator left as it was."""
+        values = sample.detach().to(torch.float32).cpu().numpy().tobytes()
+        digest = hashlib.blake2b(f"{self.eval_seed}:".encode() + values, digest_size=8)
+        generator = torch.Generator(device=sample.device)
+        generator.manual_seed(int.from_bytes(digest.digest(), "little") >> 1)
+        return PoissonEncoder(1, step_mode="s", generator=generator)(sample)
 
 
 @register_model("stbp_cnn")
