@@ -177,6 +177,24 @@ def test_norm_and_neunorm_options_place_their_layers():
     assert [m.out_features for m in mlp.classifier if isinstance(m, torch.nn.Linear)] == [800, 10]
 
 
+def test_neuron_override_is_honoured_with_the_stbp_settings_it_accepts():
+    from spikeflow.neurons import ParametricLIFNode
+    from spikeflow.surrogate import Rect
+
+    model = create_model("stbp_cnn", input_size=8, neuron="plif")
+    neurons = [m for m in model.modules() if isinstance(m, LIFNode | ParametricLIFNode)]
+    assert len(neurons) == 4 and all(type(n) is ParametricLIFNode for n in neurons)
+    for n in neurons:
+        assert (n.v_threshold, n.v_reset, n.strict_firing, n.detach_reset) == (
+            0.5,
+            0.0,
+            True,
+            False,
+        )
+        assert not n.decay_input and type(n.surrogate_function) is Rect
+        assert 1.0 / torch.sigmoid(n.w).item() == pytest.approx(2.0)  # PLIF's own init tau
+
+
 @pytest.mark.parametrize(
     ("neuron", "neuron_kwargs", "theta"),
     [
