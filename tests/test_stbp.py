@@ -212,6 +212,15 @@ def test_tdbn_weight_starts_at_the_threshold_the_neurons_hold(neuron, neuron_kwa
         assert float(torch.as_tensor(held.v_threshold).detach()) == pytest.approx(theta)
     for bn in (model.features[1], model.features[5]):
         assert torch.equal(bn.weight, torch.full((32,), theta))
+    if neuron != "lif":  # (snnTorch's Leaky itself cannot be built on "meta")
+        return
+    with torch.device("meta"):  # a learnable θ is a tensor, without a value on "meta"
+        meta = create_model("stbp_cnn", input_size=8, norm="tdbn", neuron=neuron,
+                            neuron_kwargs=neuron_kwargs)  # fmt: skip
+    assert (
+        meta.features[1].weight.is_meta
+        and meta.features[1].v_threshold == model.features[1].v_threshold
+    )
 
 
 @pytest.mark.parametrize(

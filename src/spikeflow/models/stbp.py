@@ -162,8 +162,10 @@ class STBPNet(nn.Module):
                 f"{height}x{width}"
             )
         spiking = NeuronFactory(neuron, neuron_kwargs, defaults=STBP_DEFAULTS)
-        # θ as the neurons hold it (their own default where STBP's does not apply).
-        theta = _one_threshold(getattr(spiking(), "v_threshold", None))
+        # θ as the neurons hold it (their own default where STBP's does not apply); read
+        # on the CPU, as a meta-device tensor (a model built on "meta") has no value.
+        with torch.device("cpu"):
+            theta = _one_threshold(getattr(spiking(), "v_threshold", None))
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.arch = arch
